@@ -1,0 +1,33 @@
+# The two set-up commands from the README. Each creates or updates its own virtualenv from
+# the requirements files, so a fresh machine needs only python3 (and apt for Chromium).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: dashboard test chromium
+
+dashboard: $(VENV)/.run-deps
+	$(PY) -m streamlit run dashboard/app.py
+
+test: $(VENV)/.dev-deps chromium
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.run-deps: requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: requirements-dev.txt requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $(VENV)/.run-deps $@
+
+# The end-to-end tests drive Debian's Chromium (never a browser downloaded by Playwright).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi

@@ -1,0 +1,311 @@
+"""Built-in sub-model builders, in a registry keyed by name.
+
+Each template declares its parameters (name, type, default, range) so a UI can render a
+form from them, and builds a `keras.Model` named after the member for a given input shape
+and task. Templates that end in an output layer ("auto" units) read the number of classes
+and the activation from the task.
+
+Example:
+    >>> model = TEMPLATES["cnn_features"].build("features", (28, 28, 1), task, {})
+    >>> model.output_shape
+    (None, 5408)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import keras
+import numpy as np
+
+from core.tasks import TaskInfo
+
+PARAM_KINDS = ("int", "float", "bool", "choice", "int_list", "units", "activation", "str")
+ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "sigmoid", "elu", "selu", "linear", "softmax")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One declared template parameter.
+
+    kind: "int", "float", "bool", "choice" (one of `choices`), "int_list" (a list of
+    ints each within [minimum, maximum]), "units" (an int or "auto": follow the task),
+    "activation" (a Keras activation name or "auto") or "str".
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Any, ...] = ()
+
+    def validate(self, value: Any, where: str) -> Any:
+        """Return `value` normalized (lists become lists of ints), or raise ValueError."""
+        key = f"{where}.{self.name}"
+        if self.kind in ("units", "activation") and value == "auto":
+            return value
+        if self.kind == "int" or self.kind == "units":
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                also = ' or "auto"' if self.kind == "units" else ""
+                raise ValueError(f"'{key}' must be an integer{also}, received {value!r}.")
+            self._check_range(int(value), key)
+            return int(value)
+        if self.kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"'{key}' must be a number, received {value!r}.")
+            self._check_range(float(value), key)
+            return float(value)
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"'{key}' must be true or false, received {value!r}.")
+            return value
+        if self.kind == "int_list":
+            if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                value = [int(value)]
+            if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value
+            ):
+                raise ValueError(f"'{key}' must be a list of integers, received {value!r}.")
+            for v in value:
+                self._check_range(int(v), key)
+            return [int(v) for v in value]
+        allowed = self.choices or (ACTIVATIONS if self.kind == "activation" else ())
+        if allowed and value not in allowed:
+            raise ValueError(f"'{key}' must be one of {list(allowed)}, received {value!r}.")
+        if self.kind == "str" and not isinstance(value, str):
+            raise ValueError(f"'{key}' must be a string, received {value!r}.")
+        return value
+
+    def _check_range(self, value: float, key: str) -> None:
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(f"'{key}' must be >= {self.minimum}, received {value}.")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"'{key}' must be <= {self.maximum}, received {value}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "kind": self.kind, "default": self.default, "help": self.help,
+            "minimum": self.minimum, "maximum": self.maximum, "choices": list(self.choices),
+        }
+
+
+# builder(input_shape, task, params, name, sample) -> keras.Model
+Builder = Callable[[tuple, TaskInfo, dict, str, "np.ndarray | None"], keras.Model]
+
+
+@dataclass(frozen=True)
+class Template:
+    """A named sub-model builder with declared parameters.
+
+    Args:
+        input_ranks: accepted ranks of one sample (without batch): 1 for feature vectors,
+            2 for sequences (steps, channels), 3 for images (height, width, channels).
+        output: "features" for encoders, "predictions" when the model ends in an output
+            layer sized by the task (heads and complete classifiers).
+        check_input: optional extra constraint on the input shape; returns a sentence
+            saying what is wrong, or None.
+    """
+
+    name: str
+    title: str
+    description: str
+    params: tuple[ParamSpec, ...]
+    input_ranks: tuple[int, ...]
+    builder: Builder
+    output: str = "features"
+    check_input: Callable[[tuple], str | None] | None = None
+    tags: tuple[str, ...] = field(default=())
+
+    def resolve_params(self, params: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+        """Fill in defaults and validate values; unknown parameter names are errors."""
+        where = where or self.name
+        declared = {p.name: p for p in self.params}
+        unknown = sorted(set(params) - set(declared))
+        if unknown:
+            raise ValueError(
+                f"Template '{self.name}' has no parameter '{unknown[0]}'. "
+                f"Its parameters: {sorted(declared)}."
+            )
+        return {
+            p.name: p.validate(params.get(p.name, p.default), where) for p in self.params
+        }
+
+    def input_problem(self, input_shape: tuple) -> str | None:
+        """Why this template cannot take `input_shape` (without batch), or None."""
+        if len(input_shape) not in self.input_ranks:
+            return (
+                f"expects input of rank {' or '.join(str(r) for r in self.input_ranks)} "
+                f"({' or '.join(RANK_WORDS[r] for r in self.input_ranks)})"
+            )
+        if self.check_input is not None:
+            return self.check_input(tuple(input_shape))
+        return None
+
+    def build(
+        self,
+        name: str,
+        input_shape: tuple,
+        task: TaskInfo,
+        params: Mapping[str, Any] | None = None,
+        sample: np.ndarray | None = None,
+    ) -> keras.Model:
+        """Build the sub-model for one sample shape `input_shape`.
+
+        Args:
+            name: the member name; becomes the Keras model name.
+            input_shape: shape of one input sample, without the batch axis.
+            task: the dataset's task, for "auto" output units and activation.
+            params: template parameters; missing ones take their defaults.
+            sample: a few training inputs, for layers that adapt to data (Normalization).
+
+        Raises:
+            ValueError: a parameter is unknown or out of range, or the input shape does
+                not fit this template.
+        """
+        resolved = self.resolve_params(params or {}, where=name)
+        problem = self.input_problem(tuple(input_shape))
+        if problem:
+            raise ValueError(
+                f"Member '{name}' (template '{self.name}') {problem}, "
+                f"but receives shape {format_shape(input_shape)}."
+            )
+        return self.builder(tuple(input_shape), task, resolved, name, sample)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The template's description as plain data, for forms and the CLI."""
+        return {
+            "name": self.name, "title": self.title, "description": self.description,
+            "params": [p.to_dict() for p in self.params], "input_ranks": list(self.input_ranks),
+            "output": self.output, "tags": list(self.tags),
+        }
+
+
+RANK_WORDS = {1: "a feature vector", 2: "a sequence (steps, channels)", 3: "an image (height, width, channels)"}
+
+
+def format_shape(shape: tuple) -> str:
+    """(28, 28, 1) -> '(batch, 28, 28, 1)'; the batch axis is implied."""
+    dims = ", ".join("?" if d is None else str(d) for d in shape)
+    return f"(batch, {dims})"
+
+
+def output_units(value: Any, task: TaskInfo) -> int:
+    return task.output_units if value == "auto" else int(value)
+
+
+def output_activation(value: Any, task: TaskInfo) -> str:
+    return task.output_activation if value == "auto" else value
+
+
+def safe_layer_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)
+
+
+# ---- the seed's two sub-models ----------------------------------------------------------
+
+
+def build_cnn_features(input_shape, task, params, name, sample=None) -> keras.Model:
+    """Conv2D blocks (conv, max-pool) then Flatten or global pooling: the seed's model_a."""
+    inputs = keras.Input(shape=input_shape, name=f"{name}_input")
+    x = inputs
+    for index, filters in enumerate(params["filters"]):
+        x = keras.layers.Conv2D(
+            filters, params["kernel_size"], activation=params["activation"],
+            padding=params["padding"], name=f"{name}_conv{index + 1}",
+        )(x)
+        if params["batch_norm"]:
+            x = keras.layers.BatchNormalization(name=f"{name}_bn{index + 1}")(x)
+        if params["pool_size"] > 1:
+            x = keras.layers.MaxPooling2D(params["pool_size"], name=f"{name}_pool{index + 1}")(x)
+    if params["pooling"] == "flatten":
+        x = keras.layers.Flatten(name=f"{name}_flatten")(x)
+    else:
+        x = keras.layers.GlobalAveragePooling2D(name=f"{name}_gap")(x)
+    if params["dropout_rate"] > 0:
+        x = keras.layers.Dropout(params["dropout_rate"], name=f"{name}_dropout")(x)
+    if params["dense_units"] > 0:
+        x = keras.layers.Dense(params["dense_units"], activation=params["activation"], name=f"{name}_dense")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def _min_image_size(minimum: int) -> Callable[[tuple], str | None]:
+    def check(shape: tuple) -> str | None:
+        height, width = shape[0], shape[1]
+        if height is not None and width is not None and min(height, width) < minimum:
+            return f"needs images of at least {minimum}x{minimum}"
+        return None
+
+    return check
+
+
+def build_dense_head(input_shape, task, params, name, sample=None) -> keras.Model:
+    """Hidden Dense layers then the output layer sized by the task: the seed's model_b."""
+    inputs = keras.Input(shape=input_shape, name=f"{name}_input")
+    x = inputs
+    for index, units in enumerate(params["hidden_units"]):
+        x = keras.layers.Dense(units, activation=params["activation"], name=f"{name}_dense{index + 1}")(x)
+        if params["dropout_rate"] > 0:
+            x = keras.layers.Dropout(params["dropout_rate"], name=f"{name}_dropout{index + 1}")(x)
+    outputs = keras.layers.Dense(
+        output_units(params["units"], task),
+        activation=output_activation(params["output_activation"], task),
+        name=f"{name}_output",
+    )(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+TEMPLATES: dict[str, Template] = {}
+
+
+def register(template: Template) -> Template:
+    if template.name in TEMPLATES:
+        raise ValueError(f"Template '{template.name}' is already registered.")
+    TEMPLATES[template.name] = template
+    return template
+
+
+register(Template(
+    name="cnn_features",
+    title="CNN feature extractor",
+    description="Conv2D + max-pooling blocks, then Flatten (or global average pooling). "
+                "The seed's model_a: one block of 32 3x3 filters.",
+    params=(
+        ParamSpec("filters", "int_list", [32], "filters per conv block", 1, 1024),
+        ParamSpec("kernel_size", "int", 3, "kernel size", 1, 11),
+        ParamSpec("activation", "activation", "relu", "activation of conv (and dense) layers"),
+        ParamSpec("padding", "choice", "valid", "conv padding", choices=("valid", "same")),
+        ParamSpec("pool_size", "int", 2, "max-pool size (1 = no pooling)", 1, 8),
+        ParamSpec("batch_norm", "bool", False, "BatchNormalization after each conv"),
+        ParamSpec("pooling", "choice", "flatten", "how feature maps become a vector",
+                  choices=("flatten", "global_average")),
+        ParamSpec("dropout_rate", "float", 0.0, "dropout on the features", 0.0, 0.9),
+        ParamSpec("dense_units", "int", 0, "optional Dense projection of the features (0 = none)", 0, 4096),
+    ),
+    input_ranks=(3,),
+    builder=build_cnn_features,
+    check_input=_min_image_size(3),
+    tags=("image", "encoder"),
+))
+
+register(Template(
+    name="dense_head",
+    title="Dense classifier head",
+    description="Hidden Dense layers, then an output layer whose units and activation follow "
+                "the dataset. The seed's model_b: Dense(128, relu) -> Dense(10, softmax).",
+    params=(
+        ParamSpec("hidden_units", "int_list", [128], "units of each hidden layer ([] = none)", 1, 8192),
+        ParamSpec("activation", "activation", "relu", "activation of the hidden layers"),
+        ParamSpec("dropout_rate", "float", 0.0, "dropout after each hidden layer", 0.0, 0.9),
+        ParamSpec("units", "units", "auto", "output units; auto = classes, 1 for binary/regression", 1, 100000),
+        ParamSpec("output_activation", "activation", "auto",
+                  "auto = softmax for classes, sigmoid for binary, linear for regression"),
+    ),
+    input_ranks=(1,),
+    builder=build_dense_head,
+    output="predictions",
+    tags=("head",),
+))
