@@ -219,15 +219,18 @@ class MemberSpec(_SpecBase):
 
 @dataclass(frozen=True)
 class AdapterSpec(_SpecBase):
-    """A shape adapter inserted on the output of member `after` (or "input" for raw input).
+    """A shape adapter on the output of member `after` (or "input", the raw input).
 
     Adapters are what a pre-flight problem suggests as its fix: Flatten, global average
     pooling, Reshape to `target_shape`, a Dense projection to `units`, or Resizing to
-    `target_shape` (height, width).
+    `target_shape` (height, width). `before` names the consumer when the output of `after`
+    feeds several (the input in fusion and ensemble stacks): a member name, or "fusion",
+    "ensemble", "output" for the combining step and the stack's output. Empty: any consumer.
     """
 
     after: str
     kind: str
+    before: str = ""
     target_shape: tuple[int, ...] = ()
     units: int = 0
     activation: str = "linear"

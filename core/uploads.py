@@ -19,21 +19,10 @@ import re
 import tempfile
 from pathlib import Path
 
+from core.paths import stacklab_home, uploads_dir  # noqa: F401  (re-exported)
+
 REF_PATTERN = re.compile(r"^sha256:([0-9a-f]{64})$")
 ALLOWED_SUFFIXES = (".keras", ".h5", ".hdf5", ".csv", ".npz")
-
-
-def stacklab_home() -> Path:
-    """`$STACKLAB_HOME`, default `~/.stacklab`; created on first use."""
-    home = Path(os.environ.get("STACKLAB_HOME") or Path.home() / ".stacklab")
-    home.mkdir(parents=True, exist_ok=True)
-    return home
-
-
-def uploads_dir() -> Path:
-    folder = stacklab_home() / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def _suffix(filename: str) -> str:

@@ -1,0 +1,177 @@
+"""Command line: `python -m core check|train|inspect|datasets ...`.
+
+    python -m core check SPEC.json [--json]      pre-flight report; exit 1 if it doesn't build
+    python -m core train SPEC.json --out DIR     train headless, write the export artifacts
+    python -m core inspect FILE                  a model or data file, loaded as an upload is
+    python -m core datasets                      the built-in datasets
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import signal
+import sys
+from pathlib import Path
+
+from core.spec import SpecError, load_spec
+
+
+def _fail(message: str) -> int:
+    print(message, file=sys.stderr)
+    return 1
+
+
+def _shape(shape) -> str:
+    return "-" if shape is None else "(batch, " + ", ".join(str(d) for d in shape) + ")"
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def cmd_check(args) -> int:
+    from core.stacking import check
+
+    spec = load_spec(args.spec)
+    report = check(spec)
+    if args.json:
+        print(json.dumps({"name": spec.name, **report.to_dict()}, indent=2))
+        return 0 if report.ok else 1
+    print(f"Stack '{spec.name}' ({spec.mode}) on {spec.dataset.name if spec.dataset.source == 'builtin' else spec.dataset.path}: "
+          f"input {_shape(report.input_shape)} -> output {_shape(report.output_shape)}")
+    rows = [["member", "source", "input", "output", "params", "trainable"]]
+    for member in report.members:
+        rows.append([member.name + (" (head)" if member.role == "head" else ""), member.source,
+                     _shape(member.input_shape), _shape(member.output_shape),
+                     f"{member.total_params:,}", f"{member.trainable_params:,}"])
+    print(_table(rows))
+    for adapter in report.adapters:
+        print(f"adapter: {adapter.kind} after '{adapter.after}'" + (f" before '{adapter.before}'" if adapter.before else ""))
+    print(f"Total params: {report.total_params:,} (trainable {report.trainable_params:,}, "
+          f"non-trainable {report.non_trainable_params:,})")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    for problem in report.problems:
+        print(f"problem: {problem.message}", file=sys.stderr)
+    print("OK" if report.ok else f"Does not build: {len(report.problems)} problem(s).")
+    return 0 if report.ok else 1
+
+
+def _epoch_line(event, epochs: int) -> str:
+    metrics = "  ".join(f"{k} {v:.4f}" for k, v in event.metrics.items())
+    return f"epoch {event.epoch}/{epochs} [{event.phase}]  {metrics}  ({event.duration_s:.1f} s)"
+
+
+def cmd_train(args) -> int:
+    from core.events import EpochEnd, PhaseChange, RunEnded
+    from core.export import export_run
+    from core.stacking import member_files
+    from core.training import train
+
+    spec = load_spec(args.spec)
+    if args.epochs is not None:
+        spec = spec.replace(train=dataclasses.replace(spec.train, epochs=args.epochs))
+    stop = {"requested": False}
+
+    def on_interrupt(signum, frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print("Stopping after the current batch (Ctrl-C again to abort)...", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, on_interrupt)
+
+    def sink(event) -> None:
+        if isinstance(event, EpochEnd):
+            print(_epoch_line(event, spec.train.epochs), flush=True)
+        elif isinstance(event, PhaseChange):
+            print(f"fine-tune from epoch {event.epoch}: {len(event.unfrozen_layers)} layer(s) unfrozen, "
+                  f"learning rate {event.learning_rate:g}, trainable params {event.trainable_params:,}", flush=True)
+        elif isinstance(event, RunEnded) and event.reason:
+            print(f"{event.status}: {event.reason}", file=sys.stderr, flush=True)
+
+    result = train(spec, sink=sink, should_stop=lambda: stop["requested"])
+    paths = export_run(result.model, spec, result.history, Path(args.out),
+                       member_sources=member_files(spec), compile_args=result.compile_args)
+    for name, path in paths.items():
+        print(f"wrote {path}")
+    return {"finished": 0, "stopped": 130, "failed": 1}[result.status]
+
+
+def cmd_inspect(args) -> int:
+    path = Path(args.file)
+    suffix = path.suffix.lower()
+    if suffix in (".keras", ".h5", ".hdf5"):
+        from core.loading import ModelFileRefused, summarize_model_file
+
+        try:
+            summary = summarize_model_file(str(path))
+        except ModelFileRefused as error:
+            return _fail(str(error))
+        print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.describe())
+        return 0
+    if suffix in (".csv", ".npz"):
+        from core.data import DataError, load_dataset
+        from core.spec import DatasetSpec
+
+        try:
+            dataset = load_dataset(DatasetSpec(source=suffix[1:], path=str(path), target=args.target))
+        except (DataError, OSError) as error:
+            return _fail(str(error))
+        print(json.dumps(dataset.summary(), indent=2))
+        return 0
+    return _fail(f"Cannot inspect '{path.name}': expected a .keras, .h5, .csv or .npz file.")
+
+
+def cmd_datasets(args) -> int:
+    from core.data import list_builtins
+
+    builtins = list_builtins()
+    if args.json:
+        print(json.dumps(builtins, indent=2))
+        return 0
+    rows = [["name", "task", "samples", "input shape", "classes", "description"]]
+    for info in builtins:
+        rows.append([info["name"], info["task"], str(info["num_samples"]), str(tuple(info["input_shape"])),
+                     str(info["num_classes"] or "-"), info["title"]])
+    print(_table(rows))
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="StackLab: stacked Keras models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="pre-flight report of a spec (no training)")
+    check.add_argument("spec")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(run=cmd_check)
+    train = commands.add_parser("train", help="train a spec headless and write its artifacts")
+    train.add_argument("spec")
+    train.add_argument("--out", required=True, help="folder for model.keras, history.csv, spec.json, stack.py")
+    train.add_argument("--epochs", type=int, help="override the spec's epoch count")
+    train.set_defaults(run=cmd_train)
+    inspect = commands.add_parser("inspect", help="load a model or data file as an upload would be")
+    inspect.add_argument("file")
+    inspect.add_argument("--target", help="target column, for a CSV file")
+    inspect.add_argument("--json", action="store_true")
+    inspect.set_defaults(run=cmd_inspect)
+    datasets = commands.add_parser("datasets", help="list the built-in datasets")
+    datasets.add_argument("--json", action="store_true")
+    datasets.set_defaults(run=cmd_datasets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (SpecError, ValueError, OSError) as error:
+        # Bad input (a spec, a file, a stack that does not fit): one clear message, no traceback.
+        return _fail(f"error: {error}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

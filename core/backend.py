@@ -1,0 +1,45 @@
+"""The one module that knows which Keras backend runs (TensorFlow by default, or JAX).
+
+Everything else in `core` uses the Keras 3 API only; backend-specific calls (op
+determinism, device listing, mixed-precision choice) live here so the core also runs with
+`KERAS_BACKEND=jax`.
+"""
+
+from __future__ import annotations
+
+import keras
+
+
+def backend_name() -> str:
+    return keras.backend.backend()
+
+
+def seed_everything(seed: int, deterministic_ops: bool = True) -> None:
+    """Seed Python, NumPy and the backend; on TensorFlow also ask for deterministic ops.
+
+    Same seed, same data, same CPU: same weights and the same history. (GPU kernels may
+    still differ run to run unless the backend has deterministic versions of them.)
+    """
+    keras.utils.set_random_seed(seed)
+    if deterministic_ops and backend_name() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def accelerators() -> list[str]:
+    """Names of GPUs (or TPUs) the backend can use; empty on a CPU-only machine."""
+    if backend_name() == "tensorflow":
+        import tensorflow as tf
+
+        return [d.name for d in tf.config.list_physical_devices() if d.device_type in ("GPU", "TPU")]
+    if backend_name() == "jax":
+        import jax
+
+        return [str(d) for d in jax.devices() if d.platform != "cpu"]
+    return []
+
+
+def mixed_precision_policy() -> str:
+    """float16 on GPUs (tensor cores); bfloat16 on CPUs, where float16 math is emulated."""
+    return "mixed_float16" if accelerators() else "mixed_bfloat16"

@@ -1,0 +1,48 @@
+"""Where StackLab keeps its files: `$STACKLAB_HOME` (default `~/.stacklab`).
+
+    $STACKLAB_HOME/uploads/<sha256>.<suffix>   uploaded files, content-addressed
+    $STACKLAB_HOME/runs/<run id>/              one folder per run: model, history, logs
+    $STACKLAB_HOME/stacklab.db                 the run store (SQLite)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def stacklab_home() -> Path:
+    """`$STACKLAB_HOME`, default `~/.stacklab`; created on first use."""
+    home = Path(os.environ.get("STACKLAB_HOME") or Path.home() / ".stacklab")
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def uploads_dir() -> Path:
+    folder = stacklab_home() / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def runs_dir() -> Path:
+    folder = stacklab_home() / "runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def run_dir(run_id: str) -> Path:
+    """The folder of one run. Raises ValueError for an id that could escape `runs/`."""
+    if not RUN_ID_PATTERN.match(run_id or ""):
+        raise ValueError(
+            f"Invalid run id {run_id!r}: run ids are letters, digits, '_' and '-' "
+            f"(as printed by `python -m core runs list`)."
+        )
+    return runs_dir() / run_id
+
+
+def run_model_path(run_id: str) -> Path:
+    """The trained model of a finished run."""
+    return run_dir(run_id) / "model.keras"

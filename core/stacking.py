@@ -1,0 +1,571 @@
+"""build(spec) -> one keras.Model; check(spec) -> the pre-flight report, without training.
+
+A stack is one functional model whose top-level layers are the members (each a nested
+`keras.Model` named after the member), the adapters between them and the layers that
+combine them. One builder per mode, in `STACKING_MODES`:
+
+- sequential: members chained A -> B -> ... (the head, if any, last);
+- fusion: every member reads the input; their features (and optionally the flattened raw
+  input) are concatenated and fed to the head;
+- transfer: like sequential, with the members frozen (`freeze_base`) under a new head;
+- ensemble: every member reads the input and predicts; predictions are averaged, or
+  concatenated into a trainable meta-head.
+
+Shapes are checked before anything trains. A mismatch becomes a `Problem` naming both
+members, the shape received and the shape expected, with the adapters that would fix it;
+`auto_adapters` inserts them. `build` raises `StackError` listing every problem.
+
+Example:
+    >>> report = check(spec)
+    >>> report.ok, report.total_params
+    (True, 693962)
+    >>> model = build(spec)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import keras
+import numpy as np
+
+from core import adapters as adapter_lib
+from core.adapters import Need
+from core.paths import run_model_path
+from core.spec import AdapterSpec, MemberSpec, StackSpec
+from core.tasks import TaskInfo
+from core.templates import TEMPLATES, format_shape
+from core.trainability import apply_trainability, count_params, layer_table
+
+MEMBER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+RESERVED_NAMES = (
+    "input", "output", "fusion", "ensemble",
+    "fusion_concat", "raw_input_flatten", "ensemble_average", "ensemble_concat",
+)
+# Consumers that are steps of the stack rather than members, as messages name them.
+STEP_LABELS = {"output": "the output", "fusion": "the fusion", "ensemble": "the ensemble"}
+# Rows of training data passed to templates that adapt to data (Normalization).
+ADAPT_SAMPLE_ROWS = 2000
+
+
+class StackError(ValueError):
+    """The stack cannot be built; `problems` lists every reason, each with its fix."""
+
+    def __init__(self, problems: list["Problem"]):
+        self.problems = list(problems)
+        lines = "\n".join(f"- {p.message}" for p in self.problems)
+        super().__init__(f"The stack cannot be built ({len(self.problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason the stack does not build.
+
+    kind: "shape" (pieces don't fit; `fix` holds adapters that would make them fit),
+    "config" (the spec asks for something impossible) or "source" (a member file or run
+    cannot be used).
+    """
+
+    kind: str
+    member: str
+    message: str
+    received: tuple | None = None
+    expected: str = ""
+    fix: tuple[AdapterSpec, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "member": self.member, "message": self.message,
+            "received": list(self.received) if self.received is not None else None,
+            "expected": self.expected, "fix": [a.to_dict() for a in self.fix],
+            "fix_label": " + ".join(adapter_lib.describe(a) for a in self.fix),
+        }
+
+
+@dataclass(frozen=True)
+class MemberReport:
+    name: str
+    source: str
+    role: str  # "member" or "head"
+    input_shape: tuple | None
+    output_shape: tuple | None
+    total_params: int
+    trainable_params: int
+    layers: tuple[dict, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "source": self.source, "role": self.role,
+            "input_shape": _listed(self.input_shape), "output_shape": _listed(self.output_shape),
+            "total_params": self.total_params, "trainable_params": self.trainable_params,
+            "non_trainable_params": self.total_params - self.trainable_params,
+            "layers": list(self.layers),
+        }
+
+
+@dataclass(frozen=True)
+class StackReport:
+    """The pre-flight report: shapes, parameter counts, problems. Plain data."""
+
+    mode: str
+    ok: bool
+    input_shape: tuple
+    output_shape: tuple | None
+    total_params: int
+    trainable_params: int
+    members: tuple[MemberReport, ...]
+    problems: tuple[Problem, ...]
+    warnings: tuple[str, ...] = ()
+    adapters: tuple[AdapterSpec, ...] = ()  # every adapter in the model, accepted or auto
+    task: dict = field(default_factory=dict)
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.total_params - self.trainable_params
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode, "ok": self.ok,
+            "input_shape": _listed(self.input_shape), "output_shape": _listed(self.output_shape),
+            "total_params": self.total_params, "trainable_params": self.trainable_params,
+            "non_trainable_params": self.non_trainable_params,
+            "members": [m.to_dict() for m in self.members],
+            "problems": [p.to_dict() for p in self.problems],
+            "warnings": list(self.warnings),
+            "adapters": [a.to_dict() for a in self.adapters],
+            "task": self.task,
+        }
+
+
+def _listed(shape: tuple | None) -> list | None:
+    return None if shape is None else list(shape)
+
+
+def _shape(tensor) -> tuple:
+    return tuple(tensor.shape[1:])
+
+
+class _Assembler:
+    """Wires members into one functional graph, collecting problems instead of stopping."""
+
+    def __init__(self, spec: StackSpec, task: TaskInfo, sample: np.ndarray | None):
+        self.spec = spec
+        self.task = task
+        self.sample = sample
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+        self.applied: list[AdapterSpec] = []
+        self.models: dict[str, keras.Model] = {}
+        self.unused_adapters = list(spec.adapters)
+        self.layer_names: set[str] = set()
+
+    # -- members ---------------------------------------------------------------------------
+
+    def need_of(self, member: MemberSpec) -> tuple[Need | None, keras.Model | None]:
+        """What `member` accepts. File and run members are loaded here (their input is fixed)."""
+        if member.source == "template":
+            template = TEMPLATES.get(member.template or "")
+            if template is None:
+                self.problem("config", member.name, f"Member '{member.name}' uses template "
+                             f"'{member.template}', which does not exist. Templates: {sorted(TEMPLATES)}.")
+                return None, None
+            return Need(
+                description=" or ".join(f"rank {r}" for r in template.input_ranks),
+                ranks=template.input_ranks, extra=template.check_input,
+            ), None
+        model = self.load(member)
+        if model is None:
+            return None, None
+        return Need.fixed(tuple(model.input_shape[1:])), model
+
+    def load(self, member: MemberSpec) -> keras.Model | None:
+        from core import loading  # imported here: loading pulls in the child-process machinery
+
+        try:
+            if member.source == "file":
+                if not member.file:
+                    raise ValueError(f"Member '{member.name}' has source 'file' but no file. Upload a .keras or .h5 file.")
+                model = loading.load_model_file(member.file)
+            else:
+                model = loading.load_model_file(str(_run_model(member)))
+            if member.cut_at:
+                model = loading.cut_model(model, member.cut_at, name=member.name)
+        except (ValueError, OSError) as error:
+            self.problem("source", member.name, f"Member '{member.name}': {error}")
+            return None
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            self.problem("source", member.name, f"Member '{member.name}' has {len(model.inputs)} inputs and "
+                         f"{len(model.outputs)} outputs; a stack member takes one input and gives one output. "
+                         f"Cut it at one layer (cut_at), or export a single-input model.")
+            return None
+        # A fresh functional wrapper gives the member its name in the stack.
+        return keras.Model(model.inputs[0], model.outputs[0], name=member.name)
+
+    def call_member(self, member: MemberSpec, tensor, producer: str):
+        """Fit `tensor` to `member`'s input (adapters), build the member and call it."""
+        need, loaded = self.need_of(member)
+        if need is None:
+            return None
+        tensor = self.fit(tensor, producer, member.name, need)
+        if tensor is None:
+            return None
+        if loaded is not None:
+            model = loaded
+        else:
+            template = TEMPLATES[member.template]
+            sample = self.sample if producer == "input" and tensor is self.input else None
+            try:
+                model = template.build(member.name, _shape(tensor), self.task, member.params, sample=sample)
+            except ValueError as error:
+                self.problem("config", member.name, str(error))
+                return None
+        self.models[member.name] = model
+        return model(tensor)
+
+    # -- adapters --------------------------------------------------------------------------
+
+    def fit(self, tensor, producer: str, consumer: str, need: Need):
+        """Apply the spec's adapters between `producer` and `consumer`, then check `need`.
+
+        With auto_adapters, a mismatch is fixed with the suggested adapters; otherwise it
+        becomes a problem carrying them as its fix.
+        """
+        for adapter in self.spec.adapters:
+            if adapter.after == producer and adapter.before in ("", consumer):
+                if adapter in self.unused_adapters:
+                    self.unused_adapters.remove(adapter)
+                tensor = self.apply_adapter(tensor, adapter)
+                if tensor is None:
+                    return None
+        reason = need.problem(_shape(tensor))
+        if reason is None:
+            return tensor
+        fix = adapter_lib.suggest(_shape(tensor), need, producer, consumer)
+        received = _shape(tensor)
+        if self.spec.auto_adapters and fix:
+            for adapter in fix:
+                tensor = self.apply_adapter(tensor, adapter)
+                if tensor is None:
+                    return None
+            if need.problem(_shape(tensor)) is None:
+                return tensor
+            reason = need.problem(_shape(tensor))
+            received = _shape(tensor)
+            fix = ()
+        source = "the input" if producer == "input" else f"'{producer}'"
+        target = STEP_LABELS.get(consumer, f"'{consumer}'")
+        remedy = (
+            f" Add {' + '.join(adapter_lib.describe(a) for a in fix)} after {source}, or use adapters='auto'."
+            if fix else " No adapter fits this; choose another member or template parameters."
+        )
+        self.problem(
+            "shape", consumer,
+            f"Cannot feed {source} into {target}: {source} outputs shape {format_shape(received)} "
+            f"but {target} {reason}.{remedy}",
+            received=received, expected=need.description, fix=fix,
+        )
+        # Carry on as if fixed, so the rest of the stack is still checked and reported.
+        for adapter in fix:
+            tensor = self.apply_adapter(tensor, adapter, record=False)
+            if tensor is None:
+                return None
+        return tensor if fix else None
+
+    def apply_adapter(self, tensor, adapter: AdapterSpec, record: bool = True):
+        base = f"adapter_{adapter.after}_{adapter.kind}"
+        name, index = base, 2
+        while name in self.layer_names:
+            name, index = f"{base}_{index}", index + 1
+        try:
+            layer = adapter_lib.make_layer(adapter, _shape(tensor), name)
+            result = layer(tensor)
+        except ValueError as error:
+            self.problem("config", adapter.after, str(error))
+            return None
+        self.layer_names.add(name)
+        if record:
+            self.applied.append(adapter)
+        return result
+
+    def problem(self, kind: str, member: str, message: str, **details) -> None:
+        self.problems.append(Problem(kind=kind, member=member, message=message, **details))
+
+    # -- the whole stack -------------------------------------------------------------------
+
+    def output_need(self) -> Need:
+        return Need.fixed((self.task.output_units,), dense_activation=self.task.output_activation)
+
+    def finish(self, tensor, producer: str):
+        """Check the stack's output against the dataset's task."""
+        if tensor is None:
+            return None
+        return self.fit(tensor, producer, "output", self.output_need())
+
+    def require_head(self) -> MemberSpec | None:
+        if self.spec.head is None:
+            self.problem("config", "head", f"Mode '{self.spec.mode}' needs a head on top of the members. "
+                         f"Add one, e.g. the 'dense_head' template.")
+        return self.spec.head
+
+    def check_names(self) -> bool:
+        names = [m.name for m in self.spec.all_members()]
+        for name in names:
+            if not MEMBER_NAME.match(name):
+                self.problem("config", name, f"Member name '{name}' is not allowed: use letters, digits "
+                             f"and '_', starting with a letter (at most 64 characters).")
+            elif name in RESERVED_NAMES:
+                self.problem("config", name, f"Member name '{name}' is reserved; choose another name.")
+            elif names.count(name) > 1:
+                self.problem("config", name, f"Two members are named '{name}'; member names must be unique.")
+        for adapter in self.spec.adapters:
+            if adapter.after not in names and adapter.after != "input":
+                self.problem("config", adapter.after, f"An adapter is placed after '{adapter.after}', which "
+                             f"is not a member. Members: {names} (or 'input').")
+        return not self.problems
+
+
+def _run_model(member: MemberSpec) -> Path:
+    path = run_model_path(member.run_id or "")
+    if not path.exists():
+        raise ValueError(
+            f"run '{member.run_id}' has no trained model ({path} is missing): only finished or "
+            f"stopped runs can be used as members. Pick another run, or wait for this one to finish."
+        )
+    return path
+
+
+def _sequential(a: _Assembler, inputs):
+    spec = a.spec
+    chain = list(spec.members) + ([spec.head] if spec.head is not None else [])
+    if len(chain) < 2:
+        a.problem("config", "members", f"Mode 'sequential' chains two or more members; this stack has "
+                  f"{len(chain)}. Add a member (e.g. a 'dense_head' after a feature extractor).")
+        return None
+    return _chain(a, inputs, chain)
+
+
+def _chain(a: _Assembler, inputs, chain: list[MemberSpec]):
+    tensor, producer = inputs, "input"
+    for member in chain:
+        tensor = a.call_member(member, tensor, producer)
+        if tensor is None:
+            return None
+        producer = member.name
+    return a.finish(tensor, producer)
+
+
+def _transfer(a: _Assembler, inputs):
+    head = a.require_head()
+    if not a.spec.members:
+        a.problem("config", "members", "Mode 'transfer' needs a pretrained member (an uploaded model file "
+                  "or an earlier run) under the head.")
+    if head is None or not a.spec.members:
+        return None
+    for member in a.spec.members:
+        if member.source == "template" and a.spec.option("freeze_base"):
+            a.warnings.append(
+                f"Member '{member.name}' is a new '{member.template}' template with random weights; frozen, "
+                f"it never learns. Use an uploaded model or an earlier run as the base, or set freeze_base off."
+            )
+    return _chain(a, inputs, list(a.spec.members) + [head])
+
+
+def _parallel_members(a: _Assembler, inputs, need_for_output: Callable[[MemberSpec], Need]):
+    """Call every member on the input; fit each output to `need_for_output(member)`."""
+    outputs = []
+    for member in a.spec.members:
+        tensor = a.call_member(member, inputs, "input")
+        if tensor is not None:
+            tensor = a.fit(tensor, member.name, "fusion", need_for_output(member))
+        outputs.append(tensor)
+    return outputs
+
+
+def _fusion(a: _Assembler, inputs):
+    head = a.require_head()
+    if not a.spec.members:
+        a.problem("config", "members", "Mode 'fusion' needs at least one member whose features are fused.")
+        return None
+    features = _parallel_members(a, inputs, lambda m: Need(description="a feature vector", ranks=(1,)))
+    if a.spec.option("include_raw_input"):
+        features.append(keras.layers.Flatten(name="raw_input_flatten")(inputs))
+    if head is None or any(f is None for f in features):
+        return None
+    if len(features) < 2:
+        a.problem("config", "members", "Fusion concatenates two or more feature vectors: add a member, or "
+                  "turn on include_raw_input to fuse a member's features with the raw input.")
+        return None
+    fused = keras.layers.Concatenate(name="fusion_concat")(features)
+    tensor = a.call_member(head, fused, "fusion_concat")
+    return a.finish(tensor, head.name)
+
+
+def _ensemble(a: _Assembler, inputs):
+    spec = a.spec
+    combine = spec.option("combine")
+    if len(spec.members) < 2:
+        a.problem("config", "members", f"Mode 'ensemble' combines two or more complete models; this stack has "
+                  f"{len(spec.members)}. Add members such as 'cnn_classifier' or 'mlp_classifier'.")
+        return None
+    head = a.require_head() if combine == "meta_head" else None
+    predictions_need = a.output_need()
+    outputs = []
+    for member in spec.members:
+        template = TEMPLATES.get(member.template or "")
+        if member.source == "template" and template is not None and template.output != "predictions":
+            a.warnings.append(
+                f"Member '{member.name}' ('{member.template}') is an encoder: its outputs are features, "
+                f"not predictions. Ensembles average complete models such as 'cnn_classifier' or "
+                f"'mlp_classifier'; otherwise a Dense({a.task.output_units}, {a.task.output_activation}) "
+                f"adapter turns its features into predictions."
+            )
+        tensor = a.call_member(member, inputs, "input")
+        if tensor is not None:
+            tensor = a.fit(tensor, member.name, "ensemble", predictions_need)
+        outputs.append(tensor)
+    if any(o is None for o in outputs):
+        return None
+    if combine == "average":
+        return keras.layers.Average(name="ensemble_average")(outputs)
+    if head is None:
+        return None
+    stacked = keras.layers.Concatenate(name="ensemble_concat")(outputs)
+    tensor = a.call_member(head, stacked, "ensemble_concat")
+    return a.finish(tensor, head.name)
+
+
+STACKING_MODES: dict[str, Callable] = {
+    "sequential": _sequential,
+    "fusion": _fusion,
+    "transfer": _transfer,
+    "ensemble": _ensemble,
+}
+
+
+def resolve_task(spec: StackSpec, task: TaskInfo | None, sample: np.ndarray | None):
+    """The task (and an adaptation sample) from the arguments, or from the spec's dataset."""
+    if task is not None:
+        return task, sample
+    from core.data import load_dataset
+
+    dataset = load_dataset(spec.dataset)
+    return dataset.task, dataset.x[:ADAPT_SAMPLE_ROWS]
+
+
+def _assemble(spec: StackSpec, task: TaskInfo | None, sample: np.ndarray | None):
+    task, sample = resolve_task(spec, task, sample)
+    a = _Assembler(spec, task, sample)
+    model = None
+    if a.check_names():
+        a.input = inputs = keras.Input(shape=task.input_shape, name="input")
+        outputs = STACKING_MODES[spec.mode](a, inputs)
+        for leftover in a.unused_adapters if outputs is not None else ():
+            a.problem("config", leftover.after, f"The adapter {adapter_lib.describe(leftover)} after "
+                      f"'{leftover.after}' is never used: '{leftover.after}' does not feed "
+                      f"{leftover.before or 'anything'} in mode '{spec.mode}'. Remove the adapter.")
+        if outputs is not None and not a.problems:
+            model = keras.Model(inputs, outputs, name=_model_name(spec.name))
+            try:
+                apply_trainability(model, spec)
+            except ValueError as error:
+                a.problem("config", "trainability", str(error))
+                model = None
+    if model is not None:
+        _warn_about_output(a, model)
+    return model, a, task
+
+
+def _model_name(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or "stack"
+    return cleaned if cleaned[0].isalpha() else f"stack_{cleaned}"
+
+
+def _warn_about_output(a: _Assembler, model: keras.Model) -> None:
+    last = model.layers[-1]
+    while isinstance(last, keras.Model):
+        last = last.layers[-1]
+    activation = getattr(last, "activation", None)
+    name = getattr(activation, "__name__", "")
+    if a.task.is_classification and name == "linear":
+        a.warnings.append(
+            f"The last layer '{last.name}' has a linear activation, but the task is classification: "
+            f"the loss expects probabilities. Use output activation 'auto' or '{a.task.output_activation}'."
+        )
+
+
+def build(spec: StackSpec, task: TaskInfo | None = None, sample: np.ndarray | None = None) -> keras.Model:
+    """Build the stack as one trainable keras.Model, with trainability applied.
+
+    Args:
+        spec: the stack.
+        task: the dataset's task (input shape, classes); loaded from `spec.dataset` if None.
+        sample: training inputs for templates that adapt to data (Normalization).
+
+    Returns:
+        An uncompiled functional model whose top-level layers are the members.
+
+    Raises:
+        StackError: the stack does not build; `.problems` lists every reason with its fix.
+    """
+    model, a, _ = _assemble(spec, task, sample)
+    if model is None:
+        raise StackError(a.problems)
+    return model
+
+
+def check(spec: StackSpec, task: TaskInfo | None = None, sample: np.ndarray | None = None) -> StackReport:
+    """The pre-flight report: shapes and parameter counts per member, and every problem.
+
+    Never raises for a stack that does not fit; the problems are in the report.
+
+    Example:
+        >>> report = check(spec)
+        >>> [p.message for p in report.problems]
+        ["Cannot feed 'features' into 'classifier': 'features' outputs shape (batch, 13, 13, 32) ..."]
+    """
+    model, a, task = _assemble(spec, task, sample)
+    reports = []
+    head_name = spec.head.name if spec.head is not None else None
+    for member in spec.all_members():
+        sub = a.models.get(member.name)
+        counts = count_params(sub) if sub is not None else None
+        reports.append(MemberReport(
+            name=member.name, source=member.source,
+            role="head" if member.name == head_name else "member",
+            input_shape=tuple(sub.input_shape[1:]) if sub is not None else None,
+            output_shape=tuple(sub.output_shape[1:]) if sub is not None else None,
+            total_params=counts.total if counts else 0,
+            trainable_params=counts.trainable if counts else 0,
+            layers=tuple(layer_table(sub)) if sub is not None else (),
+        ))
+    totals = count_params(model) if model is not None else None
+    return StackReport(
+        mode=spec.mode, ok=model is not None,
+        input_shape=tuple(task.input_shape),
+        output_shape=tuple(model.output_shape[1:]) if model is not None else None,
+        total_params=totals.total if totals else sum(r.total_params for r in reports),
+        trainable_params=totals.trainable if totals else sum(r.trainable_params for r in reports),
+        members=tuple(reports), problems=tuple(a.problems), warnings=tuple(a.warnings),
+        adapters=tuple(a.applied), task=task.to_dict(),
+    )
+
+
+def member_files(spec: StackSpec) -> dict[str, Path]:
+    """The model file behind each file or run member, for export next to stack.py."""
+    from core.uploads import resolve
+
+    files = {}
+    for member in spec.all_members():
+        if member.source == "file" and member.file:
+            files[member.name] = resolve(member.file)
+        elif member.source == "run" and member.run_id:
+            files[member.name] = run_model_path(member.run_id)
+    return files
+
+
+def with_fix(spec: StackSpec, problem: Problem) -> StackSpec:
+    """The spec with a problem's suggested adapters accepted (the dashboard's "apply fix")."""
+    return spec.replace(adapters=spec.adapters + tuple(problem.fix))
