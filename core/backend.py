@@ -7,6 +7,9 @@ determinism, device listing, mixed-precision choice) live here so the core also 
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
 import keras
 
 
@@ -43,3 +46,24 @@ def accelerators() -> list[str]:
 def mixed_precision_policy() -> str:
     """float16 on GPUs (tensor cores); bfloat16 on CPUs, where float16 math is emulated."""
     return "mixed_float16" if accelerators() else "mixed_bfloat16"
+
+
+def tensorboard_writer(logdir: Path) -> Callable[[int, dict[str, float]], None]:
+    """A function writing one epoch's scalars as TensorBoard summaries under `logdir`.
+
+    Written from epoch events rather than with `keras.callbacks.TensorBoard`, whose batch
+    hook would turn off Keras's asynchronous callback dispatch for the whole fit. Uses
+    TensorFlow's summary writer (installed with StackLab) whichever backend trains.
+    """
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(logdir))
+
+    def write(epoch: int, scalars: dict[str, float]) -> None:
+        with writer.as_default(step=epoch):
+            for name, value in scalars.items():
+                if value is not None:
+                    tf.summary.scalar(name, value)
+        writer.flush()
+
+    return write

@@ -172,9 +172,16 @@ class _Assembler:
                 self.problem("config", member.name, f"Member '{member.name}' uses template "
                              f"'{member.template}', which does not exist. Templates: {sorted(TEMPLATES)}.")
                 return None, None
+            try:
+                params = template.resolve_params(member.params, where=member.name)
+            except ValueError as error:
+                self.problem("config", member.name, str(error))
+                return None, None
+            check = template.check_input
             return Need(
                 description=" or ".join(f"rank {r}" for r in template.input_ranks),
-                ranks=template.input_ranks, extra=template.check_input,
+                ranks=template.input_ranks,
+                extra=(lambda shape: check(shape, params)) if check is not None else None,
             ), None
         model = self.load(member)
         if model is None:

@@ -23,12 +23,14 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import keras
 import numpy as np
 
 from core import backend
+from core.checkpoints import CheckpointState, CheckpointWriter, read_checkpoint, restore
 from core.data import Dataset, load_dataset, split
 from core.events import BatchProgress, EpochEnd, EventSink, PhaseChange, RunEnded, RunStarted
 from core.spec import StackSpec, TrainSpec
@@ -153,14 +155,14 @@ class _EventCallback(keras.callbacks.Callback):
     async_safe = True
 
     def __init__(self, sink: EventSink, should_stop: Callable[[], bool], members: list[str],
-                 phase: str, steps: int):
+                 phase: str, steps: int, history: list[dict[str, Any]]):
         super().__init__()
         self.sink = sink
         self.should_stop = should_stop
         self.members = members
         self.phase = phase
         self.steps = steps
-        self.history: list[dict[str, Any]] = []
+        self.history = history  # shared with the caller: every phase appends to it
         self.stop_requested = False
         self.failure = ""
         self.good_weights: list[np.ndarray] | None = None
@@ -211,6 +213,10 @@ class _EventCallback(keras.callbacks.Callback):
         self.sink(EpochEnd(epoch=epoch + 1, phase=self.phase, metrics=metrics, duration_s=duration,
                            learning_rate=rate, member_updates=updates))
 
+    def epoch_finished(self) -> bool:
+        """Whether the epoch that just ended counts (no stop request, no failure)."""
+        return not (self.stop_requested or self.failure)
+
     def _fail(self, what: str) -> None:
         self.failure = (
             f"{what}. Training diverged: lower the learning rate (e.g. x0.1), scale the inputs, "
@@ -248,6 +254,8 @@ def train(
     *,
     should_stop: Callable[[], bool] | None = None,
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
+    checkpoint_path: Path | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Build the stack from `spec`, train it on `dataset`, and emit events to `sink`.
 
@@ -257,22 +265,28 @@ def train(
         sink: receives `core.events` records (on the training thread and Keras's
             callback thread, so it must be thread-safe). None: events are dropped.
         should_stop: polled every batch; True stops training at the next batch.
-        extra_callbacks: more Keras callbacks (checkpointing, TensorBoard).
+        extra_callbacks: more Keras callbacks.
+        checkpoint_path: write a checkpoint here after every finished epoch.
+        resume: continue from the checkpoint at `checkpoint_path`, if there is one.
 
     Returns:
         TrainResult with the model (weights of the last finished epoch), the history
-        (one row per finished epoch) and the status.
+        (one row per finished epoch, including those before a resume) and the status.
 
     Raises:
         StackError: the stack does not build.
         ValueError: the training settings do not suit the data (a bad metric or loss,
-            early stopping on validation metrics without a validation split, ...).
+            early stopping on validation metrics without a validation split, ...), or the
+            checkpoint does not match the spec.
     """
     sink = sink or (lambda event: None)
     should_stop = should_stop or _never
     dataset = dataset or load_dataset(spec.dataset)
     train_spec = spec.train
     _check_settings(train_spec, dataset)
+    state = None
+    if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
+        state = read_checkpoint(Path(checkpoint_path))
     backend.seed_everything(train_spec.seed)
     policy = keras.mixed_precision.dtype_policy().name
     if train_spec.mixed_precision:
@@ -280,7 +294,12 @@ def train(
     try:
         data = split(dataset, train_spec.validation_split, train_spec.seed)
         model = build(spec, dataset.task, sample=data.x_train[:2000])
-        return _fit_phases(model, spec, dataset.task, data, sink, should_stop, extra_callbacks or [])
+        if state is not None:
+            # A resumed run must not replay the first epochs' shuffles.
+            keras.utils.set_random_seed(train_spec.seed + state.epoch)
+        loop = _TrainingLoop(model, spec, dataset.task, data, sink, should_stop, extra_callbacks or [],
+                             checkpoint_path)
+        return loop.run(state)
     finally:
         keras.mixed_precision.set_global_policy(policy)
 
@@ -305,43 +324,79 @@ def _phases(train_spec: TrainSpec) -> list[tuple[str, int]]:
     return [("train", tune.start_epoch - 1), ("fine_tune", train_spec.epochs)]
 
 
-def _fit_phases(model, spec, task, data, sink, should_stop, extra_callbacks) -> TrainResult:
-    train_spec = spec.train
-    steps = max(math.ceil(len(data.x_train) / train_spec.batch_size), 1)
-    compile_args = compile_model(model, train_spec, task, decay_steps=steps * train_spec.epochs)
-    counts = count_params(model)
-    sink(RunStarted(epochs=train_spec.epochs, steps_per_epoch=steps,
-                    total_params=counts.total, trainable_params=counts.trainable))
-    members = [m.name for m in spec.all_members()]
-    y_train = _targets(data.y_train, compile_args["loss"], task)
-    validation = None
-    if len(data.x_val):
-        validation = (data.x_val, _targets(data.y_val, compile_args["loss"], task))
-    history: list[dict[str, Any]] = []
-    status, reason = "finished", ""
-    for phase, last_epoch in _phases(train_spec):
-        done = len(history)
-        if phase == "fine_tune":
-            rate = train_spec.learning_rate * train_spec.fine_tune.learning_rate_factor
-            unfrozen = unfreeze_top(model, spec, train_spec.fine_tune)
-            # New trainable weights need a new compile (and optimizer slots for them).
-            compile_model(model, train_spec, task, learning_rate=rate,
-                          decay_steps=steps * (train_spec.epochs - done))
-            sink(PhaseChange(epoch=done + 1, phase=phase, learning_rate=rate,
-                             trainable_params=count_params(model).trainable, unfrozen_layers=tuple(unfrozen)))
-        events = _EventCallback(sink, should_stop, members, phase, steps)
-        callbacks = [events, *_schedule_callbacks(train_spec), *extra_callbacks]
-        model.fit(
-            data.x_train, y_train, batch_size=train_spec.batch_size, epochs=last_epoch,
-            initial_epoch=done, validation_data=validation, shuffle=True, verbose=0, callbacks=callbacks,
-        )
-        history.extend(events.history)
-        if events.failure or events.stop_requested:
-            model.set_weights(events.good_weights)
-            status, reason = ("failed", events.failure) if events.failure else ("stopped", "stopped by request")
-            break
-    sink(RunEnded(status=status, epochs_done=len(history), reason=reason))
-    return TrainResult(model=model, history=history, status=status, reason=reason, compile_args=compile_args)
+class _TrainingLoop:
+    """Runs the phases of one training: compile, fit, fine-tune transition, resume."""
+
+    def __init__(self, model, spec, task, data, sink, should_stop, extra_callbacks, checkpoint_path):
+        self.model = model
+        self.spec = spec
+        self.train_spec = spec.train
+        self.task = task
+        self.data = data
+        self.sink = sink
+        self.should_stop = should_stop
+        self.extra_callbacks = extra_callbacks
+        self.checkpoint_path = checkpoint_path
+        self.steps = max(math.ceil(len(data.x_train) / self.train_spec.batch_size), 1)
+        self.history: list[dict[str, Any]] = []
+
+    def enter_fine_tune(self, done: int, announce: bool) -> None:
+        """Unfreeze the top of the base and recompile with the smaller learning rate."""
+        tune = self.train_spec.fine_tune
+        rate = self.train_spec.learning_rate * tune.learning_rate_factor
+        unfrozen = unfreeze_top(self.model, self.spec, tune)
+        # New trainable weights need a new compile (and optimizer slots for them).
+        compile_model(self.model, self.train_spec, self.task, learning_rate=rate,
+                      decay_steps=self.steps * (self.train_spec.epochs - done))
+        if announce:
+            self.sink(PhaseChange(epoch=done + 1, phase="fine_tune", learning_rate=rate,
+                                  trainable_params=count_params(self.model).trainable,
+                                  unfrozen_layers=tuple(unfrozen)))
+
+    def run(self, state: CheckpointState | None) -> TrainResult:
+        model, train_spec = self.model, self.train_spec
+        compile_args = compile_model(model, train_spec, self.task, decay_steps=self.steps * train_spec.epochs)
+        phase_start = {"train": 0}
+        if state is not None:
+            self.history.extend(state.history)
+            phase_start[state.phase] = state.phase_start
+            if state.phase == "fine_tune":
+                self.enter_fine_tune(state.phase_start, announce=False)
+            restore(model, state)
+        counts = count_params(model)
+        self.sink(RunStarted(epochs=train_spec.epochs, steps_per_epoch=self.steps, total_params=counts.total,
+                             trainable_params=counts.trainable, initial_epoch=len(self.history)))
+        loss = compile_args["loss"]
+        y_train = _targets(self.data.y_train, loss, self.task)
+        validation = None
+        if len(self.data.x_val):
+            validation = (self.data.x_val, _targets(self.data.y_val, loss, self.task))
+        members = [m.name for m in self.spec.all_members()]
+        status, reason = "finished", ""
+        for phase, last_epoch in _phases(train_spec):
+            done = len(self.history)
+            if done >= last_epoch:
+                continue
+            if phase == "fine_tune" and "fine_tune" not in phase_start:
+                phase_start["fine_tune"] = done
+                self.enter_fine_tune(done, announce=True)
+            events = _EventCallback(self.sink, self.should_stop, members, phase, self.steps, self.history)
+            callbacks = [events, *_schedule_callbacks(train_spec)]
+            if self.checkpoint_path is not None:
+                callbacks.append(CheckpointWriter(self.checkpoint_path, self.history, phase, phase_start[phase],
+                                                  events.epoch_finished))
+            model.fit(
+                self.data.x_train, y_train, batch_size=train_spec.batch_size, epochs=last_epoch,
+                initial_epoch=done, validation_data=validation, shuffle=True, verbose=0,
+                callbacks=callbacks + self.extra_callbacks,
+            )
+            if events.failure or events.stop_requested:
+                model.set_weights(events.good_weights)
+                status, reason = ("failed", events.failure) if events.failure else ("stopped", "stopped by request")
+                break
+        self.sink(RunEnded(status=status, epochs_done=len(self.history), reason=reason))
+        return TrainResult(model=model, history=self.history, status=status, reason=reason,
+                           compile_args=compile_args)
 
 
 def _schedule_callbacks(train_spec: TrainSpec) -> list[keras.callbacks.Callback]:

@@ -170,3 +170,77 @@ def test_learning_rate_schedules_report_their_rate(schedule):
     assert all(0 <= r <= 1.000001e-3 for r in rates) and rates[0] > 0
     if schedule != "reduce_on_plateau":
         assert rates[1] < rates[0]
+
+
+class _StopDuring:
+    """should_stop() that turns True once a progress event of `epoch` was seen."""
+
+    def __init__(self, log: EventLog, epoch: int):
+        self.log, self.epoch = log, epoch
+
+    def __call__(self) -> bool:
+        return any(e.kind == "progress" and e.epoch == self.epoch for e in self.log.events)
+
+
+@pytest.fixture
+def progress_every_batch(monkeypatch):
+    import core.training as training
+
+    monkeypatch.setattr(training, "PROGRESS_INTERVAL_S", 0.0)
+
+
+class _WeightsAtStart(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = [w.copy() for w in self.model.get_weights()]
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path, progress_every_batch):
+    spec = tiny_spec(epochs=4, batch_size=4)
+    data = tiny_dataset(n=200)
+    checkpoint = tmp_path / "checkpoint.npz"
+    first_log = EventLog()
+    first = train(spec, data, first_log, should_stop=_StopDuring(first_log, 3), checkpoint_path=checkpoint)
+    assert first.status == "stopped" and [r["epoch"] for r in first.history] == [1, 2]
+    assert not list(tmp_path.glob("*.tmp"))
+
+    log = EventLog()
+    at_start = _WeightsAtStart()
+    resumed = train(spec, data, log, checkpoint_path=checkpoint, resume=True, extra_callbacks=[at_start])
+    assert resumed.status == "finished"
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+    assert resumed.history[:2] == first.history
+    assert log.of_kind("started")[0].initial_epoch == 2
+    assert [e.epoch for e in log.of_kind("epoch")] == [3, 4]
+    for restored, kept in zip(at_start.weights, first.model.get_weights()):
+        np.testing.assert_array_equal(restored, kept)
+
+
+def test_resume_inside_the_fine_tune_phase_keeps_the_phase(tmp_path, progress_every_batch):
+    spec = StackSpec(
+        name="transfer", mode="transfer",
+        members=(MemberSpec("base", template="mlp", params={"hidden_units": [8, 8]}),),
+        head=MemberSpec("head", template="dense_head", params={"hidden_units": []}),
+        train=TrainSpec(epochs=4, batch_size=4, fine_tune=FineTuneSpec(start_epoch=2, unfreeze_top_layers=1)),
+    )
+    data = tiny_dataset(n=200)
+    checkpoint = tmp_path / "checkpoint.npz"
+    first_log = EventLog()
+    first = train(spec, data, first_log, should_stop=_StopDuring(first_log, 3), checkpoint_path=checkpoint)
+    assert [(r["epoch"], r["phase"]) for r in first.history] == [(1, "train"), (2, "fine_tune")]
+    log = EventLog()
+    resumed = train(spec, data, log, checkpoint_path=checkpoint, resume=True)
+    assert [(r["epoch"], r["phase"]) for r in resumed.history] == [
+        (1, "train"), (2, "fine_tune"), (3, "fine_tune"), (4, "fine_tune")]
+    assert log.of_kind("phase") == []
+    assert log.of_kind("started")[0].trainable_params == first_log.of_kind("phase")[0].trainable_params
+    assert log.of_kind("epoch")[0].learning_rate == pytest.approx(1e-4)
+
+
+def test_a_checkpoint_from_another_stack_is_refused(tmp_path):
+    checkpoint = tmp_path / "checkpoint.npz"
+    train(tiny_spec(epochs=1), tiny_dataset(), checkpoint_path=checkpoint)
+    bigger = tiny_spec(epochs=2).replace(members=(
+        MemberSpec("encoder", template="mlp", params={"hidden_units": [8, 8]}),
+        MemberSpec("head", template="dense_head", params={"hidden_units": []})))
+    with pytest.raises(ValueError, match="the stack changed since the checkpoint"):
+        train(bigger, tiny_dataset(), checkpoint_path=checkpoint, resume=True)
