@@ -4,6 +4,8 @@
     python -m core train SPEC.json --out DIR     train headless, write the export artifacts
     python -m core inspect FILE                  a model or data file, loaded as an upload is
     python -m core datasets                      the built-in datasets
+    python -m core runs start SPEC.json          queue a run (a worker process trains it)
+    python -m core runs list | show ID [--json] | stop ID | resume ID | delete ID
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
+from core.run_store import RunNotFound, RunStoreError
 from core.spec import SpecError, load_spec
 
 
@@ -141,6 +144,49 @@ def cmd_datasets(args) -> int:
     return 0
 
 
+def cmd_runs(args) -> int:
+    from core import runs
+
+    if args.action == "start":
+        run_id = runs.start(load_spec(args.target))
+        print(run_id)
+        if args.wait:
+            run = runs.wait(run_id, timeout_s=24 * 3600)
+            print(f"{run.status}{': ' + run.error if run.error else ''}")
+            return 0 if run.status == "finished" else 1
+        return 0
+    if args.action == "list":
+        runs.reconcile()
+        rows = [["id", "name", "mode", "status", "epochs", "best", "duration"]]
+        for run in runs.list():
+            best = f"{run.best['name']} {run.best['value']:.4f}" if run.best else "-"
+            duration = f"{run.duration_s:.0f} s" if run.duration_s is not None else "-"
+            rows.append([run.id, run.name, run.mode, run.status, f"{run.epochs_done}/{run.epochs_total}", best, duration])
+        print(_table(rows) if len(rows) > 1 else "No runs yet. Start one with `python -m core runs start SPEC.json`.")
+        return 0
+    if args.target is None:
+        return _fail(f"`runs {args.action}` needs a run id.")
+    if args.action == "show":
+        runs.reconcile()
+        run = runs.get(args.target)
+        rows = runs.metrics(run.id)
+        info = {**run.to_dict(), "last_metrics": rows[-1]["metrics"] if rows else {},
+                "artifacts": {name: str(path) for name, path in runs.artifacts(run.id).items()},
+                "folder": str(run.folder)}
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            for key in ("id", "name", "mode", "status", "error", "epochs_done", "epochs_total", "worker_pid",
+                        "best", "last_metrics", "folder", "artifacts"):
+                if info.get(key) not in (None, "", {}):
+                    print(f"{key}: {info[key]}")
+        return 0
+    action = {"stop": runs.stop, "resume": runs.resume, "delete": runs.delete}[args.action]
+    result = action(args.target)
+    print(f"{args.target}: {result.status if result is not None else 'deleted'}")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="StackLab: stacked Keras models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +207,12 @@ def make_parser() -> argparse.ArgumentParser:
     datasets = commands.add_parser("datasets", help="list the built-in datasets")
     datasets.add_argument("--json", action="store_true")
     datasets.set_defaults(run=cmd_datasets)
+    run_commands = commands.add_parser("runs", help="start, list, show, stop, resume or delete training runs")
+    run_commands.add_argument("action", choices=["start", "list", "show", "stop", "resume", "delete"])
+    run_commands.add_argument("target", nargs="?", help="SPEC.json for start, a run id otherwise")
+    run_commands.add_argument("--json", action="store_true", help="show: print JSON")
+    run_commands.add_argument("--wait", action="store_true", help="start: wait until the run ends")
+    run_commands.set_defaults(run=cmd_runs)
     return parser
 
 
@@ -168,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (SpecError, ValueError, OSError) as error:
+    except (SpecError, ValueError, OSError, RunNotFound, RunStoreError) as error:
         # Bad input (a spec, a file, a stack that does not fit): one clear message, no traceback.
         return _fail(f"error: {error}")
 

@@ -56,6 +56,7 @@ def tensorboard_writer(logdir: Path) -> Callable[[int, dict[str, float]], None]:
     TensorFlow's summary writer (installed with StackLab) whichever backend trains.
     """
     import tensorflow as tf
+    from tensorboard import version  # noqa: F401  (tf.summary needs the tensorboard package)
 
     writer = tf.summary.create_file_writer(str(logdir))
 

@@ -265,7 +265,8 @@ class _Assembler:
         source = "the input" if producer == "input" else f"'{producer}'"
         target = STEP_LABELS.get(consumer, f"'{consumer}'")
         remedy = (
-            f" Add {' + '.join(adapter_lib.describe(a) for a in fix)} after {source}, or use adapters='auto'."
+            f" Add {' + '.join(adapter_lib.describe(a) for a in fix)} between {source} and {target}, "
+            f"or turn on auto adapters."
             if fix else " No adapter fits this; choose another member or template parameters."
         )
         self.problem(

@@ -1,0 +1,399 @@
+"""The run store: runs, their epoch metrics, progress, phases and artifacts, in SQLite.
+
+The database lives at `$STACKLAB_HOME/stacklab.db`: WAL mode (readers never wait for the
+worker writing), a busy timeout, and a versioned schema (`PRAGMA user_version`). Workers
+write through `record`; the dashboard and the CLI read. `core.runs` is the API on top.
+No Keras import.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from core.events import BatchProgress, EpochEnd, Event, PhaseChange, RunStarted
+from core.paths import run_dir, stacklab_home
+from core.spec import DatasetSpec, StackSpec
+
+SCHEMA_VERSION = 1
+STATUSES = ("queued", "running", "stopping", "finished", "stopped", "failed", "interrupted")
+ACTIVE_STATUSES = ("queued", "running", "stopping")
+RESUMABLE_STATUSES = ("stopped", "failed", "interrupted")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    parent_id TEXT,
+    error TEXT NOT NULL DEFAULT '',
+    worker_pid INTEGER,
+    worker_started REAL,
+    heartbeat_at REAL,
+    stop_requested INTEGER NOT NULL DEFAULT 0,
+    resume_requested INTEGER NOT NULL DEFAULT 0,
+    epochs_total INTEGER NOT NULL DEFAULT 0,
+    epochs_done INTEGER NOT NULL DEFAULT 0,
+    phase TEXT NOT NULL DEFAULT 'train',
+    total_params INTEGER,
+    trainable_params INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    phase TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    duration_s REAL NOT NULL,
+    learning_rate REAL,
+    member_updates TEXT NOT NULL DEFAULT '{}',
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS progress (
+    run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    steps INTEGER NOT NULL,
+    elapsed_s REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS phases (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    phase TEXT NOT NULL,
+    learning_rate REAL NOT NULL,
+    trainable_params INTEGER NOT NULL,
+    unfrozen_layers TEXT NOT NULL,
+    PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+"""
+
+
+class RunStoreError(RuntimeError):
+    """The run store cannot be used (damaged or locked database); the message says what to do."""
+
+
+class RunNotFound(KeyError):
+    def __str__(self) -> str:
+        return f"No run with id '{self.args[0]}'. `python -m core runs list` shows the runs."
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    name: str
+    mode: str
+    spec: StackSpec
+    dataset: DatasetSpec
+    status: str
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    parent_id: str | None
+    error: str
+    worker_pid: int | None
+    heartbeat_at: float | None
+    stop_requested: bool
+    epochs_total: int
+    epochs_done: int
+    phase: str
+    total_params: int | None
+    trainable_params: int | None
+    best: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return run_dir(self.id)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return (self.ended_at or time.time()) - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "mode": self.mode, "status": self.status,
+            "dataset": self.dataset.name if self.dataset.source == "builtin" else self.dataset.path,
+            "created_at": _iso(self.created_at), "started_at": _iso(self.started_at),
+            "ended_at": _iso(self.ended_at), "duration_s": self.duration_s, "parent_id": self.parent_id,
+            "error": self.error, "worker_pid": self.worker_pid, "epochs_total": self.epochs_total,
+            "epochs_done": self.epochs_done, "phase": self.phase, "total_params": self.total_params,
+            "trainable_params": self.trainable_params, "best": self.best,
+        }
+
+
+@dataclass(frozen=True)
+class Progress:
+    epoch: int
+    step: int
+    steps: int
+    elapsed_s: float
+    updated_at: float
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def best_metric(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best validation metric over epoch rows: val_accuracy (max) or val_loss (min)."""
+    for name, better in (("val_accuracy", max), ("val_auc", max), ("val_loss", min), ("loss", min)):
+        values = [(row["metrics"][name], row["epoch"]) for row in rows if name in row["metrics"]]
+        if values:
+            value, epoch = better(values, key=lambda pair: pair[0])
+            return {"name": name, "value": value, "epoch": epoch}
+    return {}
+
+
+class RunStore:
+    """The SQLite run store of one StackLab home. Thread-safe: one connection, one lock."""
+
+    def __init__(self, home: Path | None = None, timeout_s: float = 10.0):
+        self.home = Path(home) if home is not None else stacklab_home()
+        self.path = self.home / "stacklab.db"
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.DatabaseError as error:
+            raise self._explain(error) from None
+
+    def _explain(self, error: sqlite3.Error) -> RunStoreError:
+        text = str(error)
+        if "locked" in text or "busy" in text:
+            return RunStoreError(
+                f"The run store {self.path} is locked by another process ({text}). Wait a moment and "
+                f"retry; if it persists, close other StackLab processes using this STACKLAB_HOME.")
+        return RunStoreError(
+            f"The run store {self.path} cannot be read ({text}). It may be damaged: move it aside "
+            f"(run folders under {self.home / 'runs'} keep their models) and StackLab starts a new one.")
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise RunStoreError(f"The run store {self.path} has schema version {version}, newer than this "
+                                f"StackLab ({SCHEMA_VERSION}). Update StackLab or use another STACKLAB_HOME.")
+        # IF NOT EXISTS: two processes may create a new store at the same moment.
+        self._db.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
+
+    def transaction(self):
+        return _Transaction(self)
+
+    def execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params)
+            except sqlite3.OperationalError as error:
+                raise self._explain(error) from None
+            except sqlite3.DatabaseError as error:
+                raise self._explain(error) from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def create(self, spec: StackSpec, parent_id: str | None = None) -> str:
+        run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        folder = run_dir(run_id)
+        folder.mkdir(parents=True)
+        (folder / "spec.json").write_text(spec.to_json())
+        with self.transaction():
+            seq = self.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM runs").fetchone()[0]
+            self.execute(
+                "INSERT INTO runs (id, seq, name, mode, spec, dataset, status, created_at, parent_id, epochs_total)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                (run_id, seq, spec.name, spec.mode, spec.to_json(), json.dumps(spec.dataset.to_dict()),
+                 time.time(), parent_id, spec.train.epochs))
+        return run_id
+
+    def get(self, run_id: str) -> Run:
+        row = self.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        return self._run(row)
+
+    def list(self, statuses: tuple[str, ...] | None = None, limit: int | None = None) -> list[Run]:
+        sql, params = "SELECT * FROM runs", ()
+        if statuses:
+            sql += f" WHERE status IN ({','.join('?' * len(statuses))})"
+            params = tuple(statuses)
+        sql += " ORDER BY seq DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [self._run(row) for row in self.execute(sql, params).fetchall()]
+
+    def _run(self, row: sqlite3.Row) -> Run:
+        spec = StackSpec.from_json(row["spec"])
+        best = best_metric(self.metrics(row["id"])) if row["epochs_done"] else {}
+        return Run(
+            id=row["id"], name=row["name"], mode=row["mode"], spec=spec, dataset=spec.dataset,
+            status=row["status"], created_at=row["created_at"], started_at=row["started_at"],
+            ended_at=row["ended_at"], parent_id=row["parent_id"], error=row["error"],
+            worker_pid=row["worker_pid"], heartbeat_at=row["heartbeat_at"],
+            stop_requested=bool(row["stop_requested"]), epochs_total=row["epochs_total"],
+            epochs_done=row["epochs_done"], phase=row["phase"], total_params=row["total_params"],
+            trainable_params=row["trainable_params"], best=best)
+
+    def update(self, run_id: str, **values: Any) -> None:
+        columns = ", ".join(f"{name} = ?" for name in values)
+        self.execute(f"UPDATE runs SET {columns} WHERE id = ?", (*values.values(), run_id))
+
+    def delete(self, run_id: str) -> None:
+        self.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+    # -- what a worker writes ---------------------------------------------------------------
+
+    def record(self, run_id: str, event: Event) -> None:
+        """Store one training event (the worker's sink)."""
+        now = time.time()
+        if isinstance(event, BatchProgress):
+            self.execute(
+                "INSERT INTO progress (run_id, epoch, step, steps, elapsed_s, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (run_id) DO UPDATE SET epoch = excluded.epoch, step = excluded.step,"
+                " steps = excluded.steps, elapsed_s = excluded.elapsed_s, updated_at = excluded.updated_at",
+                (run_id, event.epoch, event.step, event.steps, event.elapsed_s, now))
+        elif isinstance(event, EpochEnd):
+            with self.transaction():
+                # REPLACE: an epoch re-trained after a resume appears once, with its new values.
+                self.execute(
+                    "INSERT OR REPLACE INTO epochs (run_id, epoch, phase, metrics, duration_s, learning_rate,"
+                    " member_updates, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, event.epoch, event.phase, json.dumps(event.metrics), event.duration_s,
+                     event.learning_rate, json.dumps(event.member_updates), now))
+                self.execute("UPDATE runs SET epochs_done = ?, phase = ?, heartbeat_at = ? WHERE id = ?",
+                             (event.epoch, event.phase, now, run_id))
+        elif isinstance(event, PhaseChange):
+            self.execute(
+                "INSERT OR REPLACE INTO phases (run_id, epoch, phase, learning_rate, trainable_params,"
+                " unfrozen_layers) VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, event.epoch, event.phase, event.learning_rate, event.trainable_params,
+                 json.dumps(list(event.unfrozen_layers))))
+            self.update(run_id, phase=event.phase, trainable_params=event.trainable_params)
+        elif isinstance(event, RunStarted):
+            self.update(run_id, epochs_total=event.epochs, total_params=event.total_params,
+                        trainable_params=event.trainable_params, epochs_done=event.initial_epoch)
+
+    def truncate_epochs(self, run_id: str, keep_through: int) -> None:
+        """Forget epochs after `keep_through` (they were not checkpointed and will be re-trained)."""
+        with self.transaction():
+            self.execute("DELETE FROM epochs WHERE run_id = ? AND epoch > ?", (run_id, keep_through))
+            self.execute("DELETE FROM phases WHERE run_id = ? AND epoch > ?", (run_id, keep_through + 1))
+            self.execute("UPDATE runs SET epochs_done = ? WHERE id = ?", (keep_through, run_id))
+
+    def replace_epochs(self, run_id: str, history: list[dict[str, Any]]) -> None:
+        """Make the epoch rows exactly `history` (from a checkpoint), so each epoch appears once."""
+        keep = {"epoch", "phase", "learning_rate", "duration_s"}
+        with self.transaction():
+            self.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
+            for row in history:
+                metrics = {k: v for k, v in row.items() if k not in keep}
+                self.execute(
+                    "INSERT INTO epochs (run_id, epoch, phase, metrics, duration_s, learning_rate, recorded_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, row["epoch"], row["phase"], json.dumps(metrics), row.get("duration_s", 0.0),
+                     row.get("learning_rate"), time.time()))
+            last = history[-1]["epoch"] if history else 0
+            self.execute("DELETE FROM phases WHERE run_id = ? AND epoch > ?", (run_id, last + 1))
+            self.execute("UPDATE runs SET epochs_done = ? WHERE id = ?", (last, run_id))
+
+    def stop_requested(self, run_id: str) -> bool:
+        row = self.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    def add_artifact(self, run_id: str, name: str, path: Path) -> None:
+        self.execute("INSERT OR REPLACE INTO artifacts (run_id, name, path, size, created_at) VALUES (?, ?, ?, ?, ?)",
+                     (run_id, name, str(path), Path(path).stat().st_size, time.time()))
+
+    # -- what the dashboard reads ------------------------------------------------------------
+
+    def metrics(self, run_id: str, since_epoch: int = 0) -> list[dict[str, Any]]:
+        rows = self.execute(
+            "SELECT epoch, phase, metrics, duration_s, learning_rate, member_updates, recorded_at FROM epochs"
+            " WHERE run_id = ? AND epoch > ? ORDER BY epoch", (run_id, since_epoch)).fetchall()
+        return [{"epoch": r["epoch"], "phase": r["phase"], "metrics": json.loads(r["metrics"]),
+                 "duration_s": r["duration_s"], "learning_rate": r["learning_rate"],
+                 "member_updates": json.loads(r["member_updates"]), "recorded_at": r["recorded_at"]}
+                for r in rows]
+
+    def progress(self, run_id: str) -> Progress | None:
+        row = self.execute("SELECT * FROM progress WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        return Progress(epoch=row["epoch"], step=row["step"], steps=row["steps"], elapsed_s=row["elapsed_s"],
+                        updated_at=row["updated_at"])
+
+    def phases(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.execute("SELECT * FROM phases WHERE run_id = ? ORDER BY epoch", (run_id,)).fetchall()
+        return [{"epoch": r["epoch"], "phase": r["phase"], "learning_rate": r["learning_rate"],
+                 "trainable_params": r["trainable_params"], "unfrozen_layers": json.loads(r["unfrozen_layers"])}
+                for r in rows]
+
+    def artifacts(self, run_id: str) -> dict[str, Path]:
+        rows = self.execute("SELECT name, path FROM artifacts WHERE run_id = ? ORDER BY name", (run_id,)).fetchall()
+        return {r["name"]: Path(r["path"]) for r in rows if Path(r["path"]).exists()}
+
+
+class _Transaction:
+    """`BEGIN IMMEDIATE` ... `COMMIT`: takes the write lock at once, so two processes
+    claiming the next queued run cannot both see a free slot."""
+
+    def __init__(self, store: RunStore):
+        self.store = store
+
+    def __enter__(self):
+        self.store._lock.acquire()
+        if self.store._db.in_transaction:
+            self.nested = True
+            return self
+        self.nested = False
+        try:
+            self.store._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            self.store._lock.release()
+            raise self.store._explain(error) from None
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        try:
+            if not self.nested:
+                self.store._db.execute("ROLLBACK" if kind else "COMMIT")
+        finally:
+            self.store._lock.release()
+        return False

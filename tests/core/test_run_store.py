@@ -1,0 +1,166 @@
+"""The run store and job manager without real training (fast): rows, reconcile, errors."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from core import runs
+from core.events import BatchProgress, EpochEnd, PhaseChange, RunStarted
+from core.run_store import RunNotFound, RunStore, RunStoreError, best_metric
+from core.spec import MemberSpec, StackSpec, TrainSpec
+
+
+def spec(name="demo") -> StackSpec:
+    return StackSpec(name=name, members=(MemberSpec("a", template="mlp"), MemberSpec("b", template="dense_head")),
+                     train=TrainSpec(epochs=3))
+
+
+@pytest.fixture
+def no_workers(monkeypatch):
+    """Queue runs without spawning worker processes."""
+    spawned = []
+    monkeypatch.setattr(runs, "_spawn", spawned.append)
+    return spawned
+
+
+def test_a_run_is_a_row_and_a_folder(no_workers, stacklab_home):
+    run_id = runs.start(spec())
+    run = runs.get(run_id)
+    assert run.status == "running" and no_workers == [run_id]
+    assert run.folder == stacklab_home / "runs" / run_id
+    assert (run.folder / "spec.json").read_text() == spec().to_json()
+    assert run.spec == spec() and run.epochs_total == 3
+    assert [r.id for r in runs.list()] == [run_id]
+
+
+def test_events_become_rows(no_workers):
+    store = runs.store()
+    run_id = runs.start(spec())
+    store.record(run_id, RunStarted(epochs=3, steps_per_epoch=10, total_params=100, trainable_params=80))
+    store.record(run_id, BatchProgress(epoch=1, step=4, steps=10, elapsed_s=0.5))
+    store.record(run_id, EpochEnd(epoch=1, phase="train", metrics={"loss": 0.9, "val_accuracy": 0.5},
+                                  duration_s=1.5, learning_rate=1e-3, member_updates={"a": 0.1, "b": 0.2}))
+    store.record(run_id, PhaseChange(epoch=2, phase="fine_tune", learning_rate=1e-4, trainable_params=90,
+                                     unfrozen_layers=("a/a_dense1",)))
+    store.record(run_id, EpochEnd(epoch=2, phase="fine_tune", metrics={"loss": 0.7, "val_accuracy": 0.7},
+                                  duration_s=1.4, learning_rate=1e-4))
+    run = runs.get(run_id)
+    assert (run.epochs_done, run.phase, run.total_params, run.trainable_params) == (2, "fine_tune", 100, 90)
+    assert runs.progress(run_id).step == 4
+    rows = runs.metrics(run_id)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[0]["member_updates"] == {"a": 0.1, "b": 0.2}
+    assert [r["epoch"] for r in runs.metrics(run_id, since_epoch=1)] == [2]
+    assert runs.phases(run_id) == [{"epoch": 2, "phase": "fine_tune", "learning_rate": 1e-4,
+                                    "trainable_params": 90, "unfrozen_layers": ["a/a_dense1"]}]
+    assert run.best == {"name": "val_accuracy", "value": 0.7, "epoch": 2}
+
+
+def test_replace_epochs_keeps_each_epoch_once(no_workers):
+    store = runs.store()
+    run_id = runs.start(spec())
+    for epoch in (1, 2, 3):
+        store.record(run_id, EpochEnd(epoch=epoch, phase="train", metrics={"loss": 1.0 / epoch},
+                                      duration_s=1.0, learning_rate=1e-3))
+    history = [{"epoch": 1, "phase": "train", "loss": 1.0, "learning_rate": 1e-3, "duration_s": 1.0},
+               {"epoch": 2, "phase": "train", "loss": 0.5, "learning_rate": 1e-3, "duration_s": 1.0}]
+    store.replace_epochs(run_id, history)
+    assert [(r["epoch"], r["metrics"]) for r in runs.metrics(run_id)] == [(1, {"loss": 1.0}), (2, {"loss": 0.5})]
+    assert runs.get(run_id).epochs_done == 2
+
+
+def test_queue_respects_the_worker_limit_in_order(no_workers, monkeypatch):
+    monkeypatch.setenv("STACKLAB_MAX_WORKERS", "2")
+    ids = [runs.start(spec(f"run{i}")) for i in range(4)]
+    assert [runs.get(i).status for i in ids] == ["running", "running", "queued", "queued"]
+    runs.store().update(ids[0], status="finished")
+    assert runs.schedule() == [ids[2]]
+    assert no_workers == ids[:3]
+
+
+def test_stop_a_queued_run_and_resume_rules(no_workers, monkeypatch):
+    first, second = runs.start(spec()), runs.start(spec())
+    assert runs.stop(second).status == "stopped"
+    assert runs.stop(first).status == "stopping"
+    with pytest.raises(ValueError, match="is stopping; only stopped, failed, interrupted runs can be resumed"):
+        runs.resume(first)
+    with pytest.raises(ValueError, match="stop it before deleting it"):
+        runs.delete(first)
+    runs.store().update(first, status="stopped")
+    assert runs.resume(second).status == "running"  # the slot is free again
+
+
+def test_delete_removes_row_and_folder(no_workers):
+    run_id = runs.start(spec())
+    runs.store().update(run_id, status="finished")
+    folder = runs.get(run_id).folder
+    runs.delete(run_id)
+    assert not folder.exists()
+    with pytest.raises(RunNotFound, match=f"No run with id '{run_id}'"):
+        runs.get(run_id)
+
+
+def test_orphaned_runs_are_marked_interrupted_on_reconcile(no_workers, monkeypatch):
+    run_id = runs.start(spec())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    runs.store().update(run_id, worker_pid=dead.pid, heartbeat_at=time.time() - 60, epochs_done=2)
+    monkeypatch.setenv("STACKLAB_MAX_WORKERS", "1")
+    queued = runs.start(spec("next"))
+    assert runs.get(queued).status == "queued"
+    assert runs.reconcile() == [run_id]
+    run = runs.get(run_id)
+    assert run.status == "interrupted"
+    assert "worker process" in run.error and "epoch 2" in run.error
+    assert runs.get(queued).status == "running"  # its slot was freed
+
+
+def test_a_live_worker_is_not_interrupted(no_workers):
+    run_id = runs.start(spec())
+    runs.store().update(run_id, worker_pid=os.getpid(), heartbeat_at=time.time() - 60)
+    assert runs.reconcile() == []
+
+
+def test_a_corrupted_database_gives_a_clear_error(tmp_path):
+    (tmp_path / "stacklab.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(RunStoreError, match="cannot be read .* move it aside"):
+        RunStore(tmp_path)
+
+
+def test_a_locked_database_gives_a_clear_error(tmp_path):
+    RunStore(tmp_path).close()
+    holder = sqlite3.connect(tmp_path / "stacklab.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        store = RunStore.__new__(RunStore)
+        with pytest.raises(RunStoreError, match="is locked by another process"):
+            store.__init__(tmp_path, timeout_s=0.2)
+            store.create(spec())
+    finally:
+        holder.execute("ROLLBACK")
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    db = sqlite3.connect(tmp_path / "stacklab.db")
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(RunStoreError, match="schema version 99, newer than this StackLab"):
+        RunStore(tmp_path)
+
+
+def test_best_metric_prefers_validation_accuracy():
+    rows = [{"epoch": 1, "metrics": {"val_accuracy": 0.5, "val_loss": 1.0}},
+            {"epoch": 2, "metrics": {"val_accuracy": 0.8, "val_loss": 1.2}}]
+    assert best_metric(rows) == {"name": "val_accuracy", "value": 0.8, "epoch": 2}
+    assert best_metric([{"epoch": 1, "metrics": {"loss": 2.0}}, {"epoch": 2, "metrics": {"loss": 1.0}}]) == {
+        "name": "loss", "value": 1.0, "epoch": 2}
+
+
+def test_invalid_worker_limit_is_explained(monkeypatch):
+    monkeypatch.setenv("STACKLAB_MAX_WORKERS", "many")
+    with pytest.raises(ValueError, match="STACKLAB_MAX_WORKERS must be a whole number"):
+        runs.max_workers()
