@@ -51,6 +51,7 @@ class EpochEnd:
     learning_rate: float
     # Relative weight update per member over this epoch, ||w_end - w_start|| / ||w_start||.
     member_updates: dict[str, float] = field(default_factory=dict)
+    ended_at: float = 0.0  # wall-clock time (time.time()) when the epoch ended
     kind: str = "epoch"
 
 

@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS epochs (
     duration_s REAL NOT NULL,
     learning_rate REAL,
     member_updates TEXT NOT NULL DEFAULT '{}',
+    ended_at REAL,
     recorded_at REAL NOT NULL,
     PRIMARY KEY (run_id, epoch)
 );
@@ -294,9 +295,9 @@ class RunStore:
                 # REPLACE: an epoch re-trained after a resume appears once, with its new values.
                 self.execute(
                     "INSERT OR REPLACE INTO epochs (run_id, epoch, phase, metrics, duration_s, learning_rate,"
-                    " member_updates, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " member_updates, ended_at, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (run_id, event.epoch, event.phase, json.dumps(event.metrics), event.duration_s,
-                     event.learning_rate, json.dumps(event.member_updates), now))
+                     event.learning_rate, json.dumps(event.member_updates), event.ended_at or now, now))
                 self.execute("UPDATE runs SET epochs_done = ?, phase = ?, heartbeat_at = ? WHERE id = ?",
                              (event.epoch, event.phase, now, run_id))
         elif isinstance(event, PhaseChange):
@@ -345,11 +346,13 @@ class RunStore:
 
     def metrics(self, run_id: str, since_epoch: int = 0) -> list[dict[str, Any]]:
         rows = self.execute(
-            "SELECT epoch, phase, metrics, duration_s, learning_rate, member_updates, recorded_at FROM epochs"
+            "SELECT epoch, phase, metrics, duration_s, learning_rate, member_updates, ended_at, recorded_at"
+            " FROM epochs"
             " WHERE run_id = ? AND epoch > ? ORDER BY epoch", (run_id, since_epoch)).fetchall()
         return [{"epoch": r["epoch"], "phase": r["phase"], "metrics": json.loads(r["metrics"]),
                  "duration_s": r["duration_s"], "learning_rate": r["learning_rate"],
-                 "member_updates": json.loads(r["member_updates"]), "recorded_at": r["recorded_at"]}
+                 "member_updates": json.loads(r["member_updates"]), "ended_at": r["ended_at"],
+                 "recorded_at": r["recorded_at"]}
                 for r in rows]
 
     def progress(self, run_id: str) -> Progress | None:

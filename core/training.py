@@ -197,6 +197,7 @@ class _EventCallback(keras.callbacks.Callback):
                                 elapsed_s=now - self._epoch_start))
 
     def on_epoch_end(self, epoch, logs=None):
+        ended_at = time.time()
         if self.stop_requested or self.failure:
             return  # an interrupted epoch is not a finished epoch
         metrics = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
@@ -211,7 +212,7 @@ class _EventCallback(keras.callbacks.Callback):
                              "learning_rate": rate, "duration_s": duration})
         self.good_weights = self.model.get_weights()
         self.sink(EpochEnd(epoch=epoch + 1, phase=self.phase, metrics=metrics, duration_s=duration,
-                           learning_rate=rate, member_updates=updates))
+                           learning_rate=rate, member_updates=updates, ended_at=ended_at))
 
     def epoch_finished(self) -> bool:
         """Whether the epoch that just ended counts (no stop request, no failure)."""

@@ -1,0 +1,170 @@
+"""Benchmark: what training through the run engine costs, against plain `model.fit`.
+
+Trains the same spec (the seed's sequential CNN on 10,000 28x28 digits, batch 64)
+(a) with plain `model.fit` in a fresh process and (b) through `core.runs.start` and a
+worker process, alternating a/b for `--pairs` pairs, and prints:
+
+- the median epoch-time ratio b/a (target <= 1.03). Epoch time is the wall time between
+  consecutive epoch ends, so everything done per epoch counts (events, SQLite rows,
+  member update sizes, checkpoints, TensorBoard); the first epoch (tracing) is skipped;
+- epoch end -> row visible in the store, seen by a reader polling every 5 ms (p95,
+  target <= 250 ms);
+- the RSS of this (calling) process over `--runs` consecutive short runs (growth target
+  <= 5 %): the dashboard server is such a caller.
+
+Ratios are measured within one invocation, on the same machine, because absolute times on
+a shared machine are noise. Run from the repo root:
+
+    .venv/bin/python bench/run_overhead.py [--pairs 5] [--epochs 6] [--runs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+
+from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec  # noqa: E402
+
+PLAIN_FIT = r"""
+import json, sys, time
+import keras
+from core.data import load_dataset, split
+from core.spec import StackSpec
+from core.stacking import build
+from core.training import compile_model
+
+spec = StackSpec.from_json(open(sys.argv[1]).read())
+data = load_dataset(spec.dataset)
+parts = split(data, spec.train.validation_split, spec.train.seed)
+keras.utils.set_random_seed(spec.train.seed)
+model = build(spec, data.task)
+compile_model(model, spec.train, data.task)
+ends = []
+
+class EpochEnds(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        ends.append(time.perf_counter())
+
+model.fit(parts.x_train, parts.y_train, batch_size=spec.train.batch_size, epochs=spec.train.epochs,
+          validation_data=(parts.x_val, parts.y_val), shuffle=True, verbose=0, callbacks=[EpochEnds()])
+print(json.dumps(ends))
+"""
+
+
+def make_digits_10k(folder: Path) -> Path:
+    """10,000 digits: the built-in 1,797 shifted by up to 2 pixels, as an NPZ upload would be."""
+    from core.data import load_dataset
+
+    digits = load_dataset(DatasetSpec(name="digits28"))
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, digits.num_samples, 10_000)
+    shifts = rng.integers(-2, 3, size=(10_000, 2))
+    x = np.stack([np.roll(digits.x[i], tuple(s), axis=(0, 1)) for i, s in zip(picks, shifts)])
+    path = folder / "digits10k.npz"
+    np.savez(path, x=x.astype("float32"), y=digits.y[picks])
+    return path
+
+
+def bench_spec(data: Path, epochs: int) -> StackSpec:
+    return StackSpec(
+        name="bench",
+        members=(MemberSpec("features", template="cnn_features", params={"filters": [32]}),
+                 MemberSpec("classifier", template="dense_head", params={"hidden_units": [128]})),
+        train=TrainSpec(epochs=epochs, batch_size=64, validation_split=0.2),
+        dataset=DatasetSpec(source="npz", path=str(data), scaling="none"),
+    )
+
+
+def median_epoch_time(ends: list[float]) -> float:
+    """Median of the gaps between epoch ends, skipping the first epoch (graph tracing)."""
+    return statistics.median(b - a for a, b in zip(ends, ends[1:]))
+
+
+def plain_fit(spec_path: Path) -> float:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", PLAIN_FIT, str(spec_path)], capture_output=True, text=True,
+                            env=env, cwd=ROOT, check=True)
+    return median_epoch_time(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def through_runs(spec: StackSpec, latencies: list[float]) -> float:
+    from core import runs
+
+    run_id = runs.start(spec)
+    seen: set[int] = set()
+    while True:
+        now = time.time()
+        for row in runs.metrics(run_id, since_epoch=max(seen, default=0)):
+            seen.add(row["epoch"])
+            latencies.append(now - row["ended_at"])
+        run = runs.get(run_id)
+        if not run.is_active:
+            break
+        time.sleep(0.005)
+    if run.status != "finished":
+        raise SystemExit(f"run {run_id} {run.status}: {run.error}")
+    return median_epoch_time([row["ended_at"] for row in runs.metrics(run_id)])
+
+
+def rss_over_runs(count: int) -> list[int]:
+    from core import runs
+
+    spec = StackSpec(
+        name="rss", members=(MemberSpec("encoder", template="mlp", params={"hidden_units": [8]}),
+                             MemberSpec("head", template="dense_head", params={"hidden_units": []})),
+        train=TrainSpec(epochs=2, batch_size=16), dataset=DatasetSpec(name="iris"))
+    process = psutil.Process()
+    samples = []
+    for _ in range(count):
+        run_id = runs.start(spec)
+        while runs.get(run_id).is_active:
+            runs.metrics(run_id)  # read like the dashboard does while it polls
+            runs.progress(run_id)
+            time.sleep(0.05)
+        samples.append(process.memory_info().rss)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="stacklab-bench-") as tmp:
+        os.environ["STACKLAB_HOME"] = str(Path(tmp) / "home")
+        spec = bench_spec(make_digits_10k(Path(tmp)), args.epochs)
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(spec.to_json())
+        ratios, latencies = [], []
+        for pair in range(args.pairs):
+            plain = plain_fit(spec_path)
+            engine = through_runs(spec, latencies)
+            ratios.append(engine / plain)
+            print(f"pair {pair + 1}: plain fit {plain:.3f} s/epoch, run engine {engine:.3f} s/epoch, "
+                  f"ratio {engine / plain:.3f}", flush=True)
+        rss = rss_over_runs(args.runs)
+    p95 = float(np.percentile(latencies, 95)) * 1000
+    growth = (rss[-1] - rss[0]) / rss[0] * 100
+    print(f"\nmedian epoch-time ratio run engine / plain fit: {statistics.median(ratios):.3f} (target <= 1.03)")
+    print(f"epoch end -> row visible: p95 {p95:.0f} ms, max {max(latencies) * 1000:.0f} ms "
+          f"over {len(latencies)} epochs (target p95 <= 250 ms)")
+    print(f"caller RSS over {args.runs} runs: {rss[0] / 2**20:.1f} MiB -> {rss[-1] / 2**20:.1f} MiB "
+          f"({growth:+.1f} %, target <= 5 %)")
+
+
+if __name__ == "__main__":
+    main()
