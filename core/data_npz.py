@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib import format as npy_format
 
-from core.data import DEFAULT_LIMITS, DataError, DataLimits, format_bytes
+from core.data import DEFAULT_LIMITS, DataError, DataLimits, Dataset, format_bytes
 from core.data_files import check_file_size, dataset_from_arrays
 from core.spec import DatasetSpec
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from pathlib import Path
 
 import keras
 import numpy as np
 
+from core.atomic_files import write_text_atomically
 from core.data import load_dataset, split
 from core.paths import run_dir, run_model_path
 from core.plain_data import to_plain
@@ -81,7 +79,7 @@ def evaluate_run(run_id: str) -> dict:
               else _regression_scores(y, predictions))
     result = to_plain({"run_id": run_id, "dataset": spec.dataset.to_dict(), "task": task.to_dict(),
                        "subset": subset, "num_samples": len(y), "note": note, **scores})
-    _write_atomically(cache, json.dumps(result))
+    write_text_atomically(cache, json.dumps(result))
     return {**result, "cached": False}
 
 
@@ -131,16 +129,3 @@ def _regression_scores(y, predictions) -> dict:
             "y_pred": predictions[shown, 0] if single else predictions[shown],
             "mae": np.abs(errors).mean() if count else None,
             "rmse": math.sqrt((errors ** 2).mean()) if count else None, "r2": r2}
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(name, path)
-    finally:
-        if os.path.exists(name):
-            os.unlink(name)

@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import keras
 
+from core.atomic_files import atomic_target, write_text_atomically
 from core.codegen_script import generate_script
 from core.spec import StackSpec
 
@@ -62,7 +60,7 @@ def write_history_csv(history: list[Mapping[str, Any]], path: str | Path) -> Pat
     writer.writeheader()
     for index, row in enumerate(rows):
         writer.writerow({"epoch": index + 1, "phase": "train", **row})
-    return _atomic_write_text(Path(path), buffer.getvalue())
+    return write_text_atomically(Path(path), buffer.getvalue())
 
 
 def _flat_history_row(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,41 +123,19 @@ def export_run(
     paths: dict[str, Path] = {}
     paths["model.keras"] = _atomic_save_model(model, out_dir / "model.keras")
     paths["history.csv"] = write_history_csv(history, out_dir / "history.csv")
-    paths["spec.json"] = _atomic_write_text(out_dir / "spec.json", spec.to_json() + "\n")
+    paths["spec.json"] = write_text_atomically(out_dir / "spec.json", spec.to_json() + "\n")
     for name, relative in member_files.items():
         target = out_dir / relative
         target.parent.mkdir(exist_ok=True)
-        with _atomic_target(target) as temporary:
+        with atomic_target(target) as temporary:
             shutil.copyfile(member_sources[name], temporary)
         paths[relative] = target
-    paths["stack.py"] = _atomic_write_text(out_dir / "stack.py", script)
+    paths["stack.py"] = write_text_atomically(out_dir / "stack.py", script)
     return paths
-
-
-@contextmanager
-def _atomic_target(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success it replaces `path` in one step."""
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    with _atomic_target(path) as temporary:
-        with open(temporary, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-    return path
 
 
 def _atomic_save_model(model: keras.Model, path: Path) -> Path:
     # Keras picks the format from the suffix, so the temporary file ends in .keras too.
-    with _atomic_target(path, suffix=".keras") as temporary:
+    with atomic_target(path, suffix=".keras") as temporary:
         model.save(temporary)
     return path

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
+from core.atomic_files import write_bytes_atomically, write_text_atomically
 from core.paths import stacklab_home, uploads_dir  # noqa: F401  (re-exported)
 
 REF_PATTERN = re.compile(r"^sha256:([0-9a-f]{64})$")
@@ -48,13 +47,11 @@ def store_bytes(data: bytes, filename: str) -> str:
     digest = hashlib.sha256(data).hexdigest()
     target = uploads_dir() / f"{digest}{suffix}"
     if not target.exists():
-        # Write to a temporary file first, so a crash never leaves half a file under the hash.
-        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
-            tmp.write(data)
-        os.replace(tmp.name, target)
+        # Never half a file under the hash, even if the server dies while writing.
+        write_bytes_atomically(target, data)
     meta = target.with_name(f"{digest}.json")
     if not meta.exists():
-        meta.write_text(json.dumps({"filename": Path(filename).name, "size": len(data)}))
+        write_text_atomically(meta, json.dumps({"filename": Path(filename).name, "size": len(data)}))
     return f"sha256:{digest}"
 
 
@@ -76,7 +73,7 @@ def resolve(ref_or_path: str) -> Path:
         return path
     digest = match.group(1)
     for candidate in uploads_dir().glob(f"{digest}.*"):
-        if candidate.suffix != ".json" and candidate.suffix != ".part":
+        if candidate.suffix not in (".json", ".tmp"):
             return candidate
     raise FileNotFoundError(
         f"Upload {ref_or_path} is not in the upload store ({uploads_dir()}). "

@@ -48,6 +48,7 @@ def assert_same(ours: keras.Model, theirs: keras.Model, ordered: bool = True) ->
 
 
 def seed_example_1() -> keras.Model:
+    # The article's code, verbatim (its `input_shape=` argument draws a Keras warning).
     model_a = keras.Sequential([
         keras.layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)),
         keras.layers.MaxPooling2D((2, 2)),
@@ -80,6 +81,7 @@ def seed_example_3(pretrained: Path) -> keras.Model:
     return keras.Sequential([model_a, model_b])
 
 
+@pytest.mark.filterwarnings("ignore:Do not pass an `input_shape`")
 def test_example_1_sequential_stacking():
     ours = build(load_spec(EXAMPLES / "seed_sequential.json"), DIGITS)
     theirs = seed_example_1()
