@@ -161,6 +161,7 @@ class _Assembler:
         self.models: dict[str, keras.Model] = {}
         self.unused_adapters = list(spec.adapters)
         self.layer_names: set[str] = set()
+        self.input = keras.Input(shape=task.input_shape, name="input")
 
     # -- members ---------------------------------------------------------------------------
 
@@ -468,14 +469,13 @@ def _assemble(spec: StackSpec, task: TaskInfo | None, sample: np.ndarray | None)
     a = _Assembler(spec, task, sample)
     model = None
     if a.check_names():
-        a.input = inputs = keras.Input(shape=task.input_shape, name="input")
-        outputs = STACKING_MODES[spec.mode](a, inputs)
+        outputs = STACKING_MODES[spec.mode](a, a.input)
         for leftover in a.unused_adapters if outputs is not None else ():
             a.problem("config", leftover.after, f"The adapter {adapter_lib.describe(leftover)} after "
                       f"'{leftover.after}' is never used: '{leftover.after}' does not feed "
                       f"{leftover.before or 'anything'} in mode '{spec.mode}'. Remove the adapter.")
         if outputs is not None and not a.problems:
-            model = keras.Model(inputs, outputs, name=_model_name(spec.name))
+            model = keras.Model(a.input, outputs, name=_model_name(spec.name))
             try:
                 apply_trainability(model, spec)
             except ValueError as error:
