@@ -55,10 +55,6 @@ class TrainResult:
         return len(self.history)
 
 
-class TrainingFailed(RuntimeError):
-    """Training could not go on (NaN loss); the message says why and what to try."""
-
-
 def resolve_compile_args(train_spec: TrainSpec, task: TaskInfo) -> dict[str, Any]:
     """Optimizer, learning rate, loss and metrics with every "auto" resolved from the task.
 
