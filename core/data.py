@@ -344,6 +344,27 @@ def load_dataset(spec: DatasetSpec, limits: DataLimits = DEFAULT_LIMITS) -> Data
     return reader(path, display_name(spec.path), spec, limits)
 
 
+def csv_columns(path_or_ref: str, limits: DataLimits = DEFAULT_LIMITS) -> list[str]:
+    """The column names of a CSV file (its header), for choosing a target and features.
+
+    Raises:
+        DataError: the file is missing, too big, or its header cannot be read.
+
+    Example:
+        >>> csv_columns("sha256:ab12...")
+        ['amount', 'hour', 'label']
+    """
+    from core.data_files import check_file_size, read_header
+
+    try:
+        path = resolve(path_or_ref)
+    except FileNotFoundError as error:
+        raise DataError(str(error)) from None
+    name = display_name(path_or_ref)
+    check_file_size(path, name, limits)
+    return read_header(path, name)
+
+
 @functools.lru_cache(maxsize=None)
 def _builtin_arrays(name: str) -> datasets_builtin.Arrays:
     return BUILTIN_DATASETS[name].loader()  # made once per process, whatever the scaling

@@ -50,7 +50,7 @@ def read_csv(path: Path, name: str, spec: DatasetSpec, limits: DataLimits = DEFA
     """
     if check_file_size(path, name, limits) == 0:
         raise DataError(f"'{name}' is empty (0 bytes). Upload a CSV with a header row and data rows.")
-    columns = [str(c) for c in _read_frame(path, name, nrows=0).columns]
+    columns = read_header(path, name)
     if len(columns) > limits.max_columns:
         raise DataError(
             f"'{name}' has {len(columns)} columns, over the limit of {limits.max_columns}. "
@@ -72,6 +72,11 @@ def read_csv(path: Path, name: str, spec: DatasetSpec, limits: DataLimits = DEFA
                             name, limits, input_shape=(x.shape[1],))
     return Dataset(Path(name).stem, scale_features(x, spec.scaling, numeric), y, task,
                    tuple(feature_names), f"{name}: {len(frame)} rows, target '{target}'.")
+
+
+def read_header(path: Path, name: str) -> list[str]:
+    """The column names of a CSV file, read from its first line only."""
+    return [str(c) for c in _read_frame(path, name, nrows=0).columns]
 
 
 def _read_frame(path: Path, name: str, **options) -> pd.DataFrame:

@@ -86,7 +86,7 @@ class ParamSpec:
             for v in value:
                 self._check_range(int(v), key)
             return [int(v) for v in value]
-        allowed = self.choices or (ACTIVATIONS if self.kind == "activation" else ())
+        allowed = self.allowed_values()
         # True == 1 in Python: without this, True would pass as the choice 1.0.
         wrong_bool = isinstance(value, bool) and not any(isinstance(c, bool) for c in allowed)
         if allowed and (wrong_bool or value not in allowed):
@@ -103,11 +103,17 @@ class ParamSpec:
             raise ValueError(f"'{key}' must be <= {self.maximum}, received {value}.")
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data for forms; an activation lists the names it accepts as its choices."""
         return {
             "name": self.name, "kind": self.kind, "default": self.default, "help": self.help,
-            "minimum": self.minimum, "maximum": self.maximum, "choices": list(self.choices),
+            "minimum": self.minimum, "maximum": self.maximum, "choices": list(self.allowed_values()),
             "min_items": self.min_items,
         }
+
+    def allowed_values(self) -> tuple[Any, ...]:
+        if self.choices or self.kind != "activation":
+            return self.choices
+        return (("auto",) if self.default == "auto" else ()) + ACTIVATIONS
 
 
 # builder(input_shape, task, params, name, sample) -> keras.Model

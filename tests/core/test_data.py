@@ -17,6 +17,7 @@ from core.data import (
     DataError,
     DataLimits,
     Dataset,
+    csv_columns,
     load_dataset,
     list_builtins,
     scale_features,
@@ -524,3 +525,12 @@ def test_split_zero_gives_empty_validation_with_trailing_shape():
 def test_split_fraction_out_of_range(fraction):
     with pytest.raises(DataError, match="validation_split must be between 0 and 0.9"):
         split(builtin("iris"), fraction, seed=0)
+
+
+def test_csv_columns_reads_only_the_header():
+    ref = store_bytes(b"amount,hour,label\n1,2,x\n", "t.csv")
+    assert csv_columns(ref) == ["amount", "hour", "label"]
+    with pytest.raises(DataError, match="holds no CSV data"):
+        csv_columns(store_bytes(b"", "empty.csv"))
+    with pytest.raises(DataError, match="is not in the upload store"):
+        csv_columns("sha256:" + "0" * 64)

@@ -442,3 +442,10 @@ def test_backbone_member_survives_a_safe_mode_round_trip(tmp_path):
     loaded = keras.saving.load_model(path, safe_mode=True)
     x = np.random.default_rng(5).random((2, 32, 32, 3), dtype="float32")
     np.testing.assert_allclose(loaded(x), model(x), atol=1e-5)
+
+
+def test_activation_parameters_list_their_choices_for_forms():
+    params = {p["name"]: p for p in TEMPLATES["dense_head"].to_dict()["params"]}
+    assert params["activation"]["choices"][0] == "relu" and "auto" not in params["activation"]["choices"]
+    assert params["output_activation"]["choices"][0] == "auto"
+    assert "softmax" in params["output_activation"]["choices"]

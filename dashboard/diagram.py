@@ -1,0 +1,229 @@
+"""The stack as a Graphviz DOT string: members as blocks with their shapes, frozen parts marked.
+
+Why Graphviz: a stack is a small directed graph (a chain, or branches that meet at a
+concatenation or an average), which is exactly what DOT lays out well. `st.graphviz_chart`
+renders DOT in the browser (d3-graphviz), so no Graphviz install and no Python package is
+needed; a Plotly figure would need a hand-written layout for every mode.
+
+Pure: `stack_dot(spec, report)` needs only the draft spec and, when the inspector answered,
+its pre-flight report (shapes, parameter counts, layers, adapters, problems).
+
+Example:
+    >>> dot = stack_dot(spec, client.check(spec), expanded={"model_a"})
+    >>> st.graphviz_chart(dot)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from core.spec import MODE_OPTIONS, AdapterSpec, MemberSpec, StackSpec
+from dashboard import formatting
+
+TRAINABLE = {"fillcolor": "#dbeafe", "color": "#1d4ed8", "style": "filled,rounded"}
+PARTLY = {"fillcolor": "#fef3c7", "color": "#b45309", "style": "filled,rounded"}
+FROZEN = {"fillcolor": "#e5e7eb", "color": "#6b7280", "style": "filled,rounded,dashed"}
+STEP = {"fillcolor": "#f3f4f6", "color": "#9ca3af", "style": "filled", "shape": "ellipse"}
+ADAPTER = {"fillcolor": "#dcfce7", "color": "#15803d", "style": "filled", "shape": "hexagon"}
+PROBLEM_COLOR = "#dc2626"
+MAX_LAYERS_SHOWN = 40
+
+
+def _quote(text: str) -> str:
+    """A DOT string literal; newlines become centred line breaks."""
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _attrs(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{key}={_quote(value)}" for key, value in values.items())
+
+
+def _node_id(kind: str, name: str) -> str:
+    return _quote(f"{kind}:{name}")
+
+
+def source_text(member: MemberSpec, display_name=None) -> str:
+    """'template cnn_features', 'file encoder.keras (cut at flatten)', 'run 2026...-ab12'."""
+    if member.source == "template":
+        text = f"template {member.template or '?'}"
+    elif member.source == "file":
+        text = f"file {display_name(member.file) if display_name and member.file else member.file or '?'}"
+    else:
+        text = f"run {member.run_id or '?'}"
+    return f"{text} (cut at {member.cut_at})" if member.cut_at else text
+
+
+def trainability(report_member: Mapping[str, Any] | None, member: MemberSpec) -> str:
+    """'trainable', 'partly frozen' or 'frozen', from the report when there is one."""
+    if report_member is not None and report_member.get("total_params"):
+        trainable = report_member["trainable_params"]
+        if trainable == 0:
+            return "frozen"
+        return "trainable" if trainable == report_member["total_params"] else "partly frozen"
+    return "trainable" if member.trainable else "frozen"
+
+
+def _member_label(member: MemberSpec, report_member: Mapping[str, Any] | None, role: str, state: str,
+                  display_name) -> str:
+    lines = [f"{member.name}{'  (head)' if role == 'head' else ''}", source_text(member, display_name)]
+    if report_member is not None and report_member.get("output_shape") is not None:
+        lines.append(f"{formatting.shape(report_member['input_shape'])} → "
+                     f"{formatting.shape(report_member['output_shape'])}")
+        total, trainable = report_member["total_params"], report_member["trainable_params"]
+        lines.append(f"{formatting.count(total)} params" + ("" if state == "trainable" else
+                                                             f" · {formatting.count(trainable)} trainable"))
+    if state != "trainable":
+        lines.append(state.upper())
+    return "\n".join(lines)
+
+
+def _style(state: str) -> dict[str, str]:
+    return {"trainable": TRAINABLE, "partly frozen": PARTLY, "frozen": FROZEN}[state]
+
+
+def _edges(spec: StackSpec) -> list[tuple[str, str]]:
+    """(producer, consumer) pairs in the names adapters use: member names, "input", "fusion",
+    "ensemble", "output"."""
+    members = [m.name for m in spec.members]
+    head = spec.head.name if spec.head is not None else None
+    edges: list[tuple[str, str]] = []
+    if spec.mode in ("sequential", "transfer"):
+        chain = ["input", *members, *([head] if head else []), "output"]
+        edges = list(zip(chain, chain[1:]))
+    elif spec.mode == "fusion":
+        edges = [("input", m) for m in members] + [(m, "fusion") for m in members]
+        if spec.option("include_raw_input"):
+            edges.append(("input", "fusion"))
+        edges += [("fusion", head), (head, "output")] if head else [("fusion", "output")]
+    elif spec.mode == "ensemble":
+        edges = [("input", m) for m in members] + [(m, "ensemble") for m in members]
+        use_head = spec.option("combine") == "meta_head" and head
+        edges += [("ensemble", head), (head, "output")] if use_head else [("ensemble", "output")]
+    return edges
+
+
+def _adapters_on(edge: tuple[str, str], adapters: Sequence[AdapterSpec]) -> list[AdapterSpec]:
+    producer, consumer = edge
+    return [a for a in adapters if a.after == producer and a.before in ("", consumer)]
+
+
+def _layer_cluster(member: MemberSpec, layers: Sequence[Mapping[str, Any]], label: str,
+                   style: dict[str, str]) -> tuple[list[str], str, str]:
+    """A subgraph listing a member's layers in order; returns its lines, first and last node ids."""
+    node = f"layer:{member.name}:"
+    # The member's own label is a node heading the cluster, not the cluster's label: edges
+    # entering the cluster would otherwise run through the label's text.
+    lines = [f"subgraph {_quote('cluster_' + member.name)} {{",
+             f"  graph [{_attrs({k: v for k, v in style.items() if k != 'shape'})}];",
+             f"  {_quote(node + 'head')} [label={_quote(label)}, shape=plaintext, style=\"\"];",
+             "  node [shape=box, style=\"filled\", fontsize=12, height=0.3];"]
+    ids: list[str] = [f"{node}head"]
+    for index, layer in enumerate(layers[:MAX_LAYERS_SHOWN]):
+        params = f" · {formatting.count(layer['params'])} params" if layer.get("params") else ""
+        text = f"{layer['name']} ({layer['class']})\n{formatting.shape(layer.get('output_shape'))}{params}"
+        frozen = layer.get("has_weights") and not layer.get("trainable")
+        colors = {"fillcolor": "#e5e7eb", "color": "#6b7280", "style": "filled,dashed"} if frozen else \
+            {"fillcolor": "white", "color": "#9ca3af"}
+        if frozen:
+            text += "\nfrozen"
+        ids.append(f"{node}{index}")
+        lines.append(f"  {_quote(ids[-1])} [label={_quote(text)}, {_attrs(colors)}];")
+    if len(layers) > MAX_LAYERS_SHOWN or not layers:
+        # Big backbones are cut short; unknown layers (no report yet) get a placeholder.
+        text = f"… {len(layers) - MAX_LAYERS_SHOWN} more layers" if layers else "layers unknown"
+        ids.append(f"{node}more")
+        lines.append(f"  {_quote(ids[-1])} [label={_quote(text)}, shape=plaintext, style=\"\"];")
+    for first, second in zip(ids, ids[1:]):
+        lines.append(f"  {_quote(first)} -> {_quote(second)};")
+    lines.append("}")
+    return lines, ids[0], ids[-1]
+
+
+def stack_dot(spec: StackSpec, report: Mapping[str, Any] | None = None, expanded: Sequence[str] = (),
+              display_name=None) -> str:
+    """The DOT source of the stack's diagram.
+
+    Args:
+        spec: the draft stack.
+        report: `client.check(spec)` as a dict, or None (then shapes and counts are left out).
+        expanded: names of members drawn with their layers.
+        display_name: turns an upload reference into its file name (core.uploads.display_name).
+
+    Returns:
+        A `digraph` string for `st.graphviz_chart`.
+    """
+    report_members = {m["name"]: m for m in (report or {}).get("members", [])}
+    problems = {p["member"] for p in (report or {}).get("problems", [])}
+    # The report lists every adapter in the model, accepted or inserted automatically.
+    adapters = [AdapterSpec.from_dict(a) for a in report.get("adapters", [])] if report else list(spec.adapters)
+    lines = ["digraph stack {", "  rankdir=TB; nodesep=0.3; ranksep=0.35;",
+             '  node [shape=box, fontname="sans-serif", fontsize=14, margin="0.2,0.08"];',
+             '  edge [color="#6b7280", arrowsize=0.8, fontname="sans-serif", fontsize=12];']
+    dataset = spec.dataset.name if spec.dataset.source == "builtin" else spec.dataset.source.upper() + " upload"
+    combine = spec.option("combine") or MODE_OPTIONS["ensemble"]["combine"]
+    steps = {"input": _with_shape(f"input: {dataset}", (report or {}).get("input_shape")),
+             "output": _with_shape("output", (report or {}).get("output_shape"))}
+    if spec.mode == "fusion":
+        steps["fusion"] = "concatenate"
+    if spec.mode == "ensemble":
+        steps["ensemble"] = "average" if combine == "average" else "concatenate"
+    for name, text in steps.items():
+        lines.append(f"  {_node_id('step', name)} [label={_quote(text)}, {_attrs(STEP)}];")
+    entry: dict[str, str] = {}
+    exit_: dict[str, str] = {}
+    head_name = spec.head.name if spec.head is not None else None
+    for member in spec.all_members():
+        report_member = report_members.get(member.name)
+        state = trainability(report_member, member)
+        if spec.mode == "transfer" and spec.option("freeze_base") and member.name != head_name and report is None:
+            state = "frozen"
+        role = "head" if member.name == head_name else "member"
+        label = _member_label(member, report_member, role, state, display_name)
+        style = dict(_style(state))
+        if member.name in problems:
+            style["color"] = PROBLEM_COLOR
+            style["penwidth"] = "2"
+        if member.name in expanded:
+            cluster, first, last = _layer_cluster(member, (report_member or {}).get("layers", []), label, style)
+            lines += ["  " + line for line in cluster]
+            entry[member.name], exit_[member.name] = _quote(first), _quote(last)
+        else:
+            node = _node_id("member", member.name)
+            lines.append(f"  {node} [label={_quote(label)}, {_attrs(style)}];")
+            entry[member.name] = exit_[member.name] = node
+    for name in ("input", "output", "fusion", "ensemble"):
+        entry.setdefault(name, _node_id("step", name))
+        exit_.setdefault(name, _node_id("step", name))
+    raw_flatten = spec.mode == "fusion" and spec.option("include_raw_input")
+    for index, edge in enumerate(_edges(spec)):
+        producer, consumer = edge
+        tail = exit_[producer]
+        steps = _adapters_on(edge, adapters)
+        if raw_flatten and edge == ("input", "fusion"):
+            steps = [AdapterSpec(after="input", kind="flatten", before="fusion")]
+        for number, adapter in enumerate(steps):
+            node = _quote(f"adapter:{index}:{number}")
+            lines.append(f"  {node} [label={_quote(adapter_text(adapter))}, {_attrs(ADAPTER)}];")
+            lines.append(f"  {tail} -> {node};")
+            tail = node
+        bad = consumer in problems and not steps
+        style = f" [color={_quote(PROBLEM_COLOR)}, penwidth=2]" if bad else ""
+        lines.append(f"  {tail} -> {entry[consumer]}{style};")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _with_shape(text: str, dims) -> str:
+    return f"{text}\n{formatting.shape(dims)}" if dims else text
+
+
+def adapter_text(adapter: AdapterSpec) -> str:
+    if adapter.kind == "flatten":
+        return "Flatten"
+    if adapter.kind == "global_average_pooling":
+        return "GlobalAveragePooling"
+    if adapter.kind == "dense":
+        return f"Dense({adapter.units})"
+    if adapter.kind == "reshape":
+        return f"Reshape{formatting.shape(adapter.target_shape)}"
+    return f"Resizing{formatting.shape(adapter.target_shape)}"

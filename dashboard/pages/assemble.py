@@ -1,0 +1,117 @@
+"""Assemble: members, stacking mode, head, trainability, the diagram and the pre-flight check.
+
+Edits go to the draft spec (dashboard.state); every model question goes to the inspector
+(client.templates, client.check, client.inspect_file) through dashboard.services.
+"""
+
+import streamlit as st
+
+from core.inspector import InspectorError
+from core.runs import RunStoreError
+from core.spec import STACKING_MODES, SpecError, StackSpec
+from dashboard import forms, members, preflight, services, spec_edit, state
+
+IMPORT_KEY = "asm-import"
+MODE_HELP = {
+    "sequential": "Members chained A → B → …: each member's output feeds the next.",
+    "fusion": "Every member reads the input; their features are concatenated (optionally with the raw "
+              "input) and fed to the head.",
+    "transfer": "Pretrained members, frozen, under a new head; optionally fine-tune their top layers later "
+                "(Train page).",
+    "ensemble": "Several complete models on the same input; their predictions are averaged or fed to a "
+                "meta-head.",
+}
+
+
+def reset() -> None:
+    state.replace_draft(spec_edit.default_spec())
+
+
+def import_spec() -> None:
+    """The import uploader's callback: it runs before the page is drawn, so every widget then
+    shows the imported draft."""
+    uploaded = state.widget_value(IMPORT_KEY)
+    if uploaded is None:
+        return
+    try:
+        imported = StackSpec.from_json(uploaded.getvalue().decode("utf-8", errors="replace"))
+    except SpecError as error:
+        state.set_page_error(f"'{uploaded.name}' is not a StackLab spec: {error}")
+        return
+    state.replace_draft(imported)
+    st.toast(f"Imported '{imported.name}' from {uploaded.name}.", icon=":material/check:")
+
+
+st.title("Assemble")
+spec = state.draft()
+
+with st.container(horizontal=True, vertical_alignment="bottom"):
+    st.download_button("Export spec (.json)", spec.to_json(), file_name=f"{spec.name}.json", mime="application/json",
+                       key="asm-export", icon=":material/download:", on_click="ignore")
+    with st.popover("Import spec (.json)", icon=":material/upload:"):
+        st.file_uploader("A StackLab spec exported earlier", type=["json"], key=IMPORT_KEY, on_change=import_spec)
+    st.button("Reset to the default stack", key="asm-reset", icon=":material/restart_alt:", on_click=reset)
+error = state.pop_page_error()
+if error:
+    st.error(error)
+
+try:
+    templates = services.templates()
+except InspectorError as error:
+    st.error(f"The templates are not available: {error}")
+    templates = {}
+with st.spinner("Checking the stack…"):
+    report, check_error = services.check_or_error(spec)
+report_members = {m["name"]: m for m in report["members"]} if report else {}
+
+left, right = st.columns([3, 2], gap="large")
+with left:
+    edited = spec
+    name = st.text_input("Stack name", spec.name, key=state.widget_key("draft", "name"))
+    if name.strip() and name != spec.name:
+        edited = edited.replace(name=name.strip())
+    columns = st.columns([1, 2], vertical_alignment="center")
+    mode = columns[0].selectbox("Stacking mode", STACKING_MODES, index=STACKING_MODES.index(spec.mode),
+                                key=state.widget_key("draft", "mode"))
+    columns[1].caption(MODE_HELP[mode])
+    if mode != spec.mode:
+        edited = spec_edit.set_mode(edited, mode)
+    else:
+        options = forms.mode_options(mode, spec.options, ("draft", "options"))
+        if options != spec.options:
+            edited = spec_edit.set_mode(edited, mode, options)
+
+    st.subheader("Members")
+    try:
+        if not spec.members:
+            st.info("No members yet: add one below.")
+        for position, member in enumerate(spec.members):
+            edited = members.member_card(edited, member, "member", position, len(spec.members), templates,
+                                         report_members.get(member.name))
+        if spec_edit.allows_head(spec.mode, spec.options):
+            st.subheader("Head")
+            if spec.head is not None:
+                edited = members.member_card(edited, spec.head, "head", 0, 1, templates,
+                                             report_members.get(spec.head.name))
+            else:
+                st.caption("Optional in a sequential stack: a head is appended after the last member.")
+                st.button("Add a head", key="asm-add-head", icon=":material/add:", on_click=members.edit,
+                          args=(lambda s: s.replace(head=spec_edit.DEFAULT_HEAD),))
+        st.subheader("Add a member")
+        members.add_member_panel(templates)
+    except RunStoreError as error:
+        st.error(str(error))
+    with st.expander("Trainability rules (select layers by regex)"):
+        edited = preflight.rules_panel(edited, report)
+    if edited != spec:
+        state.set_draft(edited)
+        st.rerun()
+
+with right:
+    st.subheader("Pre-flight check")
+    edited = preflight.report_panel(spec, report, check_error)
+    if edited != spec:
+        state.set_draft(edited)
+        st.rerun()
+    st.subheader("Diagram")
+    preflight.draw_diagram(spec, report)

@@ -1,0 +1,141 @@
+"""Data: choose a built-in dataset or upload a CSV / NPZ file, and see what it holds.
+
+The choice is the draft spec's `dataset`: the stack trains on what this page shows.
+Core calls: core.data (list_builtins, load_dataset via services.dataset_preview),
+core.uploads.store_bytes (uploads are stored content-addressed, so nothing is lost).
+"""
+
+import streamlit as st
+
+from core.data import DataError, csv_columns
+from core.spec import SCALINGS, TASKS, DatasetSpec
+from core.uploads import display_name
+from dashboard import figures, formatting, services, state
+
+SOURCES = {"builtin": "Built-in dataset", "csv": "CSV file", "npz": "NPZ file (arrays x, y)"}
+TARGET_GUESSES = ("target", "label", "labels", "class", "y")
+
+spec = state.draft()
+dataset = spec.dataset
+st.title("Data")
+st.caption("The stack trains on the dataset chosen here.")
+
+
+def use(new: DatasetSpec) -> None:
+    if new != state.draft().dataset:
+        state.set_draft(state.draft().replace(dataset=new))
+
+
+source = st.segmented_control("Source", list(SOURCES), format_func=SOURCES.get, default=dataset.source,
+                              required=True, key=state.widget_key("draft", "data", "source"))
+
+if source == "builtin":
+    choices = services.builtins()
+    current = dataset.name if dataset.source == "builtin" and dataset.name in choices else "digits28"
+    name = st.selectbox("Dataset", list(choices), index=list(choices).index(current),
+                        format_func=lambda n: f"{choices[n]['title']}  ·  {n}",
+                        key=state.widget_key("draft", "data", "builtin"))
+    st.markdown(choices[name]["description"])
+    scaling = dataset.scaling
+    if len(choices[name]["input_shape"]) == 1:
+        scaling = st.columns([1, 2])[0].selectbox("Feature scaling", SCALINGS, index=SCALINGS.index(dataset.scaling),
+                               key=state.widget_key("draft", "data", "builtin-scaling"),
+                               help="standard: zero mean, unit variance; minmax: 0..1; none: as stored.")
+    use(DatasetSpec(source="builtin", name=name, scaling=scaling))
+else:
+    kind = source
+    uploaded = st.file_uploader(f"Upload a .{kind} file", type=[kind], key=state.widget_key("data", "upload", kind),
+                                help="CSV: a header row, one column is the target. NPZ: arrays named x and y "
+                                     "(np.savez('data.npz', x=..., y=...)).")
+    ref = dataset.path if dataset.source == kind else None
+    if uploaded is not None:
+        try:
+            ref = services.store_upload(uploaded)
+        except ValueError as error:
+            st.error(str(error))
+            ref = None
+    if ref is None:
+        st.info(f"Upload a .{kind} file to train on your own data. The stack keeps its current dataset "
+                f"({dataset.name if dataset.source == 'builtin' else display_name(dataset.path or '')}) until then.")
+        st.stop()
+    st.caption(f"File: **{display_name(ref)}** (stored as {ref[:19]}…)")
+    target, features = None, ()
+    if kind == "csv":
+        try:
+            columns = csv_columns(ref)
+        except DataError as error:
+            st.error(str(error))
+            st.stop()
+        same_file = dataset.source == "csv" and dataset.path == ref
+        guess = next((c for c in columns if c.lower() in TARGET_GUESSES), columns[-1] if columns else None)
+        current_target = dataset.target if same_file and dataset.target in columns else guess
+        left, right = st.columns([1, 2])
+        target = left.selectbox("Target column", columns, index=columns.index(current_target) if current_target else 0,
+                                key=state.widget_key("draft", "data", "target", ref[7:19]),
+                                help="The column the model learns to predict.")
+        others = [c for c in columns if c != target]
+        chosen = [c for c in (dataset.features if same_file else ()) if c in others] or others
+        picked = right.multiselect("Feature columns", others, default=chosen,
+                                   key=state.widget_key("draft", "data", "features", ref[7:19], target),
+                                   help="The model's inputs. Text columns are one-hot encoded.")
+        features = () if set(picked) == set(others) else tuple(picked)
+    left, right = st.columns(2)
+    task = left.selectbox("Task", TASKS, index=TASKS.index(dataset.task), key=state.widget_key("draft", "data", "task"),
+                          help="auto: whole numbers with few distinct values are classes, anything else is "
+                               "regression.")
+    scaling = right.selectbox("Feature scaling", SCALINGS, index=SCALINGS.index(dataset.scaling),
+                              key=state.widget_key("draft", "data", "scaling"))
+    use(DatasetSpec(source=kind, name=display_name(ref).rsplit(".", 1)[0] or kind, path=ref, target=target,
+                    features=features, task=task, scaling=scaling))
+
+with st.spinner("Reading the dataset…"):
+    outcome, preview = services.dataset_preview(state.draft().dataset)
+if outcome == "error":
+    st.error(preview)
+    st.stop()
+
+report, _ = services.check_or_error(state.draft())
+if report is not None and not report["ok"] and report["problems"]:
+    st.warning(f"The stack being assembled does not fit this dataset: {report['problems'][0]['message']}",
+               icon=":material/warning:")
+    st.page_link("pages/assemble.py", label="Adjust the stack on the Assemble page", icon=":material/stacks:")
+
+summary = preview["summary"]
+task_info = summary["task"]
+columns = st.columns(4)
+columns[0].metric("Samples", formatting.count(summary["num_samples"]))
+columns[1].metric("Input shape", formatting.shape(summary["input_shape"]))
+if task_info["kind"] == "regression":
+    columns[2].metric("Task", "regression")
+    stats = summary.get("target_stats", {})
+    low, high = formatting.number(stats.get("min")), formatting.number(stats.get("max"))
+    columns[3].metric("Target range", f"{low} – {high}")
+else:
+    columns[2].metric("Task", task_info["kind"], help="multiclass or binary classification")
+    columns[3].metric("Classes", task_info["num_classes"])
+
+left, right = st.columns([3, 2], gap="large")
+with left:
+    st.subheader("Samples")
+    if preview["kind"] == "images":
+        st.plotly_chart(figures.image_grid(preview["samples"], preview["labels"]), key="data-samples",
+                        config={"displayModeBar": False})
+    elif preview["kind"] == "sequences":
+        st.plotly_chart(figures.sequence_samples(preview["samples"][:8], preview["labels"][:8]), key="data-samples",
+                        config={"displayModeBar": False})
+    elif preview["kind"] == "table":
+        st.dataframe(preview["table"], hide_index=True, key="data-table",
+                     column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                    for c in preview["table"].columns if c != "target"})
+        if summary["feature_names"]:
+            st.caption(f"{len(summary['feature_names'])} features after encoding; values shown after scaling "
+                       f"('{state.draft().dataset.scaling}').")
+    else:
+        st.caption(f"Samples of shape {formatting.shape(summary['input_shape'])} have no preview.")
+with right:
+    if summary["class_counts"]:
+        st.plotly_chart(figures.class_balance(summary["class_counts"]), key="data-balance",
+                        config={"displayModeBar": False})
+    elif "targets" in preview:
+        st.plotly_chart(figures.target_histogram(preview["targets"]), key="data-balance",
+                        config={"displayModeBar": False})

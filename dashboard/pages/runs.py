@@ -1,0 +1,198 @@
+"""Runs: every run in the store; overlay their curves; download, evaluate, reuse, resume, stop, delete.
+
+Core calls: core.runs (list, get, metrics, phases, artifacts, stop, resume, delete) and
+the inspector's client.evaluate; "use as a member" edits the draft spec.
+"""
+
+import pandas as pd
+import streamlit as st
+
+from core import runs
+from core.inspector import InspectorError
+from core.runs import RunStoreError
+from dashboard import figures, formatting, live, services, spec_edit, state
+
+ARTIFACTS = {  # artifact name -> (button label, MIME type), in the order shown
+    "history.csv": ("history.csv", "text/csv"),
+    "stack.py": ("stack.py", "text/x-python"),
+    "spec.json": ("spec.json", "application/json"),
+}
+TABLE_KEY = "runs-table"
+
+
+def run_table(all_runs: list) -> list[str]:
+    """The runs as a table; returns the ids of the selected rows."""
+    frame = pd.DataFrame([{
+        "run": run.id, "name": run.name, "status": run.status, "dataset": run.dataset.name, "mode": run.mode,
+        "best validation metric": formatting.best(run.best), "epochs": f"{run.epochs_done} / {run.epochs_total}",
+        "duration": formatting.duration(run.duration_s),
+        "started": formatting.timestamp(run.started_at or run.created_at),
+    } for run in all_runs])
+    event = st.dataframe(frame, hide_index=True, key=TABLE_KEY, on_select="rerun", selection_mode="multi-row",
+                         height=min(35 * len(frame) + 38, 420))
+    return [frame["run"].iloc[i] for i in event.selection.rows]
+
+
+def overlay(selected: list[str]) -> None:
+    histories = {f"{run_id} ({runs.get(run_id).name})": runs.metrics(run_id) for run_id in selected}
+    names = list(dict.fromkeys(name for rows in histories.values() for row in rows for name in row["metrics"]))
+    if not names:
+        st.caption("The selected runs have no finished epochs yet.")
+        return
+    preferred = next((n for n in ("val_accuracy", "val_loss", "loss") if n in names), names[0])
+    metric = st.columns([1, 2])[0].selectbox("Metric", names, index=names.index(preferred), key="runs-overlay-metric")
+    st.plotly_chart(figures.run_overlay(histories, metric), key="runs-overlay", config={"displayModeBar": False})
+
+
+def downloads(run) -> None:
+    artifacts = runs.artifacts(run.id)
+    if "model.keras" not in artifacts:
+        st.caption("The model is written when the run ends" + (" (its last finished epoch)." if run.is_active else
+                   "; this run has no model file."))
+    with st.container(horizontal=True):
+        if "model.keras" in artifacts:
+            path = artifacts["model.keras"]
+            st.download_button("Download model (.keras)", data=path.read_bytes, file_name=f"{run.name}-{run.id}.keras",
+                               mime="application/octet-stream", key="runs-download-model", type="primary",
+                               icon=":material/download:", on_click="ignore")
+        for name, (label, mime) in ARTIFACTS.items():
+            if name in artifacts:
+                st.download_button(label, data=artifacts[name].read_bytes, file_name=name, mime=mime,
+                                   key=f"runs-download-{name}", icon=":material/description:", on_click="ignore")
+
+
+def evaluation(run) -> None:
+    if run.status != "finished":
+        st.caption("Evaluation needs a finished run.")
+        return
+    if run.id not in state.evaluations():
+        slot = st.empty()
+        if not slot.button("Evaluate on the validation data", key="runs-evaluate", icon=":material/analytics:"):
+            return
+        slot.empty()
+    try:
+        with st.spinner("Evaluating…"):
+            result = services.evaluate(run.id)
+    except InspectorError as error:
+        st.error(str(error))
+        return
+    note = f" {result['note']}" if result.get("note") else ""
+    st.caption(f"Scored on {result['num_samples']:,} {result['subset']} samples.{note}")
+    if result["kind"] == "regression":
+        columns = st.columns(3)
+        columns[0].metric("MAE", formatting.metric(result["mae"]), help="Mean absolute error")
+        columns[1].metric("RMSE", formatting.metric(result["rmse"]), help="Root mean squared error")
+        columns[2].metric("R²", formatting.metric(result["r2"]), help="Share of the target's variance explained")
+        st.plotly_chart(figures.predicted_vs_true(result["y_true"], result["y_pred"]), key="runs-eval-scatter")
+    else:
+        st.metric("Accuracy", formatting.metric(result["accuracy"]))
+        left, right = st.columns([3, 2])
+        left.plotly_chart(figures.confusion_matrix(result["confusion_matrix"], result["class_names"]),
+                          key="runs-eval-confusion")
+        right.dataframe(pd.DataFrame(result["per_class"]), hide_index=True, key="runs-eval-table",
+                        column_config={name: st.column_config.NumberColumn(format="%.3f")
+                                       for name in ("precision", "recall", "f1")})
+
+
+def use_as_member(run_id: str) -> None:
+    state.set_draft(spec_edit.with_run_member(state.draft(), run_id))
+    st.toast("Added to the stack on the Assemble page.", icon=":material/check:")
+
+
+def use_as_transfer_base(run) -> None:
+    outcome, summary = services.inspect_run_model(run.id)
+    # Reuse the features below the output layer, not the old predictions.
+    cut = spec_edit.feature_layer(summary.get("layers", [])) if outcome == "ok" else None
+    state.replace_draft(spec_edit.transfer_from_run(run.spec, run.id, cut_at=cut))
+    st.toast(f"The draft is now a transfer stack on this run's model{f' cut at {cut!r}' if cut else ''} "
+             f"(see Assemble).", icon=":material/check:")
+
+
+def act(action, run_id: str) -> None:
+    """A button callback: stop, resume or delete, with core's refusal shown as a toast."""
+    try:
+        action(run_id)
+    except (ValueError, runs.RunNotFound, RunStoreError) as error:
+        st.toast(str(error), icon=":material/error:")
+
+
+def confirm_delete(run_id: str) -> None:
+    state.set_pending_delete(None)
+    state.evaluations().pop(run_id, None)
+    act(runs.delete, run_id)
+
+
+def actions(run) -> None:
+    with st.container(horizontal=True):
+        if run.status == "finished":
+            st.button("Use as a member", key="runs-use-member", icon=":material/add_box:", on_click=use_as_member,
+                      args=(run.id,), help="Append this run's model to the stack being assembled.")
+            st.button("New transfer stack on it", key="runs-use-transfer", icon=":material/move_down:",
+                      on_click=use_as_transfer_base, args=(run,),
+                      help="Replace the draft with a transfer stack: this model, frozen, under a new head.")
+        if run.status in runs.RESUMABLE_STATUSES:
+            st.button("Resume", key="runs-resume", icon=":material/play_arrow:", on_click=act,
+                      args=(runs.resume, run.id), help="Continue from the last finished epoch.")
+        if run.is_active:
+            st.button("Stop", key="runs-stop", icon=":material/stop:", on_click=act, args=(runs.stop, run.id))
+        else:
+            st.button("Delete", key="runs-delete", icon=":material/delete:", on_click=state.set_pending_delete,
+                      args=(run.id,))
+    if state.pending_delete() == run.id:
+        st.warning(f"Delete run {run.id} and its files (model, history, logs)? This cannot be undone.")
+        with st.container(horizontal=True):
+            st.button("Yes, delete it", key="runs-delete-confirm", type="primary", on_click=confirm_delete,
+                      args=(run.id,))
+            st.button("Cancel", key="runs-delete-cancel", on_click=state.set_pending_delete, args=(None,))
+
+
+def details(run_id: str) -> None:
+    run = runs.get(run_id)
+    header = st.columns([3, 1], vertical_alignment="center")
+    header[0].subheader(f"{run.name} · {run.id}")
+    with header[1]:
+        live.status_badge(run.status)
+    columns = st.columns(4)
+    columns[0].metric(f"Best {run.best['name']}" if run.best else "Best", formatting.metric(run.best.get("value")),
+                      help=f"At epoch {run.best['epoch']}" if run.best else None)
+    columns[1].metric("Epochs", f"{run.epochs_done} / {run.epochs_total}")
+    columns[2].metric("Duration", formatting.duration(run.duration_s))
+    columns[3].metric("Parameters", formatting.count(run.total_params))
+    if run.error and run.status == "stopped":
+        st.info(f"Stopped: {run.error}. Resume continues from the last finished epoch.", icon=":material/stop_circle:")
+    elif run.error:
+        st.error(run.error, icon=":material/error:")
+    actions(run)
+    st.markdown("**Downloads**")
+    downloads(run)
+    tabs = st.tabs(["Curves", "Evaluation", "Spec"])
+    with tabs[0]:
+        rows = runs.metrics(run.id)
+        if rows:
+            live.curves(rows, runs.phases(run.id), "runs")
+        else:
+            st.caption("No finished epochs.")
+    with tabs[1]:
+        evaluation(run)
+    with tabs[2]:
+        st.json(run.spec.to_dict(), expanded=1)
+
+
+st.title("Runs")
+try:
+    all_runs = runs.list()
+    if not all_runs:
+        st.info("No runs yet. Start one on the Train page.")
+        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+        st.stop()
+    selected = run_table(all_runs)
+    st.caption("Select rows to compare their curves; the last selected run is shown in detail below.")
+    if len(selected) > 1:
+        overlay(selected)
+    ids = [run.id for run in all_runs]
+    focus = selected[-1] if selected else ids[0]
+    details(focus)
+except RunStoreError as error:
+    st.error(str(error))
+except runs.RunNotFound as error:  # deleted from another tab meanwhile
+    st.warning(str(error))

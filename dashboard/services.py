@@ -1,0 +1,227 @@
+"""What the pages ask of `core`, with the caching each answer allows. Never imports Keras.
+
+- Model questions (templates, pre-flight checks, uploaded model files, evaluations) go to
+  the inspector process through `core.inspector`'s client.
+- Data previews come from `core.data`, which is Keras-free.
+- Runs are read from the run store (`core.runs`); only the rows a tab has not seen yet are
+  read again (`new_epoch_rows`).
+
+Caches: `st.cache_data` for answers that depend only on their arguments (the template
+list, a check of a given spec JSON, a preview of a built-in or content-addressed dataset),
+keyed by `$STACKLAB_HOME` as well so two homes never share answers; session state (see
+`dashboard.state`) for per-tab memos. `st.cache_resource` holds only the start-up marker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import runs
+from core.data import DataError, list_builtins, load_dataset
+from core.inspector import InspectorError, get_client
+from core.paths import run_model_path, stacklab_home
+from core.spec import DatasetSpec, StackSpec
+from dashboard import state
+
+PREVIEW_SAMPLES = 24
+PREVIEW_ROWS = 20
+HISTOGRAM_SAMPLES = 5000
+
+
+def client():
+    """The process-wide inspector client (thread-safe; shared by every session)."""
+    return get_client()
+
+
+def _home() -> str:
+    return str(stacklab_home())
+
+
+@st.cache_resource(show_spinner=False)
+def _started(home: str) -> bool:
+    # Once per server process (and per home): runs whose worker died while the server was
+    # down become "interrupted", queued runs get a worker, and the inspector starts warming
+    # up in the background so the first check does not wait for Keras to import.
+    runs.reconcile()
+    client().start()
+    return True
+
+
+def startup() -> None:
+    """Reconcile the run store and warm the inspector, once per server process.
+
+    Raises:
+        RunStoreError: the run store cannot be used.
+    """
+    _started(_home())
+
+
+# -- the inspector --------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False)
+def _templates(home: str) -> list[dict[str, Any]]:
+    return client().templates()
+
+
+def templates() -> dict[str, dict[str, Any]]:
+    """Template name -> description (title, params, input_ranks, output, tags).
+
+    Raises:
+        InspectorError: the inspector cannot answer.
+    """
+    return {template["name"]: template for template in _templates(_home())}
+
+
+@st.cache_data(show_spinner=False, max_entries=256, ttl=3600)
+def _check(home: str, spec_json: str) -> dict[str, Any]:
+    return client().check(StackSpec.from_json(spec_json))
+
+
+def check(spec: StackSpec) -> dict[str, Any]:
+    """The pre-flight report of `spec` (cached per spec: uploads are content-addressed and a
+    finished run's model does not change).
+
+    Raises:
+        InspectorError: the inspector cannot answer.
+    """
+    return _check(_home(), spec.to_json())
+
+
+def check_or_error(spec: StackSpec) -> tuple[dict[str, Any] | None, InspectorError | None]:
+    """(report, None), or (None, the inspector's error: its message says why, its `kind` says
+    whether the spec is at fault ("invalid") or the inspector ("timeout", "crashed", ...))."""
+    try:
+        return check(spec), None
+    except InspectorError as error:
+        return None, error
+
+
+def inspect_model(ref: str) -> tuple[str, Any]:
+    """("ok", summary) or ("refused", one-line reason) for a model file: an upload reference,
+    or the path of a run's model. Remembered per tab, so a refused file is not re-inspected
+    on every rerun."""
+    memo = state.inspections()
+    if ref not in memo:
+        try:
+            memo[ref] = ("ok", client().inspect_file(ref))
+        except InspectorError as error:
+            memo[ref] = ("refused", str(error))
+    return memo[ref]
+
+
+def inspect_run_model(run_id: str) -> tuple[str, Any]:
+    """The layers of a finished run's model, for cutting it."""
+    return inspect_model(str(run_model_path(run_id)))
+
+
+def evaluate(run_id: str) -> dict[str, Any]:
+    """Evaluation of a finished run on its validation data, remembered per tab.
+
+    Raises:
+        InspectorError: the inspector cannot evaluate it.
+    """
+    memo = state.evaluations()
+    if run_id not in memo:
+        memo[run_id] = client().evaluate(run_id)
+    return memo[run_id]
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False)
+def builtins() -> dict[str, dict[str, Any]]:
+    """Built-in datasets by name (title, description, input shape, task, classes)."""
+    return {entry["name"]: entry for entry in list_builtins()}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _preview(home: str, dataset_json: str) -> tuple[str, Any]:
+    try:
+        dataset = load_dataset(DatasetSpec.from_dict(json.loads(dataset_json)))
+    except DataError as error:
+        return "error", str(error)
+    summary = dataset.summary()
+    task = dataset.task
+    rng = np.random.default_rng(0)
+    picked = np.sort(rng.choice(dataset.num_samples, size=min(PREVIEW_SAMPLES, dataset.num_samples), replace=False))
+    names = list(task.class_names)
+    labels = [names[int(y)] if task.is_classification and int(y) < len(names) else f"{float(y):.3g}"
+              for y in dataset.y[picked]]
+    preview: dict[str, Any] = {"summary": summary, "labels": labels, "kind": _data_kind(task.input_shape)}
+    if preview["kind"] == "table":
+        columns = list(dataset.feature_names) or [f"x{i}" for i in range(dataset.x.shape[1])]
+        table = pd.DataFrame(dataset.x[picked[:PREVIEW_ROWS]], columns=columns)
+        table.insert(0, "target", labels[:PREVIEW_ROWS])
+        preview["table"] = table
+    else:
+        preview["samples"] = dataset.x[picked]
+    if not task.is_classification:
+        y = dataset.y if dataset.num_samples <= HISTOGRAM_SAMPLES else dataset.y[
+            rng.choice(dataset.num_samples, HISTOGRAM_SAMPLES, replace=False)]
+        preview["targets"] = np.asarray(y, dtype=float)
+    return "ok", preview
+
+
+def _data_kind(input_shape: tuple) -> str:
+    """"images" for (h, w, 1 or 3), "sequences" for (steps, channels), "table" for vectors."""
+    if len(input_shape) == 3 and input_shape[-1] in (1, 3):
+        return "images"
+    if len(input_shape) == 2:
+        return "sequences"
+    return "table" if len(input_shape) == 1 else "other"
+
+
+def dataset_preview(dataset: DatasetSpec) -> tuple[str, Any]:
+    """("ok", {summary, labels, kind, samples | table, targets?}) or ("error", DataError message).
+
+    Errors are cached too: a dataset spec names a built-in or a content-addressed upload, so
+    the same spec gives the same answer.
+    """
+    return _preview(_home(), json.dumps(dataset.to_dict(), sort_keys=True))
+
+
+def store_upload(uploaded) -> str:
+    """Store a Streamlit UploadedFile in the upload store once per tab; returns its reference.
+
+    Raises:
+        ValueError: the file type is not accepted.
+    """
+    from core.uploads import store_bytes
+
+    memo = state.stored_uploads()
+    if uploaded.file_id not in memo:
+        memo[uploaded.file_id] = store_bytes(uploaded.getvalue(), uploaded.name)
+    return memo[uploaded.file_id]
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+def new_epoch_rows(run: runs.Run) -> list[dict[str, Any]]:
+    """Every epoch row of `run`, reading from the store only the epochs this tab has not seen.
+
+    The rows are read again in full when the run was resumed or ended since the last read
+    (its epochs after the last checkpoint are trained again) or the store holds fewer epochs
+    than this tab saw.
+    """
+    cache = state.epoch_cache()
+    entry = cache.get(run.id)
+    if entry is None or entry["ended_at"] != run.ended_at or run.epochs_done < len(entry["rows"]):
+        entry = {"ended_at": run.ended_at, "rows": []}
+    last = entry["rows"][-1]["epoch"] if entry["rows"] else 0
+    entry["rows"] = entry["rows"] + runs.metrics(run.id, since_epoch=last)
+    cache[run.id] = entry
+    return entry["rows"]
+
+
+def progress_dict(run_id: str) -> dict[str, Any] | None:
+    progress = runs.progress(run_id)
+    return dataclasses.asdict(progress) if progress is not None else None

@@ -1,0 +1,140 @@
+"""The one module that names st.session_state keys.
+
+Session state holds what belongs to one browser tab: the draft StackSpec being edited, the
+run this tab chose to watch, and small caches (stored uploads, inspections, evaluations,
+epoch rows already read). It is not the data model for runs: runs live in the run store,
+so a reload or a second tab shows the same runs.
+
+Only this module reads or writes st.session_state. Pages give their widgets stable,
+readable keys (end-to-end tests find them; Streamlit adds each as the CSS class
+`st-key-<key>`), built with `widget_key` where they have parts (a member's name). Prefixes
+name the page: "data-", "asm-", "add-", "train-", "runs-"; widgets that show a value of
+the draft spec start with "draft-".
+
+When the draft is replaced as a whole (import, reset, a new transfer stack), the "draft-"
+widgets must show the new draft, not what the browser still holds for them. Deleting their
+state does not do that (a keyed widget keeps its identity, and the browser its value), so
+`replace_draft` starts a new generation instead: from then on "draft-" keys end in "-r<n>",
+and Streamlit sees new widgets that start from the new draft.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import streamlit as st
+
+from core.spec import StackSpec
+from dashboard.spec_edit import default_spec
+
+DRAFT = "draft_spec"  # StackSpec: the stack being assembled
+WATCHED_RUN = "watched_run"  # run id this tab chose on the Train page (None: the newest active)
+STORED_UPLOADS = "stored_uploads"  # uploader file id -> "sha256:<hex>", so a file is hashed once
+INSPECTIONS = "inspections"  # upload ref -> ("ok", summary) or ("refused", reason)
+EVALUATIONS = "evaluations"  # run id -> client.evaluate result
+EPOCH_CACHE = "epoch_cache"  # run id -> {"ended_at": float | None, "rows": [epoch rows]}
+PENDING_DELETE = "pending_delete"  # run id waiting for the delete confirmation
+EXPANDED_MEMBERS = "expanded_members"  # member names drawn with their layers in the diagram
+PAGE_ERROR = "page_error"  # a message a callback left for the page to show once
+DRAFT_GENERATION = "draft_generation"  # how many times the draft was replaced as a whole
+
+
+def _get(key: str, default_factory):
+    if key not in st.session_state:
+        st.session_state[key] = default_factory()
+    return st.session_state[key]
+
+
+# -- the draft spec ------------------------------------------------------------------------
+
+
+def draft() -> StackSpec:
+    """The stack this tab is assembling; the seed's sequential stack on first use."""
+    return _get(DRAFT, default_spec)
+
+
+def set_draft(spec: StackSpec) -> None:
+    """Store an edit made through a widget (the widgets already show it)."""
+    st.session_state[DRAFT] = spec
+
+
+def replace_draft(spec: StackSpec) -> None:
+    """Store a draft that replaces the old one as a whole: the widgets showing the draft start
+    afresh from it (see the module docstring)."""
+    st.session_state[DRAFT] = spec
+    st.session_state[DRAFT_GENERATION] = st.session_state.get(DRAFT_GENERATION, 0) + 1
+
+
+def widget_key(*parts: Any) -> str:
+    """A stable widget key from parts: widget_key("draft", "member", "model_a", "name") ->
+    'draft-member-model_a-name' ('...-name-r1' once the draft was replaced). Characters other
+    than letters, digits, '_' and '-' become '_'."""
+    key = "-".join(re.sub(r"[^A-Za-z0-9_-]", "_", str(part)) for part in parts)
+    generation = st.session_state.get(DRAFT_GENERATION, 0)
+    return f"{key}-r{generation}" if parts and parts[0] == "draft" and generation else key
+
+
+def widget_value(key: str, default: Any = None) -> Any:
+    """The current value of a keyed widget (inside its own on_change callback, for example)."""
+    return st.session_state.get(key, default)
+
+
+def set_widget_value(key: str, value: Any) -> None:
+    """Set a keyed widget's value before it is drawn in this script run (or in a callback)."""
+    st.session_state[key] = value
+
+
+def forget_widget(key: str) -> None:
+    st.session_state.pop(key, None)
+
+
+def expanded_members() -> set[str]:
+    return _get(EXPANDED_MEMBERS, set)
+
+
+def set_page_error(message: str) -> None:
+    """Leave an error for the page to show (callbacks run before the page is drawn)."""
+    st.session_state[PAGE_ERROR] = message
+
+
+def pop_page_error() -> str | None:
+    return st.session_state.pop(PAGE_ERROR, None)
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+def watched_run() -> str | None:
+    return st.session_state.get(WATCHED_RUN)
+
+
+def set_watched_run(run_id: str | None) -> None:
+    st.session_state[WATCHED_RUN] = run_id
+
+
+def epoch_cache() -> dict[str, dict[str, Any]]:
+    return _get(EPOCH_CACHE, dict)
+
+
+def pending_delete() -> str | None:
+    return st.session_state.get(PENDING_DELETE)
+
+
+def set_pending_delete(run_id: str | None) -> None:
+    st.session_state[PENDING_DELETE] = run_id
+
+
+def evaluations() -> dict[str, dict]:
+    return _get(EVALUATIONS, dict)
+
+
+# -- uploads ----------------------------------------------------------------------------------
+
+
+def stored_uploads() -> dict[str, str]:
+    return _get(STORED_UPLOADS, dict)
+
+
+def inspections() -> dict[str, tuple[str, Any]]:
+    return _get(INSPECTIONS, dict)

@@ -1,0 +1,171 @@
+"""The Assemble page: members, modes, trainability, the diagram, the pre-flight check and its fixes,
+spec import and export, model-file and run members. The inspector answering is real."""
+
+import json
+
+import pytest
+
+from core.paths import run_model_path
+from core.spec import AdapterSpec, LayerRule, MemberSpec, StackSpec
+from dashboard import state
+from tests.dashboard.apptest import TINY, app, elements, open_page, texts
+
+pytestmark = pytest.mark.usefixtures("inspector_home")
+
+
+def assemble(spec: StackSpec | None = None):
+    return open_page(app(spec), "assemble")
+
+
+def draft(at) -> StackSpec:
+    return at.session_state[state.DRAFT]
+
+
+def metrics(at):
+    return {metric.label: metric.value for metric in at.metric}
+
+
+def diagram(at) -> str:
+    (chart,) = elements(at, "graphviz_chart")
+    return chart.proto.spec
+
+
+def test_the_default_stack_builds_and_is_drawn():
+    at = assemble()
+    assert "The stack builds: (28, 28, 1) → (10,)." in texts(at)
+    assert metrics(at) == {"Total parameters": "693,962", "Trainable": "693,962", "Non-trainable": "0"}
+    assert '"member:model_a"' in diagram(at) and "(28, 28, 1) → (5408,)" in diagram(at)
+    names = [t.value for t in at.text_input if t.key.startswith("draft-member-") and t.key.endswith("-name")]
+    assert names == ["model_a", "model_b"]
+    exported = at.download_button(key="asm-export")
+    assert exported.label == "Export spec (.json)"
+
+
+def test_a_mismatch_is_reported_and_its_fix_applied_with_one_click():
+    at = assemble()
+    at.selectbox(key="add-template").set_value("conv1d_encoder").run()
+    at.button(key="add-template-button").click().run()
+    assert [m.name for m in draft(at).members] == ["model_a", "model_b", "conv1d"]
+    at.button(key="up-conv1d").click().run()
+    assert [m.name for m in draft(at).members] == ["model_a", "conv1d", "model_b"]
+    assert "does not build yet" in texts(at)
+    fix = next(b for b in at.button if b.label.startswith("Apply fix"))
+    assert fix.label == "Apply fix: Reshape(5408, 1)"
+    assert "Cannot feed 'model_a' into 'conv1d'" in texts(at)
+    assert 'color="#dc2626"' in diagram(at)  # the problem is drawn in red
+    fix.click().run()
+    reshape = AdapterSpec(after="model_a", kind="reshape", before="conv1d", target_shape=(5408, 1))
+    assert draft(at).adapters == (reshape,)
+    assert "The stack builds" in texts(at)
+    assert 'label="Reshape(5408, 1)"' in diagram(at)
+    at.button(key="asm-adapter-remove-0").click().run()
+    assert draft(at).adapters == () and "does not build yet" in texts(at)
+    at.toggle(key="draft-auto-adapters").set_value(True).run()
+    assert draft(at).auto_adapters and "The stack builds" in texts(at)
+    assert "Inserted automatically: Reshape(5408, 1) after 'model_a'" in texts(at)
+
+
+def test_members_are_renamed_removed_and_their_template_parameters_edited():
+    at = assemble()
+    at.text_input(key="draft-member-model_a-name").set_value("features").run()
+    assert [m.name for m in draft(at).members] == ["features", "model_b"]
+    at.text_input(key="draft-member-features-name").set_value("model_b").run()
+    assert "already exists" in at.error[0].value
+    at.text_input(key="draft-member-features-cnn_features-filters").set_value("8, 16").run()
+    assert draft(at).members[0].params["filters"] == [8, 16]
+    assert "(28, 28, 1) → (400,)" in diagram(at)
+    at.text_input(key="draft-member-features-cnn_features-filters").set_value("8, x").run()
+    assert "not a list of whole numbers" in at.error[0].value
+    at.button(key="remove-features").click().run()
+    assert [m.name for m in draft(at).members] == ["model_b"]
+
+
+def test_freezing_a_member_and_single_layers_changes_the_trainable_count():
+    at = assemble()
+    at.toggle(key="draft-member-model_a-trainable").set_value(False).run()
+    assert metrics(at)["Non-trainable"] == "320"
+    assert "FROZEN" in diagram(at)
+    at.toggle(key="draft-member-model_a-trainable").set_value(True).run()
+    editor = next(e for e in at.data_editor if e.key.startswith("draft-layers-model_b-"))
+    assert list(editor.value["layer"]) == ["model_b_dense1", "model_b_output"]
+    at.session_state[editor.key] = {"edited_rows": {0: {"trainable": False}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    assert draft(at).trainability == (LayerRule(member="model_b", layers="model_b_dense1", trainable=False),)
+    assert metrics(at)["Non-trainable"] == "692,352"
+    assert "partly" in diagram(at).lower()
+
+
+def test_layers_selected_by_regex_become_a_rule():
+    at = assemble()
+    at.text_input(key="asm-rule-regex").set_value(".*conv.*").run()
+    assert "Matches 1 layer(s): model_a/model_a_conv1" in texts(at)
+    at.button(key="asm-rule-add").click().run()
+    assert draft(at).trainability == (LayerRule(member="*", layers=".*conv.*", trainable=False),)
+    assert metrics(at)["Non-trainable"] == "320"
+    at.text_input(key="asm-rule-regex").set_value("conv(").run()
+    assert "not a valid regular expression" in at.error[0].value
+    at.button(key="asm-rule-remove-0").click().run()
+    assert draft(at).trainability == ()
+
+
+def test_modes_and_their_options():
+    at = assemble()
+    at.selectbox(key="draft-mode").set_value("fusion").run()
+    spec = draft(at)
+    assert spec.mode == "fusion" and spec.head is not None and spec.head.template == "dense_head"
+    at.toggle(key="draft-options-fusion-include_raw_input").set_value(True).run()
+    assert draft(at).options == {"include_raw_input": True}
+    assert "concatenate" in diagram(at)
+    at.selectbox(key="draft-mode").set_value("ensemble").run()
+    assert draft(at).head is None and draft(at).options == {}
+    at.selectbox(key="draft-options-ensemble-combine").set_value("meta_head").run()
+    assert draft(at).options == {"combine": "meta_head"} and draft(at).head is not None
+
+
+def test_a_spec_is_imported_from_json_and_a_bad_one_refused():
+    at = assemble()
+    at.file_uploader(key="asm-import").set_value(("tiny.json", TINY.to_json().encode(), "application/json")).run()
+    assert draft(at) == TINY
+    # The widgets showing the draft are new ones, started from the imported draft (the browser
+    # would otherwise keep showing the old values).
+    assert at.text_input(key="draft-name-r1").value == "tiny"
+    assert at.selectbox(key="draft-mode-r1").value == "sequential"
+    bad = json.dumps({**TINY.to_dict(), "mode": "stacked"}).encode()
+    at.file_uploader(key="asm-import").set_value(("bad.json", bad, "application/json")).run()
+    assert "'bad.json' is not a StackLab spec: 'mode' must be one of" in at.error[0].value
+    assert draft(at) == TINY
+    at.button(key="asm-reset").click().run()
+    assert draft(at).name == "seed_sequential" and at.text_input(key="draft-name-r2").value == "seed_sequential"
+
+
+def test_a_model_file_is_inspected_cut_and_added(shared_home, finished_run):
+    at = assemble()
+    content = run_model_path(finished_run).read_bytes()
+    at.file_uploader(key="add-file-upload").set_value(("encoder.keras", content, "application/octet-stream")).run()
+    assert not at.error, [e.value for e in at.error]
+    (layers,) = [table.value for table in at.dataframe if table.editing_mode == "read_only"]
+    assert list(layers["layer"]) == ["input", "encoder", "classifier"]
+    assert "Functional 'tiny': (4,) → (3,) · 67 params (67 trainable)" in texts(at)
+    cut = next(s for s in at.selectbox if s.label == "Cut at layer")
+    cut.set_value("encoder").run()
+    at.button(key="add-file-button").click().run()
+    member = draft(at).members[-1]
+    assert (member.name, member.source, member.cut_at) == ("encoder", "file", "encoder")
+    assert member.file.startswith("sha256:")
+
+
+def test_a_refused_model_file_shows_its_reason_and_the_app_keeps_working(shared_home):
+    at = assemble()
+    at.file_uploader(key="add-file-upload").set_value(("bad.keras", b"definitely not a zip", "application/zip")).run()
+    assert at.error and at.error[0].value.startswith("Refused 'bad.keras':")
+    assert "The stack builds" in texts(at)
+    at.selectbox(key="draft-mode").set_value("fusion").run()
+    assert draft(at).mode == "fusion"
+
+
+def test_an_earlier_run_becomes_a_member(shared_home, finished_run):
+    at = assemble(TINY)
+    at.selectbox(key="add-run").set_value(finished_run).run()
+    at.button(key="add-run-button").click().run()
+    assert draft(at).members[-1] == MemberSpec(name="pretrained", source="run", run_id=finished_run)
+    assert f"run {finished_run}" in diagram(at)

@@ -1,0 +1,56 @@
+"""dashboard/formatting.py: how numbers, shapes, durations and the ETA read."""
+
+import pytest
+
+from dashboard import formatting
+
+
+def test_counts_shapes_and_metrics():
+    assert formatting.count(693962) == "693,962" and formatting.count(None) == "–"
+    assert formatting.shape([28, 28, 1]) == "(28, 28, 1)"
+    assert formatting.shape([10]) == "(10,)" and formatting.shape([None, 3]) == "(?, 3)"
+    assert formatting.shape(None) == "?"
+    assert formatting.metric(0.912345) == "0.9123"
+    assert formatting.metric(1234.5) == "1,234.5"
+    assert formatting.metric(0.00012) == "1.20e-04"
+    assert formatting.metric(None) == "–"
+    assert formatting.number(346.0) == "346" and formatting.number(0.123456) == "0.1235"
+
+
+@pytest.mark.parametrize("seconds, text", [(0.84, "0.8 s"), (42.2, "42 s"), (75, "1 min 15 s"),
+                                           (3725, "1 h 02 min"), (None, "–")])
+def test_durations(seconds, text):
+    assert formatting.duration(seconds) == text
+
+
+def test_best_metric_text():
+    assert formatting.best({"name": "val_accuracy", "value": 0.9443, "epoch": 5}) == "val_accuracy 0.9443 (epoch 5)"
+    assert formatting.best({}) == "–"
+
+
+def test_metric_names_put_loss_first_and_merge_validation():
+    rows = [{"metrics": {"accuracy": 0.5, "loss": 1.0, "val_accuracy": 0.4, "val_loss": 1.1, "val_auc": 0.6}}]
+    assert formatting.metric_names(rows) == ["loss", "accuracy", "auc"]
+
+
+def test_eta_from_finished_epochs_and_the_current_one():
+    progress = {"epoch": 3, "step": 5, "steps": 10, "elapsed_s": 1.0}
+    # 2 of 5 epochs done at 2 s each, half of the third done: 2.5 epochs left.
+    assert formatting.eta_seconds(5, 2, [2.0, 2.0], progress) == pytest.approx(5.0)
+    # The last three epochs count: a slow first epoch (compiling) weighs less as the run goes on.
+    assert formatting.eta_seconds(6, 4, [10.0, 1.0, 1.0, 1.0]) == pytest.approx(2.0)
+
+
+def test_eta_before_the_first_epoch_extrapolates_the_current_one():
+    progress = {"epoch": 1, "step": 2, "steps": 10, "elapsed_s": 1.0}  # 5 s per epoch
+    assert formatting.eta_seconds(3, 0, [], progress) == pytest.approx(14.0)
+    assert formatting.eta_seconds(3, 0, [], None) is None
+    stale = {"epoch": 2, "step": 10, "steps": 10, "elapsed_s": 2.0}  # from the epoch that just ended
+    assert formatting.eta_seconds(3, 2, [2.0, 2.0], stale) == pytest.approx(2.0)
+    assert formatting.eta_seconds(3, 3, [2.0] * 3) == 0.0
+
+
+def test_progress_fraction_counts_the_current_epoch():
+    assert formatting.progress_fraction(4, 1, {"epoch": 2, "step": 5, "steps": 10}) == pytest.approx(0.375)
+    assert formatting.progress_fraction(4, 4, None) == 1.0
+    assert formatting.progress_fraction(0, 0, None) == 0.0

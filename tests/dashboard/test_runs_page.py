@@ -1,0 +1,103 @@
+"""The Runs page: the table, overlaid curves, downloads, evaluation, reuse, resume, stop, delete."""
+
+import pytest
+
+from core import runs
+from core.spec import MemberSpec
+from dashboard import state
+from tests.dashboard.apptest import TINY, app, elements, fake_run, open_page, texts
+
+pytestmark = pytest.mark.usefixtures("inspector_home")
+
+
+def runs_page():
+    return open_page(app(), "runs")
+
+
+def select(at, *rows: int):
+    """Select table rows as a click in the browser would."""
+    at.session_state["runs-table"] = {"selection": {"rows": list(rows), "columns": [], "cells": []}}
+    return at.run()
+
+
+def buttons(at) -> dict[str, object]:
+    return {button.key: button for button in at.button}
+
+
+def test_without_runs_it_says_where_to_start():
+    at = runs_page()
+    assert "No runs yet. Start one on the Train page." in texts(at)
+
+
+def test_the_table_lists_runs_newest_first_with_their_best_metric(no_workers):
+    first = fake_run(epochs=3, status="finished")
+    second = fake_run(epochs=1, status="stopped")
+    at = runs_page()
+    table = at.dataframe[0].value
+    assert list(table["run"]) == [second, first]
+    assert list(table["status"]) == ["stopped", "finished"]
+    assert table["best validation metric"][1] == "val_accuracy 0.7500 (epoch 3)"
+    assert list(table["epochs"]) == ["1 / 3", "3 / 3"]
+    assert f"tiny · {second}" in texts(at)  # the newest run in detail
+
+
+def test_selected_runs_are_overlaid(no_workers):
+    fake_run(epochs=3, status="finished")
+    fake_run(epochs=2, status="finished")
+    at = select(runs_page(), 0, 1)
+    overlay = [chart.proto.spec for chart in elements(at, "plotly_chart") if "by run" in chart.proto.spec]
+    assert len(overlay) == 1 and "val_accuracy by run" in overlay[0]
+    at.selectbox(key="runs-overlay-metric").set_value("loss").run()
+    assert any("loss by run" in chart.proto.spec for chart in elements(at, "plotly_chart"))
+
+
+def test_a_finished_run_offers_its_downloads_evaluation_and_reuse(shared_home, finished_run):
+    at = runs_page()
+    at = select(at, list(at.dataframe[0].value["run"]).index(finished_run))
+    labels = [button.label for button in at.download_button]
+    assert labels == ["Download model (.keras)", "history.csv", "stack.py", "spec.json"]
+    at.button(key="runs-evaluate").click().run()
+    assert any(metric.label == "Accuracy" for metric in at.metric)
+    assert any("Confusion matrix" in chart.proto.spec for chart in elements(at, "plotly_chart"))
+    assert "validation samples" in texts(at)
+    assert "runs-evaluate" not in buttons(at)  # evaluated: the result stays
+    at.button(key="runs-use-member").click().run()
+    assert at.session_state[state.DRAFT].members[-1] == MemberSpec("pretrained", source="run", run_id=finished_run)
+    at.button(key="runs-use-transfer").click().run()
+    transfer = at.session_state[state.DRAFT]
+    assert transfer.mode == "transfer" and transfer.members[0].run_id == finished_run
+    assert transfer.members[0].cut_at == "encoder"  # its features, not its predictions
+    assert transfer.dataset.name == "iris"
+
+
+def test_stopped_runs_resume_and_active_ones_stop(no_workers):
+    stopped = fake_run(epochs=1, status="stopped")
+    at = runs_page()
+    assert "runs-stop" not in buttons(at)
+    at.button(key="runs-resume").click().run()
+    assert runs.get(stopped).status == "running" and no_workers[-1] == stopped
+    at.button(key="runs-stop").click().run()
+    assert runs.get(stopped).status == "stopping"
+    assert "runs-delete" not in buttons(at)  # an active run cannot be deleted
+
+
+def test_delete_asks_for_confirmation(no_workers):
+    keep = fake_run(epochs=1, status="finished")
+    doomed = fake_run(epochs=1, status="failed")
+    at = runs_page()
+    assert "failed for the test" in at.error[0].value
+    at.button(key="runs-delete").click().run()
+    assert f"Delete run {doomed}" in at.warning[0].value
+    at.button(key="runs-delete-cancel").click().run()
+    assert not at.warning and runs.get(doomed)
+    at.button(key="runs-delete").click().run()
+    at.button(key="runs-delete-confirm").click().run()
+    assert [run.id for run in runs.list()] == [keep]
+    assert list(at.dataframe[0].value["run"]) == [keep]
+
+
+def test_a_run_with_a_model_in_progress_says_when_it_comes(no_workers):
+    fake_run(spec=TINY, epochs=1)
+    at = runs_page()
+    assert "The model is written when the run ends (its last finished epoch)." in texts(at)
+    assert not at.download_button

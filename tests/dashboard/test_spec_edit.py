@@ -1,0 +1,108 @@
+"""dashboard/spec_edit.py: edits of the draft spec keep every reference consistent."""
+
+import pytest
+
+from core.spec import AdapterSpec, FineTuneSpec, LayerRule, MemberSpec, StackSpec, TrainSpec
+from dashboard import spec_edit
+
+
+def three_members() -> StackSpec:
+    return StackSpec(
+        members=(MemberSpec("a", template="mlp"), MemberSpec("b", template="mlp"),
+                 MemberSpec("c", template="dense_head")),
+        adapters=(AdapterSpec(after="a", kind="flatten", before="b"),),
+        trainability=(LayerRule(member="b", layers=".*", trainable=False),),
+        train=TrainSpec(fine_tune=FineTuneSpec(members=("b",))))
+
+
+def test_default_spec_is_the_seed_with_five_epochs():
+    spec = spec_edit.default_spec()
+    assert [(m.name, m.template) for m in spec.members] == [("model_a", "cnn_features"), ("model_b", "dense_head")]
+    assert spec.members[0].params["filters"] == [32] and spec.members[1].params["hidden_units"] == [128]
+    assert spec.dataset.name == "digits28" and spec.train.epochs == 5 and spec.mode == "sequential"
+
+
+def test_unique_names_are_valid_and_free():
+    spec = three_members()
+    assert spec_edit.unique_name(spec, "a") == "a_2"
+    assert spec_edit.unique_name(spec, "my model.keras") == "my_model_keras"
+    assert spec_edit.unique_name(spec, "2024") == "m_2024"
+    assert spec_edit.unique_name(spec, "output") == "output_2"  # reserved for a step of the stack
+
+
+def test_rename_follows_every_reference():
+    spec = spec_edit.rename_member(three_members(), "b", "middle")
+    assert [m.name for m in spec.members] == ["a", "middle", "c"]
+    assert spec.adapters[0].before == "middle"
+    assert spec.trainability[0].member == "middle"
+    assert spec.train.fine_tune.members == ("middle",)
+
+
+@pytest.mark.parametrize("name, message", [("a", "already exists"), ("9lives", "use a letter first"),
+                                           ("fusion", "reserved")])
+def test_rename_refuses_bad_names(name, message):
+    with pytest.raises(ValueError, match=message):
+        spec_edit.rename_member(three_members(), "b", name)
+
+
+def test_remove_drops_the_adapters_rules_and_fine_tune_entries_naming_it():
+    spec = spec_edit.remove_member(three_members(), "b")
+    assert [m.name for m in spec.members] == ["a", "c"]
+    assert spec.adapters == () and spec.trainability == () and spec.train.fine_tune.members == ()
+
+
+def test_move_is_clamped_at_the_ends():
+    spec = three_members()
+    assert [m.name for m in spec_edit.move_member(spec, "c", -1).members] == ["a", "c", "b"]
+    assert [m.name for m in spec_edit.move_member(spec, "a", -1).members] == ["a", "b", "c"]
+    assert [m.name for m in spec_edit.move_member(spec, "a", 5).members] == ["b", "c", "a"]
+
+
+def test_modes_add_the_head_they_need_and_drop_options_they_do_not_know():
+    spec = spec_edit.set_mode(three_members(), "fusion", {"include_raw_input": True})
+    assert spec.head.template == "dense_head" and spec.options == {"include_raw_input": True}
+    spec = spec_edit.set_mode(spec, "ensemble")
+    assert spec.options == {} and spec.head is None  # averaging needs no head
+    spec = spec_edit.set_mode(spec, "ensemble", {"combine": "meta_head"})
+    assert spec.head is not None
+    assert StackSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_apply_fix_appends_the_suggested_adapters_once():
+    fix = [{"after": "a", "kind": "reshape", "before": "b", "target_shape": [5408, 1], "units": 0,
+            "activation": "linear"}]
+    spec = spec_edit.apply_fix(three_members(), fix)
+    assert spec.adapters[-1] == AdapterSpec(after="a", kind="reshape", before="b", target_shape=(5408, 1))
+    assert spec_edit.apply_fix(spec, fix) == spec
+    assert spec_edit.remove_adapter(spec, 1).adapters == three_members().adapters
+
+
+def test_layer_trainability_becomes_one_exact_rule_per_layer():
+    spec = spec_edit.set_layer_trainable(StackSpec(), "base", "block_1/conv.1", False)
+    spec = spec_edit.set_layer_trainable(spec, "base", "block_1/conv.1", True)
+    assert spec.trainability == (LayerRule(member="base", layers=r"block_1/conv\.1", trainable=True),)
+    assert spec_edit.layer_matches(spec.trainability[0].layers, "block_1/conv.1")
+    assert not spec_edit.layer_matches(spec.trainability[0].layers, "block_1/conv11")
+
+
+def test_regex_rules_match_like_core_and_bad_ones_say_why():
+    assert spec_edit.layer_matches(".*conv.*", "backbone/block_1_conv")
+    assert spec_edit.layer_matches("block_1_conv", "backbone/block_1_conv")  # the layer name alone
+    assert not spec_edit.layer_matches("conv", "backbone/block_1_conv")  # full match, not search
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        spec_edit.add_rule(StackSpec(), "*", "conv(", False)
+    spec = spec_edit.add_rule(StackSpec(), "*", ".*bn.*", False)
+    assert spec_edit.remove_rule(spec, 0).trainability == ()
+
+
+def test_runs_become_members_or_the_base_of_a_transfer_stack():
+    spec = spec_edit.with_run_member(three_members(), "20260101-000000-abcdef")
+    assert spec.members[-1] == MemberSpec(name="pretrained", source="run", run_id="20260101-000000-abcdef")
+    layers = [{"name": "input", "class": "InputLayer"}, {"name": "model_a", "class": "Functional"},
+              {"name": "model_b", "class": "Functional"}]
+    assert spec_edit.feature_layer(layers) == "model_a" and spec_edit.feature_layer(layers[:2]) is None
+    transfer = spec_edit.transfer_from_run(spec_edit.default_spec(), "20260101-000000-abcdef", cut_at="model_a")
+    assert transfer.mode == "transfer" and transfer.members[0].source == "run" and transfer.head is not None
+    assert transfer.members[0].cut_at == "model_a"
+    assert transfer.dataset.name == "digits28" and transfer.train.fine_tune.start_epoch == 3
+    assert StackSpec.from_dict(transfer.to_dict()) == transfer

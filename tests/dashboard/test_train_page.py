@@ -1,0 +1,147 @@
+"""The Train page: settings, the Train button, and the live view read from the run store.
+
+Most tests write a run's events straight to the store (`no_workers`, `fake_run`), so the
+live view is exercised in milliseconds; one test trains for real in a worker process.
+AppTest does not fire `st.fragment(run_every=...)` timers, so tests call `at.run()` in a loop.
+"""
+
+import time
+
+import pytest
+
+from core import runs
+from core.spec import DatasetSpec, EarlyStoppingSpec, FineTuneSpec
+from dashboard import state
+from tests.dashboard.apptest import TINY, app, elements, fake_run, texts
+
+pytestmark = pytest.mark.usefixtures("inspector_home")
+
+
+def draft(at):
+    return at.session_state[state.DRAFT]
+
+
+def charts(at) -> list[str]:
+    return [chart.proto.spec for chart in elements(at, "plotly_chart")]
+
+
+def test_opens_on_the_default_stack_ready_to_train():
+    at = app()
+    assert [t.value for t in at.title] == ["Train"]
+    train = at.button(key="train-start")
+    assert train.label == "Train" and not train.disabled
+    assert "**Dataset** digits28" in texts(at)
+    assert "**Parameters** 693,962 (all trainable)" in texts(at)
+    assert "No runs yet" in texts(at)
+
+
+def test_settings_edit_the_draft():
+    at = app()
+    at.number_input(key="draft-train-epochs").set_value(2).run()
+    at.selectbox(key="draft-train-optimizer").set_value("sgd").run()
+    at.toggle(key="draft-train-early-stopping").set_value(True).run()
+    at.number_input(key="draft-train-patience").set_value(2).run()
+    at.toggle(key="draft-train-fine-tune").set_value(True).run()
+    train = draft(at).train
+    assert (train.epochs, train.optimizer) == (2, "sgd")
+    assert train.early_stopping == EarlyStoppingSpec(patience=2)
+    assert train.fine_tune == FineTuneSpec(start_epoch=2)
+    at.number_input(key="draft-train-fine-tune-start").set_value(4).run()
+    assert "after the last epoch (2): it will not run" in at.warning[0].value
+
+
+def test_a_stack_that_does_not_build_cannot_be_trained():
+    at = app(TINY.replace(dataset=DatasetSpec(name="digits28")))  # an MLP on images
+    assert at.button(key="train-start").disabled
+    assert "The stack does not build" in at.error[0].value
+
+
+def test_the_live_view_shows_progress_curves_updates_and_stops(no_workers):
+    run_id = fake_run(epochs=2)
+    at = app()
+    assert at.selectbox(key="train-run-picker").value == run_id
+    (progress,) = elements(at, "progress")
+    assert progress.proto.text == "Epoch 3 of 3 · batch 2 of 4 · about 1.0 s left"  # half an epoch of 2 s
+    assert progress.proto.value == 83  # (2 epochs + half of the third) / 3
+    specs = charts(at)
+    assert len(specs) == 3  # loss, accuracy, member updates
+    assert [any(title in spec for spec in specs) for title in ("Loss", "Accuracy", "Weight update per member")] \
+        == [True, True, True]
+    at.button(key="train-stop").click().run()
+    assert runs.get(run_id).status == "stopping"
+    assert at.button(key="train-stop").disabled
+
+
+def test_the_live_view_reads_only_new_epochs(no_workers, monkeypatch):
+    run_id = fake_run(epochs=2)
+    at = app()
+    calls = []
+    real = runs.metrics
+    monkeypatch.setattr(runs, "metrics", lambda rid, since_epoch=0: calls.append(since_epoch) or real(rid, since_epoch))
+    at.run()
+    assert calls == [2]
+    from core.events import EpochEnd
+
+    runs.store().record(run_id, EpochEnd(epoch=3, phase="train", metrics={"loss": 0.2, "val_loss": 0.3},
+                                         duration_s=0.5, learning_rate=1e-3))
+    at.run()
+    assert calls == [2, 2] and any('"x":[1,2,3]' in spec.replace(" ", "") for spec in charts(at))
+
+
+def test_a_second_tab_and_a_reload_show_the_same_active_run(no_workers):
+    older = fake_run(epochs=3, status="finished")
+    active = fake_run(epochs=1)
+    first, second = app(), app()
+    assert first.selectbox(key="train-run-picker").value == active
+    assert second.selectbox(key="train-run-picker").value == active
+    first.selectbox(key="train-run-picker").set_value(older).run()
+    assert "Finished 3 epochs" in texts(first)
+    first.run()  # a rerun (or the fragment) keeps this tab's choice
+    assert first.selectbox(key="train-run-picker").value == older
+    assert second.run().selectbox(key="train-run-picker").value == active
+
+
+def test_the_fine_tune_phase_is_marked_on_the_curves(no_workers):
+    fake_run(epochs=3, fine_tune_at=3, status="finished")
+    at = app()
+    specs = charts(at)
+    assert all("fine-tune from epoch 3" in spec for spec in specs)
+
+
+def test_the_page_reruns_once_when_the_run_ends(no_workers, monkeypatch):
+    run_id = fake_run(epochs=2)
+    at = app()
+    ended = []
+
+    def reconcile():  # the run ends while the fragment polls
+        ended.append(True)
+        runs.store().update(run_id, status="finished", ended_at=time.time())
+        return []
+
+    monkeypatch.setattr(runs, "reconcile", reconcile)
+    at.run()
+    assert ended == [True]  # the app rerun saw a finished run: it does not poll again
+    assert "Finished 2 epochs" in texts(at)
+    assert not [b for b in at.button if b.key == "train-stop"]
+
+
+def test_a_failed_run_shows_its_reason(no_workers):
+    fake_run(epochs=1, status="failed")
+    at = app()
+    assert "The run failed after 1 epoch(s): failed for the test" in at.error[0].value
+
+
+def test_train_starts_a_real_run_and_the_page_follows_it_to_the_end():
+    at = app(TINY)
+    at.button(key="train-start").click().run()
+    run_id = state.WATCHED_RUN in at.session_state and at.session_state[state.WATCHED_RUN]
+    assert run_id and runs.get(run_id).spec == TINY
+    deadline = time.monotonic() + 180
+    while runs.get(run_id).is_active and time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()  # what the fragment's timer does in a browser
+    at.run()
+    assert runs.get(run_id).status == "finished", runs.get(run_id).error
+    assert "Finished 3 epochs" in texts(at)
+    specs = charts(at)
+    assert len(specs) == 3 and all('"x":[1,2,3]' in spec.replace(" ", "") for spec in specs)
