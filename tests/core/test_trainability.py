@@ -1,0 +1,108 @@
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from core.spec import FineTuneSpec, LayerRule, MemberSpec, StackSpec
+from core.stacking import build
+from core.tasks import TaskInfo
+from core.trainability import count_params, frozen_members, iter_leaves, layer_table, unfreeze_top
+
+TASK = TaskInfo("multiclass", (6,), num_classes=3)
+
+
+def stack(**changes) -> StackSpec:
+    spec = StackSpec(members=(
+        MemberSpec("encoder", template="mlp", params={"hidden_units": [8, 8], "batch_norm": True}),
+        MemberSpec("head", template="dense_head", params={"hidden_units": [4]}),
+    ))
+    return spec.replace(**changes)
+
+
+def fit(model: keras.Model, epochs: int = 2) -> None:
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32") * 3 + 1
+    y = np.random.default_rng(1).integers(0, 3, 64)
+    model.fit(x, y, epochs=epochs, batch_size=16, verbose=0)
+
+
+def weights_of(layer) -> list[np.ndarray]:
+    return [np.array(w) for w in layer.get_weights()]
+
+
+def test_a_frozen_member_keeps_its_weights_and_the_others_train():
+    encoder, head = stack().members
+    spec = stack(members=(dataclasses.replace(encoder, trainable=False), head))
+    model = build(spec, TASK)
+    encoder, head = model.get_layer("encoder"), model.get_layer("head")
+    before_encoder, before_head = weights_of(encoder), weights_of(head)
+    fit(model)
+    for old, new in zip(before_encoder, weights_of(encoder)):
+        np.testing.assert_array_equal(old, new)  # moving statistics included: frozen BN is in inference mode
+    assert any(not np.array_equal(old, new) for old, new in zip(before_head, weights_of(head)))
+    assert count_params(encoder).trainable == 0
+    assert count_params(model).trainable == count_params(head).trainable
+
+
+def test_layer_rules_by_regex_apply_in_order():
+    rules = (LayerRule(member="*", layers=".*", trainable=False),
+             LayerRule(member="encoder", layers="encoder_dense2", trainable=True),
+             LayerRule(member="head", layers=".*output", trainable=True))
+    model = build(stack(trainability=rules), TASK)
+    trainable = {path for path, _, on in iter_leaves(model) if on}
+    assert trainable >= {"encoder/encoder_dense2", "head/head_output"}
+    assert "encoder/encoder_dense1" not in trainable and "head/head_dense1" not in trainable
+    before = {path: weights_of(leaf) for path, leaf, _ in iter_leaves(model) if leaf.weights}
+    fit(model)
+    after = {path: weights_of(leaf) for path, leaf, _ in iter_leaves(model) if leaf.weights}
+    for path in before:
+        changed = any(not np.array_equal(a, b) for a, b in zip(before[path], after[path]))
+        assert changed == (path in trainable), path
+
+
+def test_counts_match_keras_and_the_layer_table():
+    model = build(stack(trainability=(LayerRule(member="encoder", layers="encoder_dense1"),)), TASK)
+    counts = count_params(model)
+    assert counts.total == model.count_params()
+    assert counts.trainable == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    rows = {row["path"]: row for row in layer_table(model)}
+    assert rows["encoder/encoder_dense1"]["trainable"] is False
+    assert rows["encoder/encoder_dense1"]["trainable_params"] == 0
+    assert rows["encoder/encoder_dense1"]["params"] == 6 * 8  # no bias before batch norm
+    assert rows["head/head_output"]["trainable_params"] == 4 * 3 + 3
+    assert counts.non_trainable == sum(r["params"] - r["trainable_params"] for r in rows.values())
+
+
+def test_transfer_freezes_the_base_and_fine_tune_unfreezes_its_top():
+    spec = StackSpec(mode="transfer", members=stack().members[:1], head=stack().members[1])
+    model = build(spec, TASK)
+    assert frozen_members(model, spec) == ["encoder"]
+    unfrozen = unfreeze_top(model, spec, FineTuneSpec(unfreeze_top_layers=2))
+    # Two weighted layers from the top: the second dense layer and its batch norm; batch
+    # norm stays frozen unless asked, so only the dense layer trains.
+    assert unfrozen == ["encoder/encoder_dense2"]
+    assert count_params(model.get_layer("encoder")).trainable == 8 * 8
+    everything = unfreeze_top(model, spec, FineTuneSpec(members=("encoder",), unfreeze_batchnorm=True))
+    assert "encoder/encoder_dense1_bn" in everything
+    assert count_params(model.get_layer("encoder")).non_trainable == 2 * 8 * 2  # moving mean / variance
+
+
+def test_frozen_batch_norm_runs_in_inference_mode():
+    model = build(stack(trainability=(LayerRule(member="encoder", layers=".*_bn"),)), TASK)
+    bn = model.get_layer("encoder").get_layer("encoder_dense1_bn")
+    before = weights_of(bn)
+    fit(model)
+    for old, new in zip(before, weights_of(bn)):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_unknown_members_in_rules_and_fine_tune_are_explained():
+    spec = StackSpec(mode="transfer", members=stack().members[:1], head=stack().members[1])
+    model = build(spec, TASK)
+    with pytest.raises(ValueError, match="fine_tune.members names 'ghost'"):
+        unfreeze_top(model, spec, FineTuneSpec(members=("ghost",)))
+    from core.stacking import check
+
+    report = check(stack(trainability=(LayerRule(member="encoder", layers="(unclosed"),)), TASK)
+    assert "is not a valid regular expression" in report.problems[0].message
