@@ -25,9 +25,8 @@ Example:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import keras
 import numpy as np
@@ -36,6 +35,7 @@ from core import adapters as adapter_lib
 from core.adapters import Need
 from core.paths import run_model_path
 from core.spec import AdapterSpec, MemberSpec, StackSpec
+from core.stack_report import MemberReport, Problem, StackError, StackReport  # noqa: F401  (re-exported)
 from core.tasks import TaskInfo
 from core.templates import TEMPLATES, format_shape
 from core.trainability import apply_trainability, count_params, layer_table
@@ -49,99 +49,6 @@ RESERVED_NAMES = (
 STEP_LABELS = {"output": "the output", "fusion": "the fusion", "ensemble": "the ensemble"}
 # Rows of training data passed to templates that adapt to data (Normalization).
 ADAPT_SAMPLE_ROWS = 2000
-
-
-class StackError(ValueError):
-    """The stack cannot be built; `problems` lists every reason, each with its fix."""
-
-    def __init__(self, problems: list["Problem"]):
-        self.problems = list(problems)
-        lines = "\n".join(f"- {p.message}" for p in self.problems)
-        super().__init__(f"The stack cannot be built ({len(self.problems)} problem(s)):\n{lines}")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One reason the stack does not build.
-
-    kind: "shape" (pieces don't fit; `fix` holds adapters that would make them fit),
-    "config" (the spec asks for something impossible) or "source" (a member file or run
-    cannot be used).
-    """
-
-    kind: str
-    member: str
-    message: str
-    received: tuple | None = None
-    expected: str = ""
-    fix: tuple[AdapterSpec, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind, "member": self.member, "message": self.message,
-            "received": list(self.received) if self.received is not None else None,
-            "expected": self.expected, "fix": [a.to_dict() for a in self.fix],
-            "fix_label": " + ".join(adapter_lib.describe(a) for a in self.fix),
-        }
-
-
-@dataclass(frozen=True)
-class MemberReport:
-    name: str
-    source: str
-    role: str  # "member" or "head"
-    input_shape: tuple | None
-    output_shape: tuple | None
-    total_params: int
-    trainable_params: int
-    layers: tuple[dict, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "source": self.source, "role": self.role,
-            "input_shape": _listed(self.input_shape), "output_shape": _listed(self.output_shape),
-            "total_params": self.total_params, "trainable_params": self.trainable_params,
-            "non_trainable_params": self.total_params - self.trainable_params,
-            "layers": list(self.layers),
-        }
-
-
-@dataclass(frozen=True)
-class StackReport:
-    """The pre-flight report: shapes, parameter counts, problems. Plain data."""
-
-    mode: str
-    ok: bool
-    input_shape: tuple
-    output_shape: tuple | None
-    total_params: int
-    trainable_params: int
-    members: tuple[MemberReport, ...]
-    problems: tuple[Problem, ...]
-    warnings: tuple[str, ...] = ()
-    adapters: tuple[AdapterSpec, ...] = ()  # every adapter in the model, accepted or auto
-    task: dict = field(default_factory=dict)
-
-    @property
-    def non_trainable_params(self) -> int:
-        return self.total_params - self.trainable_params
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode, "ok": self.ok,
-            "input_shape": _listed(self.input_shape), "output_shape": _listed(self.output_shape),
-            "total_params": self.total_params, "trainable_params": self.trainable_params,
-            "non_trainable_params": self.non_trainable_params,
-            "members": [m.to_dict() for m in self.members],
-            "problems": [p.to_dict() for p in self.problems],
-            "warnings": list(self.warnings),
-            "adapters": [a.to_dict() for a in self.adapters],
-            "task": self.task,
-        }
-
-
-def _listed(shape: tuple | None) -> list | None:
-    return None if shape is None else list(shape)
 
 
 def _shape(tensor) -> tuple:
