@@ -1,7 +1,10 @@
 """StackLab's dashboard: `streamlit run dashboard/app.py`. Navigation only.
 
-The pages live in dashboard/pages/. This process never imports TensorFlow or Keras: model
-questions go to the inspector process, training to worker processes (see DESIGN.md).
+The pages live in dashboard/app_pages/, not pages/: Streamlit treats a pages/ directory beside
+this file as a legacy multipage app until some session has run st.navigation, so a first visit
+to, say, /runs after the server started ran that page alone, without this file (no navigation,
+no page config, no start-up). This process never imports TensorFlow or Keras: model questions
+go to the inspector process, training to worker processes (see DESIGN.md).
 """
 
 import sys
@@ -18,7 +21,7 @@ from core.inspector import InspectorError  # noqa: E402
 from core.runs import RunStoreError  # noqa: E402
 from dashboard import services  # noqa: E402
 
-PAGES = Path(__file__).parent / "pages"
+PAGES = Path(__file__).parent / "app_pages"
 
 st.set_page_config(page_title="StackLab", page_icon=":material/stacks:", layout="wide")
 try:

@@ -8,12 +8,12 @@ so widgets outside the fragment (the Train button, the run picker) catch up.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import streamlit as st
 
 from core import runs
-from dashboard import figures, formatting, services
+from dashboard import figures, formatting, services, state
 
 POLL_S = 1.0
 STATUS_ICONS = {
@@ -29,18 +29,35 @@ def status_badge(status: str) -> None:
     st.badge(status, icon=STATUS_ICONS.get(status), color=STATUS_COLORS.get(status, "gray"))
 
 
+def _figure(chart_key: str, source: Any, build: Callable[..., Any], *args: Any) -> Any:
+    """The figure of `chart_key`, `build(*args)`, built again only when `source` (what it shows) changed.
+
+    The live view reruns every POLL_S seconds while new epochs come far less often, and
+    building the Plotly figures was most of a rerun's work.
+    """
+    cache = state.chart_cache()
+    cached = cache.get(chart_key)
+    if cached is None or cached[0] != source:
+        cached = cache[chart_key] = (source, build(*args))
+    return cached[1]
+
+
 def curves(rows: Sequence[Mapping[str, Any]], phases: Sequence[Mapping[str, Any]], key: str) -> None:
     """One chart per metric (training and validation together), then the member updates."""
+    # An epoch row rewritten (a resumed run trains it again) gets a new recorded_at.
+    source = (tuple((row["epoch"], row.get("recorded_at")) for row in rows),
+              tuple((phase["epoch"], phase["phase"]) for phase in phases))
     names = formatting.metric_names(rows)
     columns = st.columns(2)
     for index, name in enumerate(names):
         with columns[index % 2]:
-            st.plotly_chart(figures.metric_curves(rows, phases, name), key=f"{key}-curve-{name}",
-                            config={"displayModeBar": False})
+            chart_key = f"{key}-curve-{name}"
+            figure = _figure(chart_key, source, figures.metric_curves, rows, phases, name)
+            st.plotly_chart(figure, key=chart_key, config={"displayModeBar": False})
     if any(row.get("member_updates") for row in rows):
         with columns[len(names) % 2]:
-            st.plotly_chart(figures.member_updates(rows, phases), key=f"{key}-updates",
-                            config={"displayModeBar": False})
+            figure = _figure(f"{key}-updates", source, figures.member_updates, rows, phases)
+            st.plotly_chart(figure, key=f"{key}-updates", config={"displayModeBar": False})
 
 
 def _progress(run: runs.Run, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -68,7 +85,7 @@ def _outcome(run: runs.Run) -> None:
         st.success(f"Finished {run.epochs_done} epochs in {formatting.duration(run.duration_s)}. "
                    f"Best: {formatting.best(run.best)}. Download the model on the Runs page.",
                    icon=":material/check_circle:")
-        st.page_link("pages/runs.py", label="Open the Runs page", icon=":material/history:")
+        st.page_link("app_pages/runs.py", label="Open the Runs page", icon=":material/history:")
     elif run.status == "stopped":
         st.info(f"Stopped after {run.epochs_done} epoch(s); the model of the last finished epoch is kept. "
                 f"Resume it on the Runs page.", icon=":material/stop_circle:")

@@ -34,6 +34,7 @@ STORED_UPLOADS = "stored_uploads"  # uploader file id -> "sha256:<hex>", so a fi
 INSPECTIONS = "inspections"  # upload ref -> ("ok", summary) or ("refused", reason)
 EVALUATIONS = "evaluations"  # run id -> client.evaluate result
 EPOCH_CACHE = "epoch_cache"  # run id -> {"ended_at": float | None, "rows": [epoch rows]}
+CHART_CACHE = "chart_cache"  # chart key -> (what the figure was drawn from, the Plotly figure)
 PENDING_DELETE = "pending_delete"  # run id waiting for the delete confirmation
 EXPANDED_MEMBERS = "expanded_members"  # member names drawn with their layers in the diagram
 PAGE_ERROR = "page_error"  # a message a callback left for the page to show once
@@ -115,6 +116,10 @@ def set_watched_run(run_id: str | None) -> None:
 
 def epoch_cache() -> dict[str, dict[str, Any]]:
     return _get(EPOCH_CACHE, dict)
+
+
+def chart_cache() -> dict[str, tuple[Any, Any]]:
+    return _get(CHART_CACHE, dict)
 
 
 def pending_delete() -> str | None:

@@ -38,7 +38,7 @@ def app(draft: StackSpec | None = None) -> AppTest:
 
 
 def open_page(at: AppTest, name: str) -> AppTest:
-    at.switch_page(f"pages/{name}.py")
+    at.switch_page(f"app_pages/{name}.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

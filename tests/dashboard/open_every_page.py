@@ -67,19 +67,19 @@ def main() -> int:
     check(at, "train (live)")
     opened.append("train")
 
-    at.switch_page("pages/data.py").run()
+    at.switch_page("app_pages/data.py").run()
     at.selectbox(key="draft-data-builtin").set_value("iris").run()
     check(at, "data")
     opened.append("data")
 
-    at.switch_page("pages/assemble.py").run()
+    at.switch_page("app_pages/assemble.py").run()
     at.selectbox(key="draft-mode").set_value("fusion").run()
     at.toggle(key=at.toggle[0].key).set_value(True).run()
     at.text_input(key="asm-rule-regex").set_value(".*dense.*").run()
     check(at, "assemble")
     opened.append("assemble")
 
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     at.session_state["runs-table"] = {"selection": {"rows": [0, 1], "columns": [], "cells": []}}
     at.run()
     check(at, "runs")

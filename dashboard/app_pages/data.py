@@ -98,7 +98,7 @@ report, _ = services.check_or_error(state.draft())
 if report is not None and not report["ok"] and report["problems"]:
     st.warning(f"The stack being assembled does not fit this dataset: {report['problems'][0]['message']}",
                icon=":material/warning:")
-    st.page_link("pages/assemble.py", label="Adjust the stack on the Assemble page", icon=":material/stacks:")
+    st.page_link("app_pages/assemble.py", label="Adjust the stack on the Assemble page", icon=":material/stacks:")
 
 summary = preview["summary"]
 task_info = summary["task"]

@@ -123,7 +123,7 @@ def what_will_train(spec, report, error) -> bool:
     if not report["ok"]:
         st.error(f"The stack does not build: {report['problems'][0]['message'] if report['problems'] else ''}",
                  icon=":material/error:")
-        st.page_link("pages/assemble.py", label="Fix it on the Assemble page", icon=":material/stacks:")
+        st.page_link("app_pages/assemble.py", label="Fix it on the Assemble page", icon=":material/stacks:")
         return False
     frozen = report["non_trainable_params"]
     st.markdown(f"**Parameters** {formatting.count(report['total_params'])}"

@@ -183,7 +183,7 @@ try:
     all_runs = runs.list()
     if not all_runs:
         st.info("No runs yet. Start one on the Train page.")
-        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+        st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
         st.stop()
     selected = run_table(all_runs)
     st.caption("Select rows to compare their curves; the last selected run is shown in detail below.")

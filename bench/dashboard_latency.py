@@ -1,0 +1,264 @@
+"""Benchmark: what watching a run in the dashboard costs the run, and how fast an epoch shows.
+
+Starts the real dashboard (`streamlit run dashboard/app.py`, as the e2e tests do) in a fresh
+$STACKLAB_HOME and headless Debian Chromium, then trains the same spec (the seed's CNN on
+10,000 28x28 digits, batch 64: ~1-2 s epochs; bench/run_overhead.py's data and spec) as
+runs through `core.runs.start`, and prints:
+
+1. the epoch-time ratio of a run watched live on the Train page by a browser over the same
+   run with no browser open (the server idle, Chromium running with no page), in pairs
+   whose order alternates, `--pairs` of them (target <= 1.03). Epoch time is the gap
+   between consecutive epoch rows' `ended_at`; the first epoch (tracing) is skipped. Both
+   the median gap and the minimum gap (the least disturbed epoch) are compared;
+2. the server-side time of a page rerun while a run trains, two ways:
+   - in this process, `streamlit.testing.v1.AppTest` runs the whole Train page (settings,
+     the pre-flight check, the live view with its charts) once per POLL_S while a run
+     trains; `at.run()` is timed (target <= 150 ms). An upper bound of the fragment
+     rerun, which redraws only the live view;
+   - on the real server, as the browser sees it: from the fragment's auto-rerun request
+     leaving the browser to the server's "script finished" message arriving (WebSocket
+     frames, decoded with Streamlit's protobufs), during the latency runs of 3;
+3. epoch end -> point drawn: in `--latency-runs` watched runs, the page's Plotly chart
+   (`.js-plotly-plot` data[0].x.length) is read every 50 ms; the time a new point appears
+   minus the epoch row's `ended_at` (target p95 <= 1 s).
+
+Ratios are measured within one invocation because absolute times on a shared machine are
+noise. Run from the repo root (about 5 minutes on 2 cores):
+
+    .venv/bin/python bench/dashboard_latency.py [--pairs 5] [--epochs 8] [--latency-runs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from bench.run_overhead import bench_spec, make_digits_10k  # noqa: E402
+from tests.e2e import ui  # noqa: E402
+from tests.e2e.server import launch_chromium, start_dashboard  # noqa: E402
+
+POLL_CHART_S = 0.05
+
+
+def quiet_streamlit_without_runtime() -> None:
+    """Here the dashboard's modules run without Streamlit's server: every cached function warns
+    that it caches in memory. Streamlit sets a level on each of its loggers, so each is quieted."""
+    from streamlit.logger import get_logger
+
+    for name in ("streamlit.runtime.caching.cache_data_api", "streamlit.runtime.caching.cache_resource_api",
+                 "streamlit.runtime.scriptrunner_utils.script_run_context"):
+        get_logger(name).setLevel(logging.ERROR)
+
+
+def epoch_gaps(run_id: str) -> list[float]:
+    """Gaps between consecutive epoch ends; the first epoch (graph tracing) is skipped."""
+    from core import runs
+
+    ends = [row["ended_at"] for row in runs.metrics(run_id)]
+    return [b - a for a, b in zip(ends, ends[1:])]
+
+
+def finished(run_id: str) -> None:
+    from core import runs
+
+    run = runs.wait(run_id, timeout_s=900, poll_s=0.5)
+    if run.status != "finished":
+        raise SystemExit(f"run {run_id} {run.status}: {run.error}")
+
+
+def run_alone(spec) -> list[float]:
+    from core import runs
+
+    run_id = runs.start(spec)
+    finished(run_id)
+    return epoch_gaps(run_id)
+
+
+def open_live_view(browser, server, run_id: str):
+    """A new tab on the Train page, showing `run_id` live."""
+    context = browser.new_context(viewport=ui.VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(ui.TRAIN_TIMEOUT_MS)
+    page.goto(f"{server.url}/")
+    page.wait_for_function(
+        "id => { const box = document.querySelector('[class*=st-key-train-run-picker] input');"
+        " return box && box.value.startsWith(id); }", arg=run_id)
+    return context, page
+
+
+def run_watched(spec, browser, server) -> list[float]:
+    from core import runs
+
+    run_id = runs.start(spec)
+    context, _ = open_live_view(browser, server, run_id)
+    try:
+        finished(run_id)
+    finally:
+        context.close()
+    return epoch_gaps(run_id)
+
+
+def watch_fragment_reruns(page, durations: list[float]) -> None:
+    """Time each fragment auto-rerun from its request frame to the server's script_finished frame."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    sent_at: list[float] = []
+
+    def on_sent(payload) -> None:
+        if isinstance(payload, bytes):
+            message = BackMsg()
+            message.ParseFromString(payload)
+            if message.WhichOneof("type") == "rerun_script" and message.rerun_script.is_auto_rerun:
+                sent_at.append(time.perf_counter())
+
+    def on_received(payload) -> None:
+        if isinstance(payload, bytes) and sent_at:
+            message = ForwardMsg()
+            message.ParseFromString(payload)
+            if (message.WhichOneof("type") == "script_finished"
+                    and message.script_finished == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY):
+                durations.append(time.perf_counter() - sent_at.pop(0))
+                sent_at.clear()  # a request answered late is not matched to the next answer
+
+    def on_websocket(socket) -> None:
+        socket.on("framesent", on_sent)
+        socket.on("framereceived", on_received)
+
+    page.on("websocket", on_websocket)
+
+
+def run_polled(spec, browser, server, latencies: dict[int, list[float]], reruns: list[float]) -> None:
+    """A watched run whose chart is read every 50 ms: epoch end -> point drawn, by epoch."""
+    from core import runs
+
+    run_id = runs.start(spec)
+    context = browser.new_context(viewport=ui.VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(ui.TRAIN_TIMEOUT_MS)
+    watch_fragment_reruns(page, reruns)
+    page.goto(f"{server.url}/")
+    drawn: dict[int, float] = {}
+    deadline = time.monotonic() + 900
+    try:
+        while len(drawn) < spec.train.epochs and time.monotonic() < deadline:
+            points = ui.chart_points(page)
+            now = time.time()
+            for epoch in range(1, points + 1):
+                drawn.setdefault(epoch, now)
+            page.wait_for_timeout(POLL_CHART_S * 1000)  # lets Playwright deliver the frame events
+        finished(run_id)
+    finally:
+        context.close()
+    rows = {row["epoch"]: row["ended_at"] for row in runs.metrics(run_id)}
+    if len(drawn) < len(rows):
+        raise SystemExit(f"run {run_id}: the chart showed {len(drawn)} of {len(rows)} epochs")
+    for epoch, ended in rows.items():
+        latencies.setdefault(epoch, []).append(drawn[epoch] - ended)
+
+
+def apptest_reruns(spec, poll_s: float) -> list[float]:
+    """Time whole Train-page reruns in this process (AppTest) while a run trains, one per poll_s."""
+    from streamlit.testing.v1 import AppTest
+
+    from core import runs
+    from core.inspector import get_client
+
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=180)
+    at.run()  # starts this process's inspector and waits for its first answer: not timed
+    durations = []
+    try:
+        run_id = runs.start(spec)
+        while not runs.metrics(run_id):  # time reruns that draw the charts
+            if not runs.get(run_id).is_active:
+                break
+            time.sleep(0.2)
+        while runs.get(run_id).is_active:
+            started = time.perf_counter()
+            at.run()
+            durations.append(time.perf_counter() - started)
+            if at.exception:
+                raise SystemExit(f"the Train page raised: {[e.value for e in at.exception]}")
+            time.sleep(max(0.0, poll_s - durations[-1]))
+        finished(run_id)
+    finally:
+        get_client().close()
+    return durations
+
+
+def ms(values: list[float]) -> str:
+    return (f"median {statistics.median(values) * 1000:.0f} ms, p95 {np.percentile(values, 95) * 1000:.0f} ms, "
+            f"max {max(values) * 1000:.0f} ms over {len(values)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--latency-runs", type=int, default=2)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    quiet_streamlit_without_runtime()
+    from dashboard.live import POLL_S
+
+    with tempfile.TemporaryDirectory(prefix="stacklab-bench-") as tmp:
+        home = Path(tmp)
+        os.environ["STACKLAB_HOME"] = str(home)  # this process and the server share the run store
+        spec = bench_spec(make_digits_10k(home), args.epochs)
+        server = start_dashboard(home, home / "server.log")
+        playwright = sync_playwright().start()
+        try:
+            browser = launch_chromium(playwright)
+            ratios, min_ratios = [], []
+            for pair in range(args.pairs):
+                order = ("alone", "watched") if pair % 2 == 0 else ("watched", "alone")
+                gaps = {kind: run_alone(spec) if kind == "alone" else run_watched(spec, browser, server)
+                        for kind in order}
+                alone, watched = (statistics.median(gaps[k]) for k in ("alone", "watched"))
+                alone_min, watched_min = (min(gaps[k]) for k in ("alone", "watched"))
+                ratios.append(watched / alone)
+                min_ratios.append(watched_min / alone_min)
+                print(f"pair {pair + 1} ({' then '.join(order)}): no browser {alone:.3f} s/epoch (min {alone_min:.3f}),"
+                      f" watched {watched:.3f} s/epoch (min {watched_min:.3f}), ratio {ratios[-1]:.3f} "
+                      f"(of minima {min_ratios[-1]:.3f})", flush=True)
+            latencies: dict[int, list[float]] = {}
+            fragment_reruns: list[float] = []
+            for _ in range(args.latency_runs):
+                run_polled(spec, browser, server, latencies, fragment_reruns)
+                print("latency run: epoch end -> point drawn, by epoch: " + ", ".join(
+                    f"{epoch}: {values[-1] * 1000:.0f} ms" for epoch, values in sorted(latencies.items())), flush=True)
+            page_reruns = apptest_reruns(spec, POLL_S)
+            print(f"AppTest Train-page reruns: {ms(page_reruns)}", flush=True)
+            browser.close()
+        finally:
+            playwright.stop()
+            server.stop()
+
+    print(f"\nepoch time, watched live / no browser: median of pair ratios {statistics.median(ratios):.3f} "
+          f"(pairs {min(ratios):.3f}-{max(ratios):.3f}); of the fastest epochs {statistics.median(min_ratios):.3f} "
+          f"(pairs {min(min_ratios):.3f}-{max(min_ratios):.3f}); target <= 1.03")
+    print(f"Train page rerun while a run trains, AppTest in-process (whole page, one per {POLL_S:g} s): "
+          f"{ms(page_reruns)} (target <= 150 ms)")
+    if fragment_reruns:
+        print(f"live-view fragment rerun on the real server, request sent -> script finished received in the "
+              f"browser: {ms(fragment_reruns)}")
+    every = [value for values in latencies.values() for value in values]
+    later = [value for epoch, values in latencies.items() if epoch > 1 for value in values]
+    print(f"epoch end -> point drawn in the browser, every epoch: {ms(every)} epochs (target p95 <= 1000 ms)")
+    print(f"  epochs after the first (the first also creates the charts): {ms(later)} epochs")
+
+
+if __name__ == "__main__":
+    main()

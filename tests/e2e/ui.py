@@ -1,0 +1,143 @@
+"""Driving the dashboard in Chromium: Streamlit's DOM, found by the app's stable widget keys.
+
+Streamlit adds a keyed widget's key to its container as the CSS class `st-key-<key>`. The
+"draft-" keys get a "-r<n>" suffix once the draft is replaced (dashboard/state.py), so keys
+are matched as a substring of the class. Every wait is for something the page shows or the
+app's own "script not running" marker, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import Locator, Page, expect
+
+VIEWPORT = {"width": 1400, "height": 1600}
+TIMEOUT_MS = 60_000
+# From Train to a finished run: the worker imports TensorFlow (~5 s), builds and trains.
+TRAIN_TIMEOUT_MS = 240_000
+# The app root carries the script state; "notRunning" once a rerun has drawn everything.
+IDLE = "[data-testid=stApp][data-test-script-state=notRunning][data-test-connection-state=CONNECTED]"
+# Points of the first trace of the first Plotly chart on the page (the Train page's loss
+# curve, training), or -1 when no chart is drawn yet.
+CHART_POINTS_JS = """() => {
+    const chart = document.querySelector('.js-plotly-plot');
+    return chart && chart.data && chart.data.length ? chart.data[0].x.length : -1;
+}"""
+
+
+def keyed(page: Page, key: str) -> Locator:
+    """The element container of the widget with key `key` (a "draft-" key in any generation)."""
+    return page.locator(f"[class*=st-key-{key}]")
+
+
+def button(page: Page, key: str) -> Locator:
+    """The keyed button. A button with help text renders a hidden twin, hence :visible."""
+    return keyed(page, key).locator("button:visible")
+
+
+def wait_idle(page: Page) -> None:
+    page.locator(IDLE).wait_for()
+
+
+def heading(page: Page, title: str) -> Locator:
+    return page.locator("h1").filter(has_text=re.compile(rf"^\s*{re.escape(title)}\s*$"))
+
+
+PAGE_TITLES = ("Data", "Assemble", "Train", "Runs")
+
+
+def open_app(page: Page, url: str, path: str = "") -> None:
+    """Load the app (path: "", "data", "assemble", "train" or "runs") and wait until it is drawn,
+    inside the app's frame: the top navigation and the wide layout that dashboard/app.py sets."""
+    page.goto(f"{url}/{path}")
+    heading(page, path.capitalize() or "Train").wait_for()
+    wait_idle(page)
+    # Each link's text is its icon's name, then its title.
+    expect(page.get_by_test_id("stTopNavLink")).to_have_text([re.compile(f"{title}$") for title in PAGE_TITLES])
+    expect(page.get_by_test_id("stApp")).to_have_class(re.compile(r"\bstreamlit-wide\b"))
+
+
+def go_to(page: Page, title: str) -> None:
+    """Switch page with the top navigation, as a user does (the session and its draft stay)."""
+    page.get_by_test_id("stTopNavLink").filter(has_text=title).click()
+    heading(page, title).wait_for()
+    wait_idle(page)
+
+
+def set_number(page: Page, key: str, value: int) -> None:
+    field = keyed(page, key).locator("input")
+    field.fill(str(value))
+    field.press("Enter")
+    expect(field).to_have_value(str(value))
+    wait_idle(page)
+
+
+def choose(page: Page, key: str, option: str) -> None:
+    """Pick `option` in the keyed selectbox."""
+    box = keyed(page, key).locator("input[role=combobox]")
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    expect(box).to_have_value(option)
+    wait_idle(page)
+
+
+def upload(page: Page, key: str, path: Path) -> None:
+    keyed(page, key).locator("input[type=file]").set_input_files(str(path))
+
+
+def errors_shown(page: Page) -> list[str]:
+    return page.get_by_test_id("stAlertContentError").all_inner_texts()
+
+
+def chart_points(page: Page) -> int:
+    return page.evaluate(CHART_POINTS_JS)
+
+
+def wait_for_chart_points(page: Page, count: int, timeout_ms: int = TRAIN_TIMEOUT_MS) -> None:
+    page.wait_for_function(f"() => ({CHART_POINTS_JS})() >= {count}", timeout=timeout_ms, polling=100)
+
+
+def shot(page: Page, folder: Path, name: str, focus: Locator | None = None) -> Path:
+    """A screenshot of the viewport (Streamlit scrolls inside its own container, so a
+    full-page shot shows no more), scrolled to `focus` first if given."""
+    if focus is not None:
+        focus.scroll_into_view_if_needed()
+    path = folder / f"{name}.png"
+    page.screenshot(path=path)
+    return path
+
+
+def no_app_exception(page: Page) -> None:
+    """The app drew no exception box (its details go to the server log, checked by `tab`)."""
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def start_training(page: Page, epochs: int) -> str:
+    """On the Train page: set the epochs, press Train; returns the new run's id (from the toast)."""
+    set_number(page, "draft-train-epochs", epochs)
+    start = button(page, "train-start")
+    expect(start).to_be_enabled()
+    start.click()
+    toast = page.get_by_test_id("stToast").filter(has_text="Started run")
+    toast.wait_for()
+    return re.search(r"Started run (\S+?)\.", toast.inner_text()).group(1)
+
+
+def wait_until_finished(page: Page, run_id: str) -> None:
+    """Until the Train page's run picker shows `run_id` as finished (the page reruns as a whole
+    when the run ends, so everything drawn then belongs to the ended run)."""
+    picker = keyed(page, "train-run-picker").locator("input[role=combobox]")
+    expect(picker).to_have_value(re.compile(rf"^{re.escape(run_id)} · .* · finished$"), timeout=TRAIN_TIMEOUT_MS)
+    wait_idle(page)
+
+
+def download_model(page: Page, folder: Path) -> Path:
+    """Press "Download model (.keras)" on the Runs page; returns where the file was saved."""
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download model (.keras)", exact=True).click()
+    assert download.value.suggested_filename.endswith(".keras"), download.value.suggested_filename
+    target = folder / download.value.suggested_filename
+    download.value.save_as(target)
+    return target
