@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, expect
 
 VIEWPORT = {"width": 1400, "height": 1600}
@@ -103,7 +104,10 @@ def shot(page: Page, folder: Path, name: str, focus: Locator | None = None) -> P
     """A screenshot of the viewport (Streamlit scrolls inside its own container, so a
     full-page shot shows no more), scrolled to `focus` first if given."""
     if focus is not None:
-        focus.scroll_into_view_if_needed()
+        try:
+            focus.scroll_into_view_if_needed(timeout=5000)
+        except PlaywrightError:
+            pass  # the page redrew `focus` meanwhile (a run ending): the shot is still worth having
     path = folder / f"{name}.png"
     page.screenshot(path=path)
     return path
