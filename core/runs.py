@@ -49,7 +49,6 @@ SPAWN_GRACE_S = 60.0
 
 _stores: dict[Path, RunStore] = {}
 _stores_lock = threading.Lock()
-_children: builtins.list[subprocess.Popen] = []
 
 
 def store() -> RunStore:
@@ -203,9 +202,6 @@ def reconcile() -> builtins.list[str]:
     Called when the dashboard starts, on every poll, and by `wait`. Returns the ids marked
     interrupted.
     """
-    for child in _children[:]:
-        if child.poll() is not None:  # reap our finished workers (no zombies)
-            _children.remove(child)
     runs = store()
     now = time.time()
     interrupted = []
@@ -230,6 +226,10 @@ def schedule() -> builtins.list[str]:
     """Start workers for the oldest queued runs while fewer than `max_workers()` are active."""
     runs = store()
     claimed = []
+    # A read first: the dashboard calls this every second, and most of the time nothing
+    # is queued, so it should not take the write lock for nothing.
+    if runs.execute("SELECT 1 FROM runs WHERE status = 'queued' LIMIT 1").fetchone() is None:
+        return claimed
     with runs.transaction():
         active = runs.execute("SELECT COUNT(*) FROM runs WHERE status IN ('running', 'stopping')").fetchone()[0]
         free = max_workers() - active
@@ -263,7 +263,8 @@ def _spawn(run_id: str) -> None:
         store().update(run_id, status="failed", ended_at=time.time(),
                        error=f"Could not start the worker process: {error}.")
         return
-    _children.append(process)
+    # Reap the worker when it exits, so a long-lived caller (the dashboard) keeps no zombies.
+    threading.Thread(target=process.wait, daemon=True, name=f"stacklab-reap-{run_id}").start()
     try:
         started = psutil.Process(process.pid).create_time()
     except psutil.Error:
