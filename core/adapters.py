@@ -106,19 +106,6 @@ def _to_vector(r: tuple, make) -> AdapterSpec:
     return make("flatten")
 
 
-def describe(adapter: AdapterSpec) -> str:
-    """A short human name: 'Flatten', 'Dense(10, softmax)', 'Reshape(28, 28, 1)'."""
-    if adapter.kind == "flatten":
-        return "Flatten"
-    if adapter.kind == "global_average_pooling":
-        return "GlobalAveragePooling"
-    if adapter.kind == "reshape":
-        return f"Reshape{tuple(adapter.target_shape)}"
-    if adapter.kind == "resizing":
-        return f"Resizing{tuple(adapter.target_shape)}"
-    return f"Dense({adapter.units}, {adapter.activation})"
-
-
 def make_layer(adapter: AdapterSpec, input_shape: tuple, name: str) -> keras.layers.Layer:
     """The Keras layer for `adapter` applied to samples of `input_shape`.
 
@@ -126,7 +113,7 @@ def make_layer(adapter: AdapterSpec, input_shape: tuple, name: str) -> keras.lay
         ValueError: the adapter cannot apply to this input (wrong rank or element count).
     """
     kind = adapter.kind
-    where = f"Adapter {describe(adapter)} after '{adapter.after}'"
+    where = f"Adapter {adapter.label()} after '{adapter.after}'"
     if kind == "flatten":
         return keras.layers.Flatten(name=name)
     if kind == "global_average_pooling":

@@ -237,6 +237,16 @@ class AdapterSpec(_SpecBase):
 
     _choices: typing.ClassVar = {"kind": ADAPTER_KINDS}
 
+    def label(self) -> str:
+        """A short human name: 'Flatten', 'Dense(10, softmax)', 'Reshape(28, 28, 1)'."""
+        shape = ", ".join(str(d) for d in self.target_shape)
+        return {
+            "flatten": "Flatten",
+            "global_average_pooling": "GlobalAveragePooling",
+            "reshape": f"Reshape({shape})",
+            "resizing": f"Resizing({shape})",
+        }.get(self.kind, f"Dense({self.units}, {self.activation})")
+
 
 @dataclass(frozen=True)
 class LayerRule(_SpecBase):

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import adapters as adapter_lib
 from core.spec import AdapterSpec
 
 
@@ -44,7 +43,7 @@ class Problem:
             "kind": self.kind, "member": self.member, "message": self.message,
             "received": list(self.received) if self.received is not None else None,
             "expected": self.expected, "fix": [a.to_dict() for a in self.fix],
-            "fix_label": " + ".join(adapter_lib.describe(a) for a in self.fix),
+            "fix_label": " + ".join(a.label() for a in self.fix),
         }
 
 

@@ -173,7 +173,7 @@ class _Assembler:
         source = "the input" if producer == "input" else f"'{producer}'"
         target = STEP_LABELS.get(consumer, f"'{consumer}'")
         remedy = (
-            f" Add {' + '.join(adapter_lib.describe(a) for a in fix)} between {source} and {target}, "
+            f" Add {' + '.join(a.label() for a in fix)} between {source} and {target}, "
             f"or turn on auto adapters."
             if fix else " No adapter fits this; choose another member or template parameters."
         )
@@ -378,7 +378,7 @@ def _assemble(spec: StackSpec, task: TaskInfo | None, sample: np.ndarray | None)
     if a.check_names():
         outputs = STACKING_MODES[spec.mode](a, a.input)
         for leftover in a.unused_adapters if outputs is not None else ():
-            a.problem("config", leftover.after, f"The adapter {adapter_lib.describe(leftover)} after "
+            a.problem("config", leftover.after, f"The adapter {leftover.label()} after "
                       f"'{leftover.after}' is never used: '{leftover.after}' does not feed "
                       f"{leftover.before or 'anything'} in mode '{spec.mode}'. Remove the adapter.")
         if outputs is not None and not a.problems:

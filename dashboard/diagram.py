@@ -203,7 +203,7 @@ def stack_dot(spec: StackSpec, report: Mapping[str, Any] | None = None, expanded
             steps = [AdapterSpec(after="input", kind="flatten", before="fusion")]
         for number, adapter in enumerate(steps):
             node = _quote(f"adapter:{index}:{number}")
-            lines.append(f"  {node} [label={_quote(adapter_text(adapter))}, {_attrs(ADAPTER)}];")
+            lines.append(f"  {node} [label={_quote(adapter.label())}, {_attrs(ADAPTER)}];")
             lines.append(f"  {tail} -> {node};")
             tail = node
         bad = consumer in problems and not steps
@@ -215,15 +215,3 @@ def stack_dot(spec: StackSpec, report: Mapping[str, Any] | None = None, expanded
 
 def _with_shape(text: str, dims) -> str:
     return f"{text}\n{formatting.shape(dims)}" if dims else text
-
-
-def adapter_text(adapter: AdapterSpec) -> str:
-    if adapter.kind == "flatten":
-        return "Flatten"
-    if adapter.kind == "global_average_pooling":
-        return "GlobalAveragePooling"
-    if adapter.kind == "dense":
-        return f"Dense({adapter.units})"
-    if adapter.kind == "reshape":
-        return f"Reshape{formatting.shape(adapter.target_shape)}"
-    return f"Resizing{formatting.shape(adapter.target_shape)}"

@@ -211,11 +211,7 @@ def add_member_panel(templates: Mapping[str, dict]) -> None:
                                     help="Checked before it is loaded: no custom code, no Lambda layers, bounded "
                                          "sizes. It is opened in the inspector process, never in this one.")
         if uploaded is not None:
-            try:
-                ref = services.store_upload(uploaded)
-            except ValueError as error:
-                st.error(str(error))
-                ref = None
+            ref = services.store_upload(uploaded)
             if ref is not None:
                 with st.spinner(f"Inspecting {uploaded.name}…"):
                     outcome, summary = services.inspect_model(ref)

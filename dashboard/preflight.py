@@ -17,7 +17,7 @@ from dashboard import diagram, formatting, members, spec_edit, state
 
 def _describe(adapter) -> str:
     target = f" → {adapter.before}" if adapter.before else ""
-    return f"{diagram.adapter_text(adapter)} after '{adapter.after}'{target}"
+    return f"{adapter.label()} after '{adapter.after}'{target}"
 
 
 def draw_diagram(spec: StackSpec, report: Mapping[str, Any] | None) -> None:

@@ -188,17 +188,18 @@ def dataset_preview(dataset: DatasetSpec) -> tuple[str, Any]:
     return _preview(_home(), json.dumps(dataset.to_dict(), sort_keys=True))
 
 
-def store_upload(uploaded) -> str:
-    """Store a Streamlit UploadedFile in the upload store once per tab; returns its reference.
-
-    Raises:
-        ValueError: the file type is not accepted.
-    """
+def store_upload(uploaded) -> str | None:
+    """Store a Streamlit UploadedFile in the upload store once per tab; returns its reference,
+    or None after showing why the file type is not accepted."""
     from core.uploads import store_bytes
 
     memo = state.stored_uploads()
     if uploaded.file_id not in memo:
-        memo[uploaded.file_id] = store_bytes(uploaded.getvalue(), uploaded.name)
+        try:
+            memo[uploaded.file_id] = store_bytes(uploaded.getvalue(), uploaded.name)
+        except ValueError as error:
+            st.error(str(error))
+            return None
     return memo[uploaded.file_id]
 
 

@@ -49,11 +49,7 @@ else:
                                      "(np.savez('data.npz', x=..., y=...)).")
     ref = dataset.path if dataset.source == kind else None
     if uploaded is not None:
-        try:
-            ref = services.store_upload(uploaded)
-        except ValueError as error:
-            st.error(str(error))
-            ref = None
+        ref = services.store_upload(uploaded)
     if ref is None:
         st.info(f"Upload a .{kind} file to train on your own data. The stack keeps its current dataset "
                 f"({dataset.name if dataset.source == 'builtin' else display_name(dataset.path or '')}) until then.")
