@@ -20,7 +20,10 @@ runs through `core.runs.start`, and prints:
      frames, decoded with Streamlit's protobufs), during the latency runs of 3;
 3. epoch end -> point drawn: in `--latency-runs` watched runs, the page's Plotly chart
    (`.js-plotly-plot` data[0].x.length) is read every 50 ms; the time a new point appears
-   minus the epoch row's `ended_at` (target p95 <= 1 s).
+   minus the epoch row's `ended_at` (target p95 <= 1 s);
+4. the CPU that Chromium (all its processes) and the dashboard server (not the workers it
+   starts) use while a run trains, watched and not, as a share of one core: where the
+   epoch-time ratio comes from on a machine whose cores the browser shares with training.
 
 Ratios are measured within one invocation because absolute times on a shared machine are
 noise. Run from the repo root (about 5 minutes on 2 cores):
@@ -43,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+import psutil  # noqa: E402
 
 from bench.run_overhead import bench_spec, make_digits_10k  # noqa: E402
 from tests.e2e import ui  # noqa: E402
@@ -77,11 +81,49 @@ def finished(run_id: str) -> None:
         raise SystemExit(f"run {run_id} {run.status}: {run.error}")
 
 
-def run_alone(spec) -> list[float]:
+class CpuMeter:
+    """CPU used by Chromium (every process Playwright started) and by the dashboard server (its
+    own process, not the run workers it starts) while a run trains, as a share of one core."""
+
+    def __init__(self, server) -> None:
+        self.server = psutil.Process(server.process.pid)
+        self.samples: dict[str, list[float]] = {}
+
+    @staticmethod
+    def _seconds(processes: list[psutil.Process]) -> dict[int, float]:
+        seconds = {}
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:  # a renderer that just ended
+                continue
+            seconds[process.pid] = times.user + times.system
+        return seconds
+
+    def _chromium(self) -> list[psutil.Process]:
+        return [p for p in psutil.Process().children(recursive=True) if "chrom" in p.name().lower()]
+
+    def start(self) -> None:
+        self._began = (time.monotonic(), self._seconds(self._chromium()), self._seconds([self.server]))
+
+    def stop(self, kind: str) -> None:
+        """Record the share of a core used since `start`; a process that ended in between is
+        not counted (Chromium ends a closed tab's renderer)."""
+        began, chromium, server = self._began
+        wall = time.monotonic() - began
+        for name, before, after in (("browser", chromium, self._seconds(self._chromium())),
+                                    ("server", server, self._seconds([self.server]))):
+            used = sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+            self.samples.setdefault(f"{kind}, {name}", []).append(used / wall)
+
+
+def run_alone(spec, meter: CpuMeter) -> list[float]:
     from core import runs
 
     run_id = runs.start(spec)
+    meter.start()
     finished(run_id)
+    meter.stop("no browser")
     return epoch_gaps(run_id)
 
 
@@ -97,13 +139,15 @@ def open_live_view(browser, server, run_id: str):
     return context, page
 
 
-def run_watched(spec, browser, server) -> list[float]:
+def run_watched(spec, browser, server, meter: CpuMeter) -> list[float]:
     from core import runs
 
     run_id = runs.start(spec)
+    meter.start()
     context, _ = open_live_view(browser, server, run_id)
     try:
         finished(run_id)
+        meter.stop("watched")
     finally:
         context.close()
     return epoch_gaps(run_id)
@@ -207,6 +251,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--latency-runs", type=int, default=2)
+    parser.add_argument("--no-apptest", action="store_true", help="skip the in-process AppTest reruns")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -221,10 +266,11 @@ def main() -> None:
         playwright = sync_playwright().start()
         try:
             browser = launch_chromium(playwright)
+            meter = CpuMeter(server)
             ratios, min_ratios = [], []
             for pair in range(args.pairs):
                 order = ("alone", "watched") if pair % 2 == 0 else ("watched", "alone")
-                gaps = {kind: run_alone(spec) if kind == "alone" else run_watched(spec, browser, server)
+                gaps = {kind: run_alone(spec, meter) if kind == "alone" else run_watched(spec, browser, server, meter)
                         for kind in order}
                 alone, watched = (statistics.median(gaps[k]) for k in ("alone", "watched"))
                 alone_min, watched_min = (min(gaps[k]) for k in ("alone", "watched"))
@@ -239,8 +285,9 @@ def main() -> None:
                 run_polled(spec, browser, server, latencies, fragment_reruns)
                 print("latency run: epoch end -> point drawn, by epoch: " + ", ".join(
                     f"{epoch}: {values[-1] * 1000:.0f} ms" for epoch, values in sorted(latencies.items())), flush=True)
-            page_reruns = apptest_reruns(spec, POLL_S)
-            print(f"AppTest Train-page reruns: {ms(page_reruns)}", flush=True)
+            page_reruns = [] if args.no_apptest else apptest_reruns(spec, POLL_S)
+            if page_reruns:
+                print(f"AppTest Train-page reruns: {ms(page_reruns)}", flush=True)
             browser.close()
         finally:
             playwright.stop()
@@ -249,8 +296,12 @@ def main() -> None:
     print(f"\nepoch time, watched live / no browser: median of pair ratios {statistics.median(ratios):.3f} "
           f"(pairs {min(ratios):.3f}-{max(ratios):.3f}); of the fastest epochs {statistics.median(min_ratios):.3f} "
           f"(pairs {min(min_ratios):.3f}-{max(min_ratios):.3f}); target <= 1.03")
-    print(f"Train page rerun while a run trains, AppTest in-process (whole page, one per {POLL_S:g} s): "
-          f"{ms(page_reruns)} (target <= 150 ms)")
+    for kind, values in meter.samples.items():
+        print(f"CPU while a run trains, {kind}: median {statistics.median(values) * 100:.1f}% of a core "
+              f"(runs {min(values) * 100:.1f}-{max(values) * 100:.1f}%)")
+    if page_reruns:
+        print(f"Train page rerun while a run trains, AppTest in-process (whole page, one per {POLL_S:g} s): "
+              f"{ms(page_reruns)} (target <= 150 ms)")
     if fragment_reruns:
         print(f"live-view fragment rerun on the real server, request sent -> script finished received in the "
               f"browser: {ms(fragment_reruns)}")

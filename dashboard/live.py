@@ -15,9 +15,7 @@ import streamlit as st
 from core import runs
 from dashboard import figures, formatting, services, state
 
-import os
-EXP = set(os.environ.get("STACKLAB_EXP", "").split(","))
-POLL_S = float(os.environ.get("STACKLAB_POLL", "1.0"))
+POLL_S = 1.0  # seconds between the live view's reads of the run store
 STATUS_ICONS = {
     "queued": ":material/schedule:", "running": ":material/play_circle:", "stopping": ":material/pause_circle:",
     "finished": ":material/check_circle:", "stopped": ":material/stop_circle:", "failed": ":material/error:",
@@ -49,8 +47,6 @@ def curves(rows: Sequence[Mapping[str, Any]], phases: Sequence[Mapping[str, Any]
     # An epoch row rewritten (a resumed run trains it again) gets a new recorded_at.
     source = (tuple((row["epoch"], row.get("recorded_at")) for row in rows),
               tuple((phase["epoch"], phase["phase"]) for phase in phases))
-    if "nocharts" in EXP:
-        return
     names = formatting.metric_names(rows)
     columns = st.columns(2)
     for index, name in enumerate(names):
@@ -81,8 +77,6 @@ def _progress(run: runs.Run, rows: Sequence[Mapping[str, Any]]) -> None:
         text += " · estimating the time left…"
     if run.phase == "fine_tune":
         text += " · fine-tuning"
-    if "noprogress" in EXP:
-        return
     st.progress(fraction, text=text)
 
 
