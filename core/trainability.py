@@ -53,7 +53,8 @@ def count_params(layer: keras.layers.Layer) -> ParamCounts:
     return ParamCounts(total=_size(layer.weights), trainable=_size(layer.trainable_weights))
 
 
-def _children(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+def child_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """The layers directly inside `layer` (a model), without its InputLayers; none for a plain layer."""
     if isinstance(layer, keras.Model):
         return [child for child in layer.layers if not isinstance(child, keras.layers.InputLayer)]
     return []
@@ -64,7 +65,7 @@ def iter_leaves(layer: keras.layers.Layer, prefix: str = "") -> Iterator[tuple[s
 
     Paths are relative to `layer` and joined with "/", e.g. "backbone/block_1_conv".
     """
-    for child in _children(layer):
+    for child in child_layers(layer):
         path = f"{prefix}{child.name}"
         if isinstance(child, keras.Model):
             for sub_path, leaf, trainable in iter_leaves(child, prefix=f"{path}/"):
@@ -97,7 +98,7 @@ def layer_table(model: keras.Model) -> list[dict]:
 def _set_tree(layer: keras.layers.Layer, desired: dict[str, bool], prefix: str = "") -> bool:
     """Set `trainable` below `layer` to `desired[path]`; return whether any leaf trains."""
     any_trainable = False
-    for child in _children(layer):
+    for child in child_layers(layer):
         path = f"{prefix}{child.name}"
         if isinstance(child, keras.Model):
             # A container must be trainable for any of its leaves to train; setting it

@@ -21,7 +21,8 @@ def test_script_reads_like_keras_code(tmp_path):
     assert "def build_features():" in source and "def build_classifier():" in source
     assert "keras.layers.deserialize" not in source
     assert max(len(line) for line in source.splitlines()) <= 88
-    assert "optimizer=keras.optimizers.Adam(learning_rate=0.01)" in source
+    assert "def compile_model(model, learning_rate=0.01):" in source
+    assert "optimizer=keras.optimizers.Adam(learning_rate=learning_rate)" in source
     assert 'loss="sparse_categorical_crossentropy"' in source
 
 
