@@ -176,6 +176,10 @@ def best_metric(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {}
 
 
+def _is_busy(error: sqlite3.Error) -> bool:
+    return "locked" in str(error) or "busy" in str(error)
+
+
 class RunStore:
     """The SQLite run store of one StackLab home. Thread-safe: one connection, one lock."""
 
@@ -183,19 +187,37 @@ class RunStore:
         self.home = Path(home) if home is not None else stacklab_home()
         self.path = self.home / "stacklab.db"
         self._lock = threading.RLock()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._open(timeout_s)
+                return
+            except sqlite3.OperationalError as error:
+                # Two processes opening a new store at once can deadlock on the switch to WAL;
+                # SQLite then answers "locked" to one of them at once, without waiting.
+                if _is_busy(error) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise self._explain(error) from None
+            except sqlite3.DatabaseError as error:
+                raise self._explain(error) from None
+
+    def _open(self, timeout_s: float) -> None:
+        """Connect, switch to WAL and migrate; a failed attempt leaves no connection open."""
+        self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
         try:
-            self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
             self._db.row_factory = sqlite3.Row
             self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
-        except sqlite3.DatabaseError as error:
-            raise self._explain(error) from None
+        except BaseException:
+            self._db.close()
+            raise
 
     def _explain(self, error: sqlite3.Error) -> RunStoreError:
         text = str(error)
-        if "locked" in text or "busy" in text:
+        if _is_busy(error):
             return RunStoreError(
                 f"The run store {self.path} is locked by another process ({text}). Wait a moment and "
                 f"retry; if it persists, close other StackLab processes using this STACKLAB_HOME.")

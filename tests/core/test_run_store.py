@@ -144,6 +144,22 @@ def test_a_locked_database_gives_a_clear_error(tmp_path):
         holder.execute("ROLLBACK")
 
 
+def test_opening_retries_a_lock_sqlite_reports_without_waiting(tmp_path, monkeypatch):
+    # Two processes creating a new store at once can deadlock on the switch to WAL, and
+    # SQLite answers "locked" to one at once instead of waiting out the busy timeout.
+    real_open, attempts = RunStore._open, []
+
+    def deadlocked_once(self, timeout_s):
+        attempts.append(timeout_s)
+        if len(attempts) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        real_open(self, timeout_s)
+
+    monkeypatch.setattr(RunStore, "_open", deadlocked_once)
+    store = RunStore(tmp_path, timeout_s=2.0)
+    assert len(attempts) == 2 and store.list() == []
+
+
 def test_a_newer_schema_is_refused(tmp_path):
     db = sqlite3.connect(tmp_path / "stacklab.db")
     db.execute("PRAGMA user_version = 99")
