@@ -152,7 +152,11 @@ def allows_head(mode: str, options: Mapping[str, Any]) -> bool:
 
 
 def set_mode(spec: StackSpec, mode: str, options: Mapping[str, Any] | None = None) -> StackSpec:
-    """Switch the stacking mode; keep only options the mode knows; add or drop the head as needed."""
+    """Switch the stacking mode; keep only options the mode knows; add or drop the head as needed.
+
+    A name the user did not choose (the default stack's, or "<mode>_stack") becomes
+    "<new mode>_stack", so a fusion stack is not called seed_sequential.
+    """
     allowed = MODE_OPTIONS[mode]
     given = spec.options if options is None else options
     kept = {key: value for key, value in given.items() if key in allowed}
@@ -161,7 +165,10 @@ def set_mode(spec: StackSpec, mode: str, options: Mapping[str, Any] | None = Non
         head = dataclasses.replace(DEFAULT_HEAD, name=unique_name(spec, DEFAULT_HEAD.name))
     elif not allows_head(mode, kept):
         head = None
-    return spec.replace(mode=mode, options=kept, head=head)
+    name = spec.name
+    if mode != spec.mode and name in (default_spec().name, f"{spec.mode}_stack"):
+        name = f"{mode}_stack"
+    return spec.replace(name=name, mode=mode, options=kept, head=head)
 
 
 def apply_fix(spec: StackSpec, fix: Iterable[Mapping[str, Any]]) -> StackSpec:

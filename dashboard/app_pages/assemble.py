@@ -27,6 +27,16 @@ def reset() -> None:
     state.replace_draft(spec_edit.default_spec())
 
 
+def switch_mode(mode_key: str, name_key: str) -> None:
+    """The mode selectbox's callback: switch the draft's mode before the page is drawn, so the
+    name field can show a generated name that follows the mode (spec_edit.set_mode)."""
+    spec = state.draft()
+    switched = spec_edit.set_mode(spec, state.widget_value(mode_key))
+    state.set_draft(switched)
+    if switched.name != spec.name:
+        state.set_widget_value(name_key, switched.name)
+
+
 def import_spec() -> None:
     """The import uploader's callback: it runs before the page is drawn, so every widget then
     shows the imported draft."""
@@ -67,19 +77,20 @@ report_members = {m["name"]: m for m in report["members"]} if report else {}
 left, right = st.columns([3, 2], gap="large")
 with left:
     edited = spec
-    name = st.text_input("Stack name", spec.name, key=state.widget_key("draft", "name"))
+    name_key = state.widget_key("draft", "name")
+    if state.widget_value(name_key) is None:  # its value is set in session state only: switch_mode renames
+        state.set_widget_value(name_key, spec.name)
+    name = st.text_input("Stack name", key=name_key)
     if name.strip() and name != spec.name:
         edited = edited.replace(name=name.strip())
     columns = st.columns([1, 2], vertical_alignment="center")
+    mode_key = state.widget_key("draft", "mode")
     mode = columns[0].selectbox("Stacking mode", STACKING_MODES, index=STACKING_MODES.index(spec.mode),
-                                key=state.widget_key("draft", "mode"))
+                                key=mode_key, on_change=switch_mode, args=(mode_key, name_key))
     columns[1].caption(MODE_HELP[mode])
-    if mode != spec.mode:
-        edited = spec_edit.set_mode(edited, mode)
-    else:
-        options = forms.mode_options(mode, spec.options, ("draft", "options"))
-        if options != spec.options:
-            edited = spec_edit.set_mode(edited, mode, options)
+    options = forms.mode_options(mode, spec.options, ("draft", "options"))
+    if options != spec.options:
+        edited = spec_edit.set_mode(edited, mode, options)
 
     st.subheader("Members")
     try:

@@ -113,13 +113,21 @@ def test_modes_and_their_options():
     at.selectbox(key="draft-mode").set_value("fusion").run()
     spec = draft(at)
     assert spec.mode == "fusion" and spec.head is not None and spec.head.template == "dense_head"
+    assert spec.name == "fusion_stack" and at.text_input(key="draft-name").value == "fusion_stack"
     at.toggle(key="draft-options-fusion-include_raw_input").set_value(True).run()
-    assert draft(at).options == {"include_raw_input": True}
+    assert draft(at).options == {"include_raw_input": True} and draft(at).name == "fusion_stack"
     assert "concatenate" in diagram(at)
     at.selectbox(key="draft-mode").set_value("ensemble").run()
     assert draft(at).head is None and draft(at).options == {}
     at.selectbox(key="draft-options-ensemble-combine").set_value("meta_head").run()
     assert draft(at).options == {"combine": "meta_head"} and draft(at).head is not None
+
+
+def test_a_stack_name_the_user_typed_stays_when_the_mode_changes():
+    at = assemble()
+    at.text_input(key="draft-name").set_value("digits_fusion").run()
+    at.selectbox(key="draft-mode").set_value("fusion").run()
+    assert draft(at).name == "digits_fusion" and at.text_input(key="draft-name").value == "digits_fusion"
 
 
 def test_a_spec_is_imported_from_json_and_a_bad_one_refused():

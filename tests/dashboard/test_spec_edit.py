@@ -68,6 +68,16 @@ def test_modes_add_the_head_they_need_and_drop_options_they_do_not_know():
     assert StackSpec.from_dict(spec.to_dict()) == spec
 
 
+def test_a_generated_stack_name_follows_the_mode_and_a_chosen_one_stays():
+    default = spec_edit.default_spec()
+    fusion = spec_edit.set_mode(default, "fusion")
+    assert (default.name, fusion.name) == ("seed_sequential", "fusion_stack")
+    assert spec_edit.set_mode(fusion, "ensemble").name == "ensemble_stack"
+    assert spec_edit.set_mode(fusion, "fusion", {"include_raw_input": True}).name == "fusion_stack"
+    chosen = spec_edit.set_mode(default.replace(name="digits_fusion"), "fusion")
+    assert spec_edit.set_mode(chosen, "transfer").name == "digits_fusion"
+
+
 def test_apply_fix_appends_the_suggested_adapters_once():
     fix = [{"after": "a", "kind": "reshape", "before": "b", "target_shape": [5408, 1], "units": 0,
             "activation": "linear"}]
