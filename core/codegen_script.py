@@ -83,7 +83,8 @@ def generate_script(
         with _dtype_policy("mixed_float16" if spec.train.mixed_precision else "float32"):
             writer = ScriptWriter(dict(member_files))
             writer.model_function(model, top_level=True, mixed_precision=spec.train.mixed_precision)
-        header = _script_header(model, spec, member_files)
+        frozen_at_start = {layer.name for layer in model.layers
+                           if isinstance(layer, keras.Model) and not layer.trainable}
         if _fine_tunes(spec.train):
             fine_tune_trainable = _fine_tune_trainable(model, spec)
     needs_math = spec.train.lr_schedule in STEP_SCHEDULES
@@ -104,12 +105,16 @@ def generate_script(
         definitions += [LEAVES_FUNCTION, _unfreeze_function(spec.train, fine_tune_trainable)]
     one_hot = model.outputs[0].shape[-1] if compile_args.get("loss") == "categorical_crossentropy" else 0
     definitions.append(_main_block(spec.train, adapt=bool(adapted), one_hot_classes=one_hot,
-                                   fine_tune=bool(fine_tune_trainable)))
+                                   fine_tune=_fine_tunes(spec.train), unfreezes=bool(fine_tune_trainable)))
+    header = _script_header(model, spec, member_files, frozen_at_start, bool(fine_tune_trainable))
     return "\n\n".join([header, imports]) + "\n\n\n" + (
         "\n\n\n".join(definitions) + "\n")
 
 
-def _script_header(model: keras.Model, spec: StackSpec, member_files: Mapping[str, str]) -> str:
+def _script_header(model: keras.Model, spec: StackSpec, member_files: Mapping[str, str], frozen: set[str],
+                   unfreezes: bool) -> str:
+    """The docstring: what the script does, and each member (`frozen`: the members frozen when
+    training starts; `unfreezes`: the script has unfreeze_for_fine_tuning())."""
     members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     described = {member.name: member for member in spec.all_members()}
     lines = [
@@ -121,7 +126,7 @@ def _script_header(model: keras.Model, spec: StackSpec, member_files: Mapping[st
         "the same layers; compile_model() uses the run's optimizer, loss and metrics.",
         *([f"The run fine-tuned from epoch {spec.train.fine_tune.start_epoch}: build_model() freezes what was",
            "frozen at the start, and unfreeze_for_fine_tuning() unfreezes what the run unfroze then."]
-          if _fine_tunes(spec.train) else []),
+          if unfreezes else []),
         "",
         "Members:",
     ]
@@ -135,8 +140,8 @@ def _script_header(model: keras.Model, spec: StackSpec, member_files: Mapping[st
             origin = f"{spec_member.source} member, rebuilt from its layers"
         else:
             origin = "rebuilt from its layers"
-        frozen = ", frozen" if not member.trainable else ""
-        lines.append(f"    {prose(member.name)}: {origin}, {member.count_params():,} parameters{frozen}")
+        mark = ", frozen" if member.name in frozen else ""
+        lines.append(f"    {prose(member.name)}: {origin}, {member.count_params():,} parameters{mark}")
     lines += [
         "",
         "Run:",
@@ -191,7 +196,10 @@ def _compile_function(train: TrainSpec, compile_args: Mapping[str, Any]) -> str:
     ])
 
 
-def _main_block(train: TrainSpec, adapt: bool, one_hot_classes: int = 0, fine_tune: bool = False) -> str:
+def _main_block(train: TrainSpec, adapt: bool, one_hot_classes: int = 0, fine_tune: bool = False,
+                unfreezes: bool = False) -> str:
+    """The `__main__` block: load the NPZ, compile, fit; with `fine_tune`, two phases, the second
+    at the smaller learning rate and, with `unfreezes`, after unfreeze_for_fine_tuning()."""
     fit_items = [
         "x", "y", f"batch_size={train.batch_size}", f"validation_split={train.validation_split!r}",
     ]
@@ -251,10 +259,15 @@ def _main_block(train: TrainSpec, adapt: bool, one_hot_classes: int = 0, fine_tu
         rate = float(f"{train.learning_rate * tune.learning_rate_factor:.12g}")  # 0.001, not 0.0010000000000000002
         if frozen_epochs:
             lines += [compile_call(train.epochs), *fit_call(frozen_epochs)]
+        if unfreezes:
+            lines += [
+                f"        # Fine-tune from epoch {tune.start_epoch}: the top layers of the frozen members",
+                f"        # train too, at the learning rate x {tune.learning_rate_factor!r}.",
+                "        unfreeze_for_fine_tuning(model)",
+            ]
+        else:  # nothing was frozen: the fine-tune phase only lowers the learning rate
+            lines.append(f"        # From epoch {tune.start_epoch}: the learning rate x {tune.learning_rate_factor!r}.")
         lines += [
-            f"        # Fine-tune from epoch {tune.start_epoch}: the top layers of the frozen members",
-            f"        # train too, at the learning rate x {tune.learning_rate_factor!r}.",
-            "        unfreeze_for_fine_tuning(model)",
             compile_call(train.epochs - frozen_epochs, rate),
             *fit_call(train.epochs, initial_epoch=frozen_epochs),
         ]
@@ -284,7 +297,7 @@ def _unfreeze_function(train: TrainSpec, trainable: Mapping[str, list[str]]) -> 
     return "\n".join([
         "def unfreeze_for_fine_tuning(model):",
         f'    """Fine-tune phase: unfreeze {top} of each frozen member.',
-        *(["", "    BatchNormalization layers stay frozen (in inference mode)."] if not tune.unfreeze_batchnorm else []),
+        *([] if tune.unfreeze_batchnorm else ["", "    BatchNormalization layers stay frozen (in inference mode)."]),
         '    """',
         *layout(prefixed("trainable = ", table), 4),
         "    for name, paths in trainable.items():",

@@ -84,6 +84,15 @@ def test_a_fine_tuned_stack_is_rebuilt_as_it_started_and_unfreezes_like_the_run(
     assert trainable_count(keras.saving.load_model(tmp_path / "model.keras")) == after
 
 
+def test_a_fine_tune_phase_with_nothing_frozen_still_lowers_the_learning_rate(tmp_path):
+    model, spec = sequential_stack()  # every member trains: nothing to unfreeze
+    tune = FineTuneSpec(start_epoch=2, learning_rate_factor=0.5)
+    spec = dataclasses.replace(spec, train=TrainSpec(epochs=2, learning_rate=0.01, fine_tune=tune))
+    source = write_script(model, spec, tmp_path).read_text()
+    assert "unfreeze_for_fine_tuning" not in source
+    assert "compile_model(model, learning_rate=0.005)" in source and "initial_epoch=1" in source
+
+
 def test_a_fine_tune_phase_after_the_last_epoch_is_left_out(tmp_path):
     model, spec = sequential_stack()
     spec = dataclasses.replace(spec, train=TrainSpec(epochs=2, fine_tune=FineTuneSpec(start_epoch=3)))
