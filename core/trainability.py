@@ -17,14 +17,13 @@ Example:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Iterator
 
 import keras
 import numpy as np
 
-from core.spec import FineTuneSpec, StackSpec
+from core.spec import FineTuneSpec, StackSpec, compile_layer_pattern, layer_pattern_matches
 
 
 @dataclass(frozen=True)
@@ -112,17 +111,6 @@ def _set_tree(layer: keras.layers.Layer, desired: dict[str, bool], prefix: str =
     return any_trainable
 
 
-def _matches(pattern: re.Pattern, path: str) -> bool:
-    return bool(pattern.fullmatch(path) or pattern.fullmatch(path.rsplit("/", 1)[-1]))
-
-
-def compile_rule(pattern: str, where: str) -> re.Pattern:
-    try:
-        return re.compile(pattern)
-    except re.error as error:
-        raise ValueError(f"{where}: '{pattern}' is not a valid regular expression ({error}).") from None
-
-
 def apply_trainability(model: keras.Model, spec: StackSpec) -> None:
     """Set trainable flags on a built stack from the spec.
 
@@ -148,10 +136,10 @@ def apply_trainability(model: keras.Model, spec: StackSpec) -> None:
                 f"{where} names member '{rule.member}', which is not in the stack. "
                 f"Members: {sorted(members)} (or '*' for all)."
             )
-        pattern = compile_rule(rule.layers, where)
+        pattern = compile_layer_pattern(rule.layers, where)
         for path in desired:
             member_name, _, relative = path.partition("/")
-            if rule.member in ("*", member_name) and _matches(pattern, relative):
+            if rule.member in ("*", member_name) and layer_pattern_matches(pattern, relative):
                 desired[path] = rule.trainable
     for name in members:
         layer = model.get_layer(name)

@@ -25,6 +25,8 @@ from core.spec import (
     LayerRule,
     MemberSpec,
     StackSpec,
+    compile_layer_pattern,
+    layer_pattern_matches,
     load_spec,
 )
 
@@ -186,18 +188,13 @@ def remove_adapter(spec: StackSpec, index: int) -> StackSpec:
 
 
 def layer_matches(pattern: str, path: str) -> bool:
-    """Whether a trainability regex selects a layer: it fully matches the path or the layer name
-    (the same rule core.trainability applies)."""
-    compiled = re.compile(pattern)
-    return bool(compiled.fullmatch(path) or compiled.fullmatch(path.rsplit("/", 1)[-1]))
+    """Whether a trainability regex selects a layer: the rule core.trainability applies."""
+    return layer_pattern_matches(re.compile(pattern), path)
 
 
 def check_regex(pattern: str) -> None:
     """Raise ValueError naming the problem if `pattern` is not a valid regular expression."""
-    try:
-        re.compile(pattern)
-    except re.error as error:
-        raise ValueError(f"'{pattern}' is not a valid regular expression ({error}).") from None
+    compile_layer_pattern(pattern)
 
 
 def set_layer_trainable(spec: StackSpec, member: str, path: str, trainable: bool) -> StackSpec:
