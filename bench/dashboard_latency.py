@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
-from bench.run_overhead import bench_spec, make_digits_10k  # noqa: E402
+from bench.run_overhead import bench_spec, epoch_times, make_digits_10k  # noqa: E402
 from tests.e2e import ui  # noqa: E402
 from tests.e2e.server import launch_chromium, start_dashboard  # noqa: E402
 
@@ -65,12 +65,11 @@ def quiet_streamlit_without_runtime() -> None:
         get_logger(name).setLevel(logging.ERROR)
 
 
-def epoch_gaps(run_id: str) -> list[float]:
-    """Gaps between consecutive epoch ends; the first epoch (graph tracing) is skipped."""
+def run_epoch_times(run_id: str) -> tuple[float, float]:
+    """(median, minimum) epoch time of a finished run (bench.run_overhead.epoch_times)."""
     from core import runs
 
-    ends = [row["ended_at"] for row in runs.metrics(run_id)]
-    return [b - a for a, b in zip(ends, ends[1:])]
+    return epoch_times([row["ended_at"] for row in runs.metrics(run_id)])
 
 
 def finished(run_id: str) -> None:
@@ -117,14 +116,14 @@ class CpuMeter:
             self.samples.setdefault(f"{kind}, {name}", []).append(used / wall)
 
 
-def run_alone(spec, meter: CpuMeter) -> list[float]:
+def run_alone(spec, meter: CpuMeter) -> tuple[float, float]:
     from core import runs
 
     run_id = runs.start(spec)
     meter.start()
     finished(run_id)
     meter.stop("no browser")
-    return epoch_gaps(run_id)
+    return run_epoch_times(run_id)
 
 
 def open_live_view(browser, server, run_id: str):
@@ -139,7 +138,7 @@ def open_live_view(browser, server, run_id: str):
     return context, page
 
 
-def run_watched(spec, browser, server, meter: CpuMeter) -> list[float]:
+def run_watched(spec, browser, server, meter: CpuMeter) -> tuple[float, float]:
     from core import runs
 
     run_id = runs.start(spec)
@@ -150,7 +149,7 @@ def run_watched(spec, browser, server, meter: CpuMeter) -> list[float]:
         meter.stop("watched")
     finally:
         context.close()
-    return epoch_gaps(run_id)
+    return run_epoch_times(run_id)
 
 
 def watch_fragment_reruns(page, durations: list[float]) -> None:
@@ -270,10 +269,9 @@ def main() -> None:
             ratios, min_ratios = [], []
             for pair in range(args.pairs):
                 order = ("alone", "watched") if pair % 2 == 0 else ("watched", "alone")
-                gaps = {kind: run_alone(spec, meter) if kind == "alone" else run_watched(spec, browser, server, meter)
-                        for kind in order}
-                alone, watched = (statistics.median(gaps[k]) for k in ("alone", "watched"))
-                alone_min, watched_min = (min(gaps[k]) for k in ("alone", "watched"))
+                times = {kind: run_alone(spec, meter) if kind == "alone" else run_watched(spec, browser, server, meter)
+                         for kind in order}
+                (alone, alone_min), (watched, watched_min) = times["alone"], times["watched"]
                 ratios.append(watched / alone)
                 min_ratios.append(watched_min / alone_min)
                 print(f"pair {pair + 1} ({' then '.join(order)}): no browser {alone:.3f} s/epoch (min {alone_min:.3f}),"
