@@ -36,6 +36,9 @@ EVALUATIONS = "evaluations"  # run id -> client.evaluate result
 EPOCH_CACHE = "epoch_cache"  # run id -> {"ended_at": float | None, "rows": [epoch rows]}
 CHART_CACHE = "chart_cache"  # chart key -> (what the figure was drawn from, the Plotly figure)
 PENDING_DELETE = "pending_delete"  # run id waiting for the delete confirmation
+DELETED_RUN = "deleted_run"  # "id (name)" of the run this tab deleted last, until a run is selected again
+RUNS_SELECTION = "runs_selection"  # run ids ticked in the Runs table, in the order they were ticked
+RUNS_TABLE_IDS = "runs_table_ids"  # the run ids, in row order, that the table's selection positions refer to
 EXPANDED_MEMBERS = "expanded_members"  # member names drawn with their layers in the diagram
 PAGE_ERROR = "page_error"  # a message a callback left for the page to show once
 DRAFT_GENERATION = "draft_generation"  # how many times the draft was replaced as a whole
@@ -128,6 +131,30 @@ def pending_delete() -> str | None:
 
 def set_pending_delete(run_id: str | None) -> None:
     st.session_state[PENDING_DELETE] = run_id
+
+
+def deleted_run() -> str | None:
+    return st.session_state.get(DELETED_RUN)
+
+
+def set_deleted_run(label: str | None) -> None:
+    st.session_state[DELETED_RUN] = label
+
+
+def runs_selection() -> list[str]:
+    return st.session_state.get(RUNS_SELECTION, [])
+
+
+def set_runs_selection(run_ids: list[str]) -> None:
+    st.session_state[RUNS_SELECTION] = list(run_ids)
+
+
+def runs_table_ids() -> list[str] | None:
+    return st.session_state.get(RUNS_TABLE_IDS)
+
+
+def set_runs_table_ids(run_ids: list[str]) -> None:
+    st.session_state[RUNS_TABLE_IDS] = list(run_ids)
 
 
 def evaluations() -> dict[str, dict]:

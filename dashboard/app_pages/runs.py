@@ -10,7 +10,7 @@ import streamlit as st
 from core import runs
 from core.inspector import InspectorError
 from core.runs import RunStoreError
-from dashboard import figures, formatting, live, services, spec_edit, state
+from dashboard import figures, formatting, live, run_selection, services, spec_edit, state
 
 ARTIFACTS = {  # artifact name -> (button label, MIME type), in the order shown
     "history.csv": ("history.csv", "text/csv"),
@@ -21,7 +21,19 @@ TABLE_KEY = "runs-table"
 
 
 def run_table(all_runs: list) -> list[str]:
-    """The runs as a table; returns the ids of the selected rows."""
+    """The runs as a table; returns the ids of the ticked runs, in the order they were ticked.
+
+    The table reports row positions; they are turned into run ids at once, and when the
+    list of runs changed since the last run of this page (a delete, a new run in another
+    tab), the selection is moved onto the rows where the ticked runs are now, so a tick
+    never lands on a run the user did not pick.
+    """
+    ids = [run.id for run in all_runs]
+    shown = state.runs_table_ids()
+    if shown is not None and shown != ids:
+        rows = run_selection.rows_of(state.runs_selection(), ids)
+        state.set_widget_value(TABLE_KEY, {"selection": {"rows": rows, "columns": [], "cells": []}})
+    state.set_runs_table_ids(ids)
     frame = pd.DataFrame([{
         "run": run.id, "name": run.name, "status": run.status, "dataset": run.dataset.name, "mode": run.mode,
         "best validation metric": formatting.best(run.best), "epochs": f"{run.epochs_done} / {run.epochs_total}",
@@ -30,7 +42,11 @@ def run_table(all_runs: list) -> list[str]:
     } for run in all_runs])
     event = st.dataframe(frame, hide_index=True, key=TABLE_KEY, on_select="rerun", selection_mode="multi-row",
                          height=min(35 * len(frame) + 38, 420))
-    return [frame["run"].iloc[i] for i in event.selection.rows]
+    ticked = run_selection.ticked_order(state.runs_selection(), run_selection.ids_at(event.selection.rows, ids))
+    state.set_runs_selection(ticked)
+    if ticked:
+        state.set_deleted_run(None)
+    return ticked
 
 
 def overlay(selected: list[str]) -> None:
@@ -116,10 +132,17 @@ def act(action, run_id: str) -> None:
         st.toast(str(error), icon=":material/error:")
 
 
-def confirm_delete(run_id: str) -> None:
+def confirm_delete(run_id: str, name: str) -> None:
     state.set_pending_delete(None)
     state.evaluations().pop(run_id, None)
-    act(runs.delete, run_id)
+    try:
+        runs.delete(run_id)
+    except (ValueError, runs.RunNotFound, RunStoreError) as error:
+        st.toast(str(error), icon=":material/error:")
+        return
+    # The deleted run leaves the selection; no other run is put in its place.
+    state.set_runs_selection([i for i in state.runs_selection() if i != run_id])
+    state.set_deleted_run(f"{run_id} ({name})")
 
 
 def actions(run) -> None:
@@ -139,10 +162,11 @@ def actions(run) -> None:
             st.button("Delete", key="runs-delete", icon=":material/delete:", on_click=state.set_pending_delete,
                       args=(run.id,))
     if state.pending_delete() == run.id:
-        st.warning(f"Delete run {run.id} and its files (model, history, logs)? This cannot be undone.")
+        st.warning(f"Delete run {run.id} ({run.name}) and its files (model, history, logs)? "
+                   f"This cannot be undone.")
         with st.container(horizontal=True):
-            st.button("Yes, delete it", key="runs-delete-confirm", type="primary", on_click=confirm_delete,
-                      args=(run.id,))
+            st.button(f"Yes, delete {run.id}", key="runs-delete-confirm", type="primary", on_click=confirm_delete,
+                      args=(run.id, run.name))
             st.button("Cancel", key="runs-delete-cancel", on_click=state.set_pending_delete, args=(None,))
 
 
@@ -186,12 +210,16 @@ try:
         st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
         st.stop()
     selected = run_table(all_runs)
-    st.caption("Select rows to compare their curves; the last selected run is shown in detail below.")
+    st.caption("Tick rows to compare their curves; the run ticked last is shown in detail below.")
     if len(selected) > 1:
         overlay(selected)
-    ids = [run.id for run in all_runs]
-    focus = selected[-1] if selected else ids[0]
-    details(focus)
+    if selected:
+        details(selected[-1])
+    elif state.deleted_run():
+        st.success(f"Deleted run {state.deleted_run()}. Tick a run in the table to see its details.",
+                   icon=":material/delete:")
+    else:
+        details(all_runs[0].id)  # nothing ticked yet: the newest run
 except RunStoreError as error:
     st.error(str(error))
 except runs.RunNotFound as error:  # deleted from another tab meanwhile

@@ -101,3 +101,61 @@ def test_a_run_with_a_model_in_progress_says_when_it_comes(no_workers):
     at = runs_page()
     assert "The model is written when the run ends (its last finished epoch)." in texts(at)
     assert not at.download_button
+
+
+def detail_heading(at) -> str:
+    """The detail panel's heading, 'name · run id', or '' when no run is shown in detail."""
+    return next((str(h.value) for h in at.subheader if " · " in str(h.value)), "")
+
+
+def delete_shown_run(at):
+    at.button(key="runs-delete").click().run()
+    return at.button(key="runs-delete-confirm").click().run()
+
+
+def test_deleting_the_bottom_run_of_the_table_keeps_the_page_working(no_workers):
+    oldest = fake_run(epochs=1, status="finished")
+    fake_run(epochs=1, status="finished")
+    at = runs_page()
+    at = select(at, 1)  # the bottom row: the oldest run
+    assert detail_heading(at).endswith(oldest)
+    at = delete_shown_run(at)
+    assert not at.exception, [e.value for e in at.exception]
+    assert oldest not in list(at.dataframe[0].value["run"])
+
+
+def test_after_a_delete_no_other_run_takes_over_the_selection(no_workers):
+    fake_run(epochs=1, status="finished")
+    doomed = fake_run(epochs=1, status="finished")
+    fake_run(epochs=1, status="finished")
+    at = select(runs_page(), 1)  # the middle row
+    assert detail_heading(at).endswith(doomed)
+    at.button(key="runs-delete").click().run()
+    assert f"Delete run {doomed} (tiny)" in at.warning[0].value  # the confirmation names the run
+    at = at.button(key="runs-delete-confirm").click().run()
+    assert not at.exception
+    assert detail_heading(at) == ""  # no run is in detail, so no Delete button of another run
+    assert "runs-delete" not in buttons(at)
+    assert f"Deleted run {doomed}" in texts(at)
+
+
+def test_selections_follow_their_runs_when_the_table_changes(no_workers):
+    first = fake_run(epochs=1, status="finished")
+    second = fake_run(epochs=1, status="finished")
+    at = select(runs_page(), 1)  # `first`, the bottom row
+    assert detail_heading(at).endswith(first)
+    newer = fake_run(epochs=1, status="finished")  # started in another tab: rows shift down
+    at.run()
+    assert detail_heading(at).endswith(first)
+    assert list(at.dataframe[0].value["run"]) == [newer, second, first]
+
+
+def test_the_run_in_detail_is_the_one_selected_last(no_workers):
+    older = fake_run(epochs=1, status="finished")
+    newer = fake_run(epochs=1, status="finished")
+    at = select(runs_page(), 1)  # older first
+    at = select(at, 0, 1)  # then newer ticked too: it sits above, but it was selected last
+    assert detail_heading(at).endswith(newer)
+    at = select(runs_page(), 0)
+    at = select(at, 0, 1)
+    assert detail_heading(at).endswith(older)
