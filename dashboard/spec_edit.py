@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 from core.spec import (
     MODE_OPTIONS,
     AdapterSpec,
+    DatasetSpec,
     FineTuneSpec,
     LayerRule,
     MemberSpec,
@@ -43,9 +44,11 @@ DEFAULT_HEAD = MemberSpec("head", template="dense_head", params={"hidden_units":
 
 
 def default_spec() -> StackSpec:
-    """The seed's sequential stack (CNN features -> dense head) on digits28, 5 epochs."""
+    """The seed's sequential stack (CNN features -> dense head) on digits28, 5 epochs, under a
+    generated name ('sequential_digits28') that follows its mode and dataset until renamed."""
     spec = load_spec(DEFAULT_SPEC_FILE)
-    return spec.replace(train=dataclasses.replace(spec.train, epochs=DEFAULT_EPOCHS))
+    return spec.replace(name=generated_name(spec.mode, spec.dataset.name),
+                        train=dataclasses.replace(spec.train, epochs=DEFAULT_EPOCHS))
 
 
 def names(spec: StackSpec) -> list[str]:
@@ -153,24 +156,87 @@ def allows_head(mode: str, options: Mapping[str, Any]) -> bool:
     return mode == "sequential" or needs_head(mode, options)
 
 
-def set_mode(spec: StackSpec, mode: str, options: Mapping[str, Any] | None = None) -> StackSpec:
-    """Switch the stacking mode; keep only options the mode knows; add or drop the head as needed.
+def generated_name(mode: str, dataset_name: str) -> str:
+    """The name of a stack the user has not named: '<mode>_<dataset>', e.g. 'fusion_digits28'."""
+    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", dataset_name).strip("_")[:40] or "data"
+    return f"{mode}_{cleaned}"
 
-    A name the user did not choose (the default stack's, or "<mode>_stack") becomes
-    "<new mode>_stack", so a fusion stack is not called seed_sequential.
+
+def has_generated_name(spec: StackSpec) -> bool:
+    """Whether the stack's name is one StackLab made up (so it may follow mode and dataset):
+    the generated name, or the '<mode>_stack' of earlier versions."""
+    return spec.name in (generated_name(spec.mode, spec.dataset.name), f"{spec.mode}_stack")
+
+
+def _follow_name(before: StackSpec, after: StackSpec) -> StackSpec:
+    """`after` renamed for its mode and dataset if `before`'s name was generated; a chosen name stays."""
+    if has_generated_name(before):
+        return after.replace(name=generated_name(after.mode, after.dataset.name))
+    return after
+
+
+def set_dataset(spec: StackSpec, dataset: DatasetSpec) -> StackSpec:
+    """Train on `dataset`; a generated name follows it."""
+    return _follow_name(spec, spec.replace(dataset=dataset))
+
+
+def wiring(spec: StackSpec) -> str:
+    """How the mode wires the members, in words: 'a → b → head', 'a, b read the input; ...'."""
+    members = [m.name for m in spec.members] or ["(no members)"]
+    head = spec.head.name if spec.head is not None else None
+    if spec.mode in ("sequential", "transfer"):
+        return " → ".join(members + ([head] if head else []))
+    if spec.mode == "fusion":
+        raw = " and the raw input" if spec.option("include_raw_input") else ""
+        return f"{', '.join(members)} read the input; their features{raw} are concatenated into {head or '(no head)'}"
+    if spec.option("combine") == "meta_head":
+        return f"{', '.join(members)} each predict; the meta-head {head or '(none)'} combines their predictions"
+    return f"{', '.join(members)} each predict; their predictions are averaged"
+
+
+def switch_mode(spec: StackSpec, mode: str, options: Mapping[str, Any] | None = None
+                ) -> tuple[StackSpec, list[str]]:
+    """Switch the stacking mode, mapping the members onto the new mode's roles.
+
+    - A mode that needs a head and has none takes the last member of a chain as its head
+      (sequential -> fusion: the dense head on top stays the head), else gets a new one.
+    - An ensemble reached from another mode keeps the head as its meta-head.
+    - A mode that has no place for a head (an averaging ensemble) drops it, and says so.
+    Options the new mode does not know are dropped; a generated name follows the mode.
+
+    Returns:
+        The switched spec, and one sentence per change the user should know of (the last
+        one says how the members are now wired).
     """
     allowed = MODE_OPTIONS[mode]
     given = spec.options if options is None else options
     kept = {key: value for key, value in given.items() if key in allowed}
-    head = spec.head
+    members, head, notes = list(spec.members), spec.head, []
+    if mode == "ensemble" and spec.mode != "ensemble" and head is not None and "combine" not in kept:
+        kept["combine"] = "meta_head"
+        notes.append(f"'{head.name}' is now the ensemble's meta-head; choose 'average' to average the members' "
+                     f"predictions without it.")
     if needs_head(mode, kept) and head is None:
-        head = dataclasses.replace(DEFAULT_HEAD, name=unique_name(spec, DEFAULT_HEAD.name))
-    elif not allows_head(mode, kept):
+        if spec.mode in ("sequential", "transfer") and len(members) >= 2:
+            head = members.pop()
+            notes.append(f"'{head.name}', the top of the chain, is now the head.")
+        else:
+            head = dataclasses.replace(DEFAULT_HEAD, name=unique_name(spec, DEFAULT_HEAD.name))
+            notes.append(f"Added the head '{head.name}' (dense_head): mode '{mode}' needs one.")
+    elif not allows_head(mode, kept) and head is not None:
+        notes.append(f"Removed the head '{head.name}': averaging the members' predictions has no place for "
+                     f"a head. Undo brings it back.")
         head = None
-    name = spec.name
-    if mode != spec.mode and name in (default_spec().name, f"{spec.mode}_stack"):
-        name = f"{mode}_stack"
-    return spec.replace(name=name, mode=mode, options=kept, head=head)
+    switched = spec.replace(mode=mode, options=kept, members=tuple(members), head=head)
+    switched = _follow_name(spec, switched) if mode != spec.mode else switched
+    if mode != spec.mode or notes:
+        notes.append(f"Now {mode}: {wiring(switched)}.")
+    return switched, notes
+
+
+def set_mode(spec: StackSpec, mode: str, options: Mapping[str, Any] | None = None) -> StackSpec:
+    """`switch_mode` without the notes."""
+    return switch_mode(spec, mode, options)[0]
 
 
 def apply_fix(spec: StackSpec, fix: Iterable[Mapping[str, Any]]) -> StackSpec:

@@ -1,9 +1,11 @@
 """The one module that names st.session_state keys.
 
-Session state holds what belongs to one browser tab: the draft StackSpec being edited, the
-run this tab chose to watch, and small caches (stored uploads, inspections, evaluations,
+Session state holds what belongs to one browser tab: this tab's copy of the draft StackSpec,
+the run this tab chose to watch, and small caches (stored uploads, inspections, evaluations,
 epoch rows already read). It is not the data model for runs: runs live in the run store,
-so a reload or a second tab shows the same runs.
+so a reload or a second tab shows the same runs. Nor is it the home of the draft: every edit
+is saved to `$STACKLAB_HOME/draft.json` (core.drafts), and a tab adopts the saved draft when
+it is newer than its copy, so a reload, a new tab or a restarted server shows the same draft.
 
 Only this module reads or writes st.session_state. Pages give their widgets stable,
 readable keys (end-to-end tests find them; Streamlit adds each as the CSS class
@@ -25,7 +27,8 @@ from typing import Any
 
 import streamlit as st
 
-from core.spec import StackSpec
+from core import drafts
+from core.spec import SpecError, StackSpec
 from dashboard.spec_edit import default_spec
 
 DRAFT = "draft_spec"  # StackSpec: the stack being assembled
@@ -42,6 +45,10 @@ RUNS_TABLE_IDS = "runs_table_ids"  # the run ids, in row order, that the table's
 EXPANDED_MEMBERS = "expanded_members"  # member names drawn with their layers in the diagram
 PAGE_ERROR = "page_error"  # a message a callback left for the page to show once
 DRAFT_GENERATION = "draft_generation"  # how many times the draft was replaced as a whole
+SAVED_DRAFT = "saved_draft"  # core.drafts.SavedDraft this tab's draft was last saved as or read from
+DRAFT_STAMP = "draft_stamp"  # the draft file's stamp when this tab last looked at it
+PENDING_REPLACEMENT = "pending_replacement"  # (StackSpec, what it is) waiting for the user's yes
+PAGE_NOTICE = "page_notice"  # a sentence a callback left for the page to show once
 
 
 def _get(key: str, default_factory):
@@ -54,20 +61,113 @@ def _get(key: str, default_factory):
 
 
 def draft() -> StackSpec:
-    """The stack this tab is assembling; the seed's sequential stack on first use."""
+    """The stack being assembled: the saved draft (newer than this tab's copy, it wins), else the
+    seed's sequential stack."""
+    _adopt_saved_draft()
     return _get(DRAFT, default_spec)
 
 
-def set_draft(spec: StackSpec) -> None:
-    """Store an edit made through a widget (the widgets already show it)."""
-    st.session_state[DRAFT] = spec
+def _adopt_saved_draft() -> None:
+    stamp = drafts.stamp()
+    if DRAFT in st.session_state and stamp == st.session_state.get(DRAFT_STAMP):
+        return  # unchanged since this tab last looked: no read
+    st.session_state[DRAFT_STAMP] = stamp
+    if stamp is None:
+        return
+    try:
+        saved = drafts.load()
+    except SpecError as error:  # moved aside by core.drafts: nothing is lost, the page says where
+        set_page_error(str(error))
+        return
+    known = st.session_state.get(SAVED_DRAFT)
+    if saved is not None and (known is None or saved.revision != known.revision):
+        had_draft = DRAFT in st.session_state
+        st.session_state[DRAFT] = saved.spec
+        st.session_state[SAVED_DRAFT] = saved
+        if had_draft:  # edited in another tab: the widgets must show it, not what they hold
+            _new_generation()
 
 
-def replace_draft(spec: StackSpec) -> None:
-    """Store a draft that replaces the old one as a whole: the widgets showing the draft start
-    afresh from it (see the module docstring)."""
-    st.session_state[DRAFT] = spec
+def _save(spec: StackSpec, replaces: bool = False, reason: str = "") -> None:
+    try:
+        saved = drafts.save(spec, replaces=replaces, reason=reason)
+    except OSError as error:
+        set_page_error(f"The draft could not be saved in {drafts.draft_path()} ({error}); it is kept in this "
+                       f"tab only. Export it as JSON to keep it.")
+        return
+    st.session_state[SAVED_DRAFT] = saved
+    st.session_state[DRAFT_STAMP] = drafts.stamp()
+
+
+def _new_generation() -> None:
     st.session_state[DRAFT_GENERATION] = st.session_state.get(DRAFT_GENERATION, 0) + 1
+
+
+def set_draft(spec: StackSpec) -> None:
+    """Store (and save) an edit made through a widget (the widgets already show it)."""
+    st.session_state[DRAFT] = spec
+    _save(spec)
+
+
+def replace_draft(spec: StackSpec, reason: str = "", fresh_widgets: bool = True) -> None:
+    """Store a draft that replaces the old one as a whole, keeping the old one for one undo.
+
+    Args:
+        fresh_widgets: the widgets showing the draft start afresh from it (see the module
+            docstring). A caller that changed only what the widgets already show (a mode
+            switch, made by the mode's own widget) passes False.
+    """
+    st.session_state[DRAFT] = spec
+    _save(spec, replaces=True, reason=reason)
+    if fresh_widgets:
+        _new_generation()
+
+
+def replaced_draft() -> tuple[StackSpec, str] | None:
+    """(the draft the last replacement replaced, what replaced it), while it can be brought back."""
+    draft()
+    saved = st.session_state.get(SAVED_DRAFT)
+    if saved is None or saved.previous is None:
+        return None
+    return saved.previous, saved.replaced_by
+
+
+def undo_replacement() -> None:
+    """Bring back the draft the last replacement replaced (once)."""
+    try:
+        saved = drafts.undo()
+    except (ValueError, OSError) as error:
+        set_page_error(str(error))
+        return
+    st.session_state[DRAFT] = saved.spec
+    st.session_state[SAVED_DRAFT] = saved
+    st.session_state[DRAFT_STAMP] = drafts.stamp()
+    _new_generation()
+
+
+def propose_replacement(spec: StackSpec, reason: str) -> None:
+    """Replace the draft with `spec` at once if that loses nothing (the draft is the untouched
+    default, or `spec` itself); otherwise wait for the user's yes (`pending_replacement`)."""
+    current = draft()
+    if current == spec or current == default_spec():
+        replace_draft(spec, reason)
+        st.session_state.pop(PENDING_REPLACEMENT, None)
+    else:
+        st.session_state[PENDING_REPLACEMENT] = (spec, reason)
+
+
+def pending_replacement() -> tuple[StackSpec, str] | None:
+    return st.session_state.get(PENDING_REPLACEMENT)
+
+
+def accept_replacement() -> None:
+    pending = st.session_state.pop(PENDING_REPLACEMENT, None)
+    if pending is not None:
+        replace_draft(*pending)
+
+
+def decline_replacement() -> None:
+    st.session_state.pop(PENDING_REPLACEMENT, None)
 
 
 def widget_key(*parts: Any) -> str:
@@ -104,6 +204,15 @@ def set_page_error(message: str) -> None:
 
 def pop_page_error() -> str | None:
     return st.session_state.pop(PAGE_ERROR, None)
+
+
+def set_page_notice(message: str) -> None:
+    """Leave a notice (what an edit changed) for the page to show once."""
+    st.session_state[PAGE_NOTICE] = message
+
+
+def pop_page_notice() -> str | None:
+    return st.session_state.pop(PAGE_NOTICE, None)
 
 
 # -- runs -------------------------------------------------------------------------------------

@@ -6,10 +6,11 @@ Edits go to the draft spec (dashboard.state); every model question goes to the i
 
 import streamlit as st
 
+from core import drafts
 from core.inspector import InspectorError
 from core.runs import RunStoreError
 from core.spec import STACKING_MODES, SpecError, StackSpec
-from dashboard import forms, members, preflight, services, spec_edit, state
+from dashboard import draft_widgets, forms, members, preflight, services, spec_edit, state
 
 IMPORT_KEY = "asm-import"
 MODE_HELP = {
@@ -24,17 +25,18 @@ MODE_HELP = {
 
 
 def reset() -> None:
-    state.replace_draft(spec_edit.default_spec())
+    state.propose_replacement(spec_edit.default_spec(), "the default stack")
 
 
 def switch_mode(mode_key: str, name_key: str) -> None:
-    """The mode selectbox's callback: switch the draft's mode before the page is drawn, so the
-    name field can show a generated name that follows the mode (spec_edit.set_mode)."""
-    spec = state.draft()
-    switched = spec_edit.set_mode(spec, state.widget_value(mode_key))
-    state.set_draft(switched)
-    if switched.name != spec.name:
-        state.set_widget_value(name_key, switched.name)
+    """The mode selectbox's callback: switch the draft's mode before the page is drawn (members
+    mapped onto the new mode's roles, a generated name following the mode), say what changed,
+    and keep the draft before the switch for Undo."""
+    mode = state.widget_value(mode_key)
+    switched, notes = spec_edit.switch_mode(state.draft(), mode)
+    state.replace_draft(switched, f"the switch to mode '{mode}'", fresh_widgets=False)
+    state.set_widget_value(name_key, switched.name)
+    state.set_page_notice(" ".join(notes))
 
 
 def import_spec() -> None:
@@ -48,8 +50,7 @@ def import_spec() -> None:
     except SpecError as error:
         state.set_page_error(f"'{uploaded.name}' is not a StackLab spec: {error}")
         return
-    state.replace_draft(imported)
-    st.toast(f"Imported '{imported.name}' from {uploaded.name}.", icon=":material/check:")
+    state.propose_replacement(imported, f"'{imported.name}' imported from {uploaded.name}")
 
 
 st.title("Assemble")
@@ -61,9 +62,16 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
     with st.popover("Import spec (.json)", icon=":material/upload:"):
         st.file_uploader("A StackLab spec exported earlier", type=["json"], key=IMPORT_KEY, on_change=import_spec)
     st.button("Reset to the default stack", key="asm-reset", icon=":material/restart_alt:", on_click=reset)
+st.caption(f"Saved as you edit, in {drafts.draft_path()}: a reload, a new tab or a restart shows this draft. "
+           f"StackLab keeps one draft, shared by every tab (the last edit wins).")
+draft_widgets.replacement_prompt("asm")
+draft_widgets.undo_button()
 error = state.pop_page_error()
 if error:
     st.error(error)
+notice = state.pop_page_notice()
+if notice:
+    st.info(notice, icon=":material/info:")
 
 try:
     templates = services.templates()
@@ -78,9 +86,10 @@ left, right = st.columns([3, 2], gap="large")
 with left:
     edited = spec
     name_key = state.widget_key("draft", "name")
-    if state.widget_value(name_key) is None:  # its value is set in session state only: switch_mode renames
+    if state.widget_value(name_key) is None:  # set in session state only, so a generated name can follow
         state.set_widget_value(name_key, spec.name)
-    name = st.text_input("Stack name", key=name_key)
+    name = st.text_input("Stack name", key=name_key,
+                         help="Until you name it, the stack is named after its mode and dataset.")
     if name.strip() and name != spec.name:
         edited = edited.replace(name=name.strip())
     columns = st.columns([1, 2], vertical_alignment="center")
@@ -90,7 +99,13 @@ with left:
     columns[1].caption(MODE_HELP[mode])
     options = forms.mode_options(mode, spec.options, ("draft", "options"))
     if options != spec.options:
-        edited = spec_edit.set_mode(edited, mode, options)
+        switched, notes = spec_edit.switch_mode(spec, mode, options)
+        if spec.head is not None and switched.head is None:  # a head dropped: keep it for Undo
+            state.replace_draft(switched, "the change of the mode's options", fresh_widgets=False)
+        else:
+            state.set_draft(switched)
+        state.set_page_notice(" ".join(notes))
+        st.rerun()
 
     st.subheader("Members")
     try:

@@ -10,7 +10,7 @@ import streamlit as st
 from core.data import DataError, csv_columns
 from core.spec import SCALINGS, TASKS, DatasetSpec
 from core.uploads import display_name
-from dashboard import figures, formatting, services, state
+from dashboard import figures, formatting, services, spec_edit, state
 
 SOURCES = {"builtin": "Built-in dataset", "csv": "CSV file", "npz": "NPZ file (arrays x, y)"}
 TARGET_GUESSES = ("target", "label", "labels", "class", "y")
@@ -23,7 +23,7 @@ st.caption("The stack trains on the dataset chosen here.")
 
 def use(new: DatasetSpec) -> None:
     if new != state.draft().dataset:
-        state.set_draft(state.draft().replace(dataset=new))
+        state.set_draft(spec_edit.set_dataset(state.draft(), new))
 
 
 source = st.segmented_control("Source", list(SOURCES), format_func=SOURCES.get, default=dataset.source,

@@ -10,7 +10,7 @@ import streamlit as st
 from core import runs
 from core.inspector import InspectorError
 from core.runs import RunStoreError
-from dashboard import figures, formatting, live, run_selection, services, spec_edit, state
+from dashboard import draft_widgets, figures, formatting, live, run_selection, services, spec_edit, state
 
 ARTIFACTS = {  # artifact name -> (button label, MIME type), in the order shown
     "history.csv": ("history.csv", "text/csv"),
@@ -119,9 +119,12 @@ def use_as_transfer_base(run) -> None:
     outcome, summary = services.inspect_run_model(run.id)
     # Reuse the features below the output layer, not the old predictions.
     cut = spec_edit.feature_layer(summary.get("layers", [])) if outcome == "ok" else None
-    state.replace_draft(spec_edit.transfer_from_run(run.spec, run.id, cut_at=cut))
-    st.toast(f"The draft is now a transfer stack on this run's model{f' cut at {cut!r}' if cut else ''} "
-             f"(see Assemble).", icon=":material/check:")
+    cut_words = f" cut at {cut!r}" if cut else ""
+    state.propose_replacement(spec_edit.transfer_from_run(run.spec, run.id, cut_at=cut),
+                              f"a transfer stack on run {run.id}'s model{cut_words}")
+    if state.pending_replacement() is None:
+        st.toast(f"The draft is now a transfer stack on this run's model{cut_words} (see Assemble; Undo there "
+                 f"brings back the draft it replaced).", icon=":material/check:")
 
 
 def act(action, run_id: str) -> None:
@@ -152,7 +155,8 @@ def actions(run) -> None:
                       args=(run.id,), help="Append this run's model to the stack being assembled.")
             st.button("New transfer stack on it", key="runs-use-transfer", icon=":material/move_down:",
                       on_click=use_as_transfer_base, args=(run,),
-                      help="Replace the draft with a transfer stack: this model, frozen, under a new head.")
+                      help="Replace the draft with a transfer stack: this model, frozen, under a new head "
+                           "(asks first if the draft has edits).")
         if run.status in runs.RESUMABLE_STATUSES:
             st.button("Resume", key="runs-resume", icon=":material/play_arrow:", on_click=act,
                       args=(runs.resume, run.id), help="Continue from the last finished epoch.")
@@ -168,6 +172,7 @@ def actions(run) -> None:
             st.button(f"Yes, delete {run.id}", key="runs-delete-confirm", type="primary", on_click=confirm_delete,
                       args=(run.id, run.name))
             st.button("Cancel", key="runs-delete-cancel", on_click=state.set_pending_delete, args=(None,))
+    draft_widgets.replacement_prompt("runs", " on the Assemble page")
 
 
 def details(run_id: str) -> None:

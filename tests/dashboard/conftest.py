@@ -30,8 +30,10 @@ def inspector_home(tmp_path_factory):
 
 @pytest.fixture
 def shared_home(inspector_home, monkeypatch):
-    """This test's uploads and runs go where the inspector looks."""
+    """This test's uploads and runs go where the inspector looks; it starts without a saved draft
+    (an earlier test's draft, saved in the same home, would otherwise come back)."""
     monkeypatch.setenv("STACKLAB_HOME", str(inspector_home))
+    (inspector_home / "draft.json").unlink(missing_ok=True)
     return inspector_home
 
 

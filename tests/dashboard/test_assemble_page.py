@@ -108,19 +108,27 @@ def test_layers_selected_by_regex_become_a_rule():
     assert draft(at).trainability == ()
 
 
-def test_modes_and_their_options():
+def test_modes_map_the_members_onto_their_roles_and_say_what_changed():
     at = assemble()
     at.selectbox(key="draft-mode").set_value("fusion").run()
     spec = draft(at)
-    assert spec.mode == "fusion" and spec.head is not None and spec.head.template == "dense_head"
-    assert spec.name == "fusion_stack" and at.text_input(key="draft-name").value == "fusion_stack"
+    # The chain's dense head on top becomes the fusion's head, not a fused member.
+    assert [m.name for m in spec.members] == ["model_a"] and spec.head.name == "model_b"
+    assert spec.name == "fusion_digits28" and at.text_input(key="draft-name").value == "fusion_digits28"
+    assert "'model_b', the top of the chain, is now the head." in texts(at)
     at.toggle(key="draft-options-fusion-include_raw_input").set_value(True).run()
-    assert draft(at).options == {"include_raw_input": True} and draft(at).name == "fusion_stack"
+    assert draft(at).options == {"include_raw_input": True} and draft(at).name == "fusion_digits28"
+    assert "The stack builds" in texts(at)
     assert "concatenate" in diagram(at)
     at.selectbox(key="draft-mode").set_value("ensemble").run()
-    assert draft(at).head is None and draft(at).options == {}
-    at.selectbox(key="draft-options-ensemble-combine").set_value("meta_head").run()
-    assert draft(at).options == {"combine": "meta_head"} and draft(at).head is not None
+    # The head is kept, as the meta-head, rather than silently dropped.
+    assert draft(at).head.name == "model_b" and draft(at).options == {"combine": "meta_head"}
+    assert "'model_b' is now the ensemble's meta-head" in texts(at)
+    at.selectbox(key="draft-options-ensemble-combine").set_value("average").run()
+    assert draft(at).head is None and draft(at).options == {"combine": "average"}
+    assert "Removed the head 'model_b'" in texts(at)
+    at.button(key="asm-undo").click().run()
+    assert draft(at).head.name == "model_b" and draft(at).options == {"combine": "meta_head"}
 
 
 def test_a_stack_name_the_user_typed_stays_when_the_mode_changes():
@@ -143,7 +151,40 @@ def test_a_spec_is_imported_from_json_and_a_bad_one_refused():
     assert "'bad.json' is not a StackLab spec: 'mode' must be one of" in at.error[0].value
     assert draft(at) == TINY
     at.button(key="asm-reset").click().run()
-    assert draft(at).name == "seed_sequential" and at.text_input(key="draft-name-r2").value == "seed_sequential"
+    assert draft(at) == TINY  # an edited draft is replaced only after a yes
+    assert "Replace your draft 'tiny' with the default stack?" in texts(at)
+    at.button(key="asm-replace-yes").click().run()
+    assert draft(at).name == "sequential_digits28"
+    assert at.text_input(key="draft-name-r2").value == "sequential_digits28"
+    at.button(key="asm-undo").click().run()  # one level of undo
+    assert draft(at) == TINY and at.text_input(key="draft-name-r3").value == "tiny"
+    assert "asm-undo" not in [button.key for button in at.button]
+
+
+def test_the_draft_survives_a_reload_and_shows_in_a_new_tab(stacklab_home):
+    at = assemble()
+    at.text_input(key="draft-name").set_value("my_stack").run()
+    at.selectbox(key="add-template").set_value("mlp").run()
+    at.button(key="add-template-button").click().run()
+    edited = draft(at)
+    assert [m.name for m in edited.members] == ["model_a", "model_b", "mlp"]
+    assert "Saved as you edit" in texts(at)
+    reloaded = assemble()  # a new session: a reload, another tab, a restarted server
+    assert draft(reloaded) == edited
+    assert reloaded.text_input(key="draft-name").value == "my_stack"
+    # An edit in one tab reaches the other at its next rerun.
+    reloaded.text_input(key="draft-name").set_value("renamed").run()
+    at.run()
+    assert draft(at).name == "renamed" and at.text_input(key="draft-name-r1").value == "renamed"
+
+
+def test_an_import_over_an_edited_draft_asks_first(stacklab_home):
+    at = assemble()
+    at.text_input(key="draft-name").set_value("mine").run()
+    at.file_uploader(key="asm-import").set_value(("tiny.json", TINY.to_json().encode(), "application/json")).run()
+    assert draft(at).name == "mine"
+    at.button(key="asm-replace-no").click().run()
+    assert draft(at).name == "mine" and "asm-replace-yes" not in [button.key for button in at.button]
 
 
 def test_a_model_file_is_inspected_cut_and_added(shared_home, finished_run):

@@ -63,7 +63,12 @@ def test_a_finished_run_offers_its_downloads_evaluation_and_reuse(shared_home, f
     assert "runs-evaluate" not in buttons(at)  # evaluated: the result stays
     at.button(key="runs-use-member").click().run()
     assert at.session_state[state.DRAFT].members[-1] == MemberSpec("pretrained", source="run", run_id=finished_run)
+    edited = at.session_state[state.DRAFT]
     at.button(key="runs-use-transfer").click().run()
+    # The draft has an edit (the member just added): it is replaced only after a yes.
+    assert at.session_state[state.DRAFT] == edited
+    assert f"with a transfer stack on run {finished_run}'s model cut at 'encoder'?" in texts(at)
+    at.button(key="runs-replace-yes").click().run()
     transfer = at.session_state[state.DRAFT]
     assert transfer.mode == "transfer" and transfer.members[0].run_id == finished_run
     assert transfer.members[0].cut_at == "encoder"  # its features, not its predictions

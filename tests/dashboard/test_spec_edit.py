@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.spec import AdapterSpec, FineTuneSpec, LayerRule, MemberSpec, StackSpec, TrainSpec
+from core.spec import AdapterSpec, DatasetSpec, FineTuneSpec, LayerRule, MemberSpec, StackSpec, TrainSpec
 from dashboard import spec_edit
 
 
@@ -58,24 +58,41 @@ def test_move_is_clamped_at_the_ends():
     assert [m.name for m in spec_edit.move_member(spec, "a", 5).members] == ["b", "c", "a"]
 
 
-def test_modes_add_the_head_they_need_and_drop_options_they_do_not_know():
-    spec = spec_edit.set_mode(three_members(), "fusion", {"include_raw_input": True})
-    assert spec.head.template == "dense_head" and spec.options == {"include_raw_input": True}
-    spec = spec_edit.set_mode(spec, "ensemble")
-    assert spec.options == {} and spec.head is None  # averaging needs no head
-    spec = spec_edit.set_mode(spec, "ensemble", {"combine": "meta_head"})
-    assert spec.head is not None
+def test_modes_map_members_onto_their_roles_and_drop_options_they_do_not_know():
+    spec, notes = spec_edit.switch_mode(three_members(), "fusion", {"include_raw_input": True})
+    # The top of the chain, a dense head, becomes the fusion's head.
+    assert [m.name for m in spec.members] == ["a", "b"] and spec.head.name == "c"
+    assert spec.options == {"include_raw_input": True}
+    assert notes[0] == "'c', the top of the chain, is now the head."
+    assert notes[-1] == "Now fusion: a, b read the input; their features and the raw input are concatenated into c."
+    spec, notes = spec_edit.switch_mode(spec, "ensemble")
+    assert spec.options == {"combine": "meta_head"} and spec.head.name == "c"  # kept as the meta-head
+    spec, notes = spec_edit.switch_mode(spec, "ensemble", {"combine": "average"})
+    assert spec.head is None and notes[0].startswith("Removed the head 'c'")  # averaging has no head
+    spec, notes = spec_edit.switch_mode(spec, "transfer")
+    assert spec.head.template == "dense_head" and "Added the head 'head'" in notes[0]
     assert StackSpec.from_dict(spec.to_dict()) == spec
 
 
-def test_a_generated_stack_name_follows_the_mode_and_a_chosen_one_stays():
+def test_a_single_member_gets_a_new_head_rather_than_losing_its_only_member():
+    single = StackSpec(members=(MemberSpec("features", template="cnn_features"),))
+    spec, _ = spec_edit.switch_mode(single, "fusion")
+    assert [m.name for m in spec.members] == ["features"] and spec.head.template == "dense_head"
+
+
+def test_a_generated_stack_name_follows_mode_and_dataset_and_a_chosen_one_stays():
     default = spec_edit.default_spec()
+    assert default.name == "sequential_digits28"
     fusion = spec_edit.set_mode(default, "fusion")
-    assert (default.name, fusion.name) == ("seed_sequential", "fusion_stack")
-    assert spec_edit.set_mode(fusion, "ensemble").name == "ensemble_stack"
-    assert spec_edit.set_mode(fusion, "fusion", {"include_raw_input": True}).name == "fusion_stack"
+    assert fusion.name == "fusion_digits28"
+    assert spec_edit.set_mode(fusion, "ensemble").name == "ensemble_digits28"
+    assert spec_edit.set_mode(fusion, "fusion", {"include_raw_input": True}).name == "fusion_digits28"
+    assert spec_edit.set_dataset(fusion, DatasetSpec(name="iris")).name == "fusion_iris"
+    assert spec_edit.set_mode(default.replace(name="fusion_stack", mode="fusion"), "transfer").name == \
+        "transfer_digits28"  # the generated name of earlier versions
     chosen = spec_edit.set_mode(default.replace(name="digits_fusion"), "fusion")
     assert spec_edit.set_mode(chosen, "transfer").name == "digits_fusion"
+    assert spec_edit.set_dataset(chosen, DatasetSpec(name="iris")).name == "digits_fusion"
 
 
 def test_apply_fix_appends_the_suggested_adapters_once():

@@ -4,10 +4,10 @@
   $STACKLAB_HOME, started once (its inspector imports Keras, ~5-10 s); stopped at the end
   with the inspector and any run workers (tests/e2e/server.py).
 - `chromium` (session): Debian's Chromium through Playwright's sync API.
-- `tab` (per test): a fresh browser context (a new Streamlit session, so a fresh draft)
-  with one page. A failed test leaves a screenshot of it in test-artifacts/e2e/; a test
-  after which the server's console shows a traceback fails (the browser shows only a
-  generic message: showErrorDetails = "none").
+- `tab` (per test): a fresh browser context (a new Streamlit session) with one page, and
+  no saved draft (the app autosaves one in $STACKLAB_HOME). A failed test leaves a
+  screenshot of it in test-artifacts/e2e/; a test after which the server's console shows a
+  traceback fails (the browser shows only a generic message: showErrorDetails = "none").
 
 The fixture names avoid pytest-playwright's (`browser`, `page`), so these tests run the
 same with or without that plugin installed.
@@ -68,7 +68,9 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def tab(request, server, chromium, artifacts):
-    """One page of a fresh browser context (a new Streamlit session) on the dashboard."""
+    """One page of a fresh browser context (a new Streamlit session) on the dashboard, as a new
+    user would see it: without the draft an earlier test saved in the server's home."""
+    (server.home / "draft.json").unlink(missing_ok=True)
     context = chromium.new_context(viewport=ui.VIEWPORT, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(ui.TIMEOUT_MS)

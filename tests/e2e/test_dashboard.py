@@ -82,7 +82,7 @@ def download_from_runs_page(page, run_id: str, folder: Path, artifacts: Path, na
 
 def test_train_the_default_stack_and_download_the_model(tab, server, server_runs, artifacts, tmp_path):
     ui.open_app(tab, server.url)
-    expect(tab.get_by_text("seed_sequential · sequential: model_a → model_b")).to_be_visible()
+    expect(tab.get_by_text("sequential_digits28 · sequential: model_a → model_b")).to_be_visible()
     ui.shot(tab, artifacts, "default-stack-train-page")
 
     run_id = train_to_the_end(tab, artifacts, "default-stack")
