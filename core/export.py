@@ -33,6 +33,9 @@ __all__ = ["export_run", "generate_script", "write_history_csv"]
 
 # Keys of an epoch record that are bookkeeping, not metrics; they go after the metrics.
 TRAILING_HISTORY_KEYS = ("learning_rate", "duration_s")
+# Bookkeeping that is not a column: the event kind, and the wall-clock time an epoch ended
+# (the run store keeps it; a CSV of metrics would carry a Unix timestamp among them).
+SKIPPED_HISTORY_KEYS = ("kind", "ended_at")
 
 
 def write_history_csv(history: list[Mapping[str, Any]], path: str | Path) -> Path:
@@ -68,7 +71,7 @@ def _flat_history_row(record: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in record.items():
         if key == "metrics" and isinstance(value, Mapping):
             row.update(value)
-        elif key == "kind" or isinstance(value, (Mapping, list, tuple)):
+        elif key in SKIPPED_HISTORY_KEYS or isinstance(value, (Mapping, list, tuple)):
             continue  # event bookkeeping (kind, per-member updates), not a column
         else:
             row[key] = value

@@ -176,6 +176,35 @@ def best_metric(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {}
 
 
+# The fields of an epoch row that are not metrics; every other key of a history row is one.
+HISTORY_FIELDS = ("epoch", "phase", "learning_rate", "duration_s", "member_updates", "ended_at")
+
+
+def history_row(event: EpochEnd) -> dict[str, Any]:
+    """An epoch as one flat row, the form of `TrainResult.history` and a checkpoint's history.
+
+    Every field of the event is kept, so `epoch_from_history_row` gives the event back.
+
+    Example:
+        >>> event = EpochEnd(epoch=1, phase="train", metrics={"loss": 0.5}, duration_s=1.0,
+        ...                  learning_rate=0.01, member_updates={"a": 0.1}, ended_at=5.0)
+        >>> history_row(event)["loss"], epoch_from_history_row(history_row(event)) == event
+        (0.5, True)
+    """
+    return {"epoch": event.epoch, "phase": event.phase, **event.metrics, "learning_rate": event.learning_rate,
+            "duration_s": event.duration_s, "member_updates": dict(event.member_updates),
+            "ended_at": event.ended_at}
+
+
+def epoch_from_history_row(row: dict[str, Any]) -> EpochEnd:
+    """The epoch event behind a `history_row` (rows of older checkpoints lack the newer fields)."""
+    return EpochEnd(
+        epoch=row["epoch"], phase=row["phase"],
+        metrics={key: value for key, value in row.items() if key not in HISTORY_FIELDS},
+        duration_s=row.get("duration_s", 0.0), learning_rate=row.get("learning_rate"),
+        member_updates=dict(row.get("member_updates") or {}), ended_at=row.get("ended_at") or 0.0)
+
+
 def _is_busy(error: sqlite3.Error) -> bool:
     return "locked" in str(error) or "busy" in str(error)
 
@@ -340,21 +369,31 @@ class RunStore:
             self.execute("DELETE FROM phases WHERE run_id = ? AND epoch > ?", (run_id, keep_through + 1))
             self.execute("UPDATE runs SET epochs_done = ? WHERE id = ?", (keep_through, run_id))
 
-    def replace_epochs(self, run_id: str, history: list[dict[str, Any]]) -> None:
-        """Make the epoch rows exactly `history` (from a checkpoint), so each epoch appears once."""
-        keep = {"epoch", "phase", "learning_rate", "duration_s"}
+    def resume_epochs(self, run_id: str, keep_through: int, history: list[dict[str, Any]]) -> None:
+        """Prepare the epoch rows for a resume from a checkpoint taken after `keep_through` epochs.
+
+        The stored rows are the source of truth: rows through `keep_through` stay exactly as
+        recorded (metrics, member updates, duration, learning rate, times); rows after it
+        are dropped, because the model never kept those epochs and trains them again. Only
+        an epoch the store lacks is rebuilt from the checkpoint's `history`.
+
+        Args:
+            run_id: the run being resumed.
+            keep_through: epochs finished in the checkpoint.
+            history: the checkpoint's rows (`history_row`), one per finished epoch.
+        """
         with self.transaction():
-            self.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
+            self.truncate_epochs(run_id, keep_through)
             for row in history:
-                metrics = {k: v for k, v in row.items() if k not in keep}
+                if row["epoch"] > keep_through:
+                    continue
+                event = epoch_from_history_row(row)
+                # OR IGNORE: a stored row wins over the checkpoint's copy of it.
                 self.execute(
-                    "INSERT INTO epochs (run_id, epoch, phase, metrics, duration_s, learning_rate, recorded_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, row["epoch"], row["phase"], json.dumps(metrics), row.get("duration_s", 0.0),
-                     row.get("learning_rate"), time.time()))
-            last = history[-1]["epoch"] if history else 0
-            self.execute("DELETE FROM phases WHERE run_id = ? AND epoch > ?", (run_id, last + 1))
-            self.execute("UPDATE runs SET epochs_done = ? WHERE id = ?", (last, run_id))
+                    "INSERT OR IGNORE INTO epochs (run_id, epoch, phase, metrics, duration_s, learning_rate,"
+                    " member_updates, ended_at, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, event.epoch, event.phase, json.dumps(event.metrics), event.duration_s,
+                     event.learning_rate, json.dumps(event.member_updates), event.ended_at or None, time.time()))
 
     def stop_requested(self, run_id: str) -> bool:
         row = self.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()

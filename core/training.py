@@ -33,6 +33,7 @@ from core import backend
 from core.checkpoints import CheckpointState, CheckpointWriter, read_checkpoint, restore
 from core.data import Dataset, load_dataset, split
 from core.events import BatchProgress, EpochEnd, EventSink, PhaseChange, RunEnded, RunStarted
+from core.run_store import history_row
 from core.spec import StackSpec, TrainSpec
 from core.stacking import build
 from core.tasks import TaskInfo
@@ -45,7 +46,9 @@ BINARY_ONLY_METRICS = ("auc", "precision", "recall")
 @dataclass
 class TrainResult:
     model: keras.Model
-    history: list[dict[str, Any]]  # one row per finished epoch: epoch, phase, metrics
+    # One row per finished epoch (`core.run_store.history_row`): epoch, phase, the metrics,
+    # learning_rate, duration_s, member_updates and ended_at.
+    history: list[dict[str, Any]]
     status: str  # finished, stopped or failed
     reason: str = ""
     compile_args: dict[str, Any] = field(default_factory=dict)
@@ -204,11 +207,13 @@ class _EventCallback(keras.callbacks.Callback):
         duration = time.perf_counter() - self._epoch_start
         updates = {name: _relative_change(self._before[name], self._values(name)) for name in self.members}
         rate = current_learning_rate(self.model)
-        self.history.append({"epoch": epoch + 1, "phase": self.phase, **metrics,
-                             "learning_rate": rate, "duration_s": duration})
+        event = EpochEnd(epoch=epoch + 1, phase=self.phase, metrics=metrics, duration_s=duration,
+                         learning_rate=rate, member_updates=updates, ended_at=ended_at)
+        # The row keeps every field of the event: a checkpoint carries this history, and a
+        # resume that lacks an epoch's stored row rebuilds the row from it.
+        self.history.append(history_row(event))
         self.good_weights = self.model.get_weights()
-        self.sink(EpochEnd(epoch=epoch + 1, phase=self.phase, metrics=metrics, duration_s=duration,
-                           learning_rate=rate, member_updates=updates, ended_at=ended_at))
+        self.sink(event)
 
     def epoch_finished(self) -> bool:
         """Whether the epoch that just ended counts (no stop request, no failure)."""

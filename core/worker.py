@@ -48,7 +48,10 @@ def supervise(run_id: str) -> int:
     code = trainer.wait()
     with store.transaction():
         run = store.get(run_id)
-        if run.status in runs.ACTIVE_STATUSES:
+        # Another worker's run now: the trainer recorded its end and the run was resumed
+        # while this process was still exiting; the new worker owns the row.
+        resumed_since = run.worker_pid != os.getpid()
+        if run.status in runs.ACTIVE_STATUSES and not resumed_since:
             if code < 0:
                 name = signal.Signals(-code).name
                 hint = SIGNAL_HINTS.get(-code, "")
@@ -124,7 +127,10 @@ def train_run(run_id: str) -> int:
     try:
         resume = checkpoint.exists()
         if resume:
-            store.replace_epochs(run_id, read_checkpoint(checkpoint).history)
+            # Rows written after the checkpoint belong to epochs the model never kept: drop
+            # them now, or a resumed run that ends before re-training them would keep them.
+            state = read_checkpoint(checkpoint)
+            store.resume_epochs(run_id, keep_through=state.epoch, history=state.history)
         else:
             store.truncate_epochs(run_id, 0)
         log_epoch = _epoch_logger(folder)

@@ -38,7 +38,7 @@ def test_history_csv_has_one_row_per_epoch_and_a_stable_column_order(tmp_path):
 
 def test_history_csv_accepts_epoch_events_as_dicts(tmp_path):
     events = [{"kind": "epoch", "epoch": 1, "phase": "train", "metrics": {"loss": 0.5, "val_loss": 0.6},
-               "duration_s": 1.0, "learning_rate": 0.1, "member_updates": {"a": 0.1}}]
+               "duration_s": 1.0, "learning_rate": 0.1, "member_updates": {"a": 0.1}, "ended_at": 1.7e9}]
     path = write_history_csv(events, tmp_path / "history.csv")
     assert path.read_text().splitlines() == [
         "epoch,phase,loss,val_loss,learning_rate,duration_s", "1,train,0.5,0.6,0.1,1.0"]

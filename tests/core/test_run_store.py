@@ -10,7 +10,9 @@ import pytest
 
 from core import runs
 from core.events import BatchProgress, EpochEnd, PhaseChange, RunStarted
-from core.run_store import RunNotFound, RunStore, RunStoreError, best_metric
+from core.run_store import (
+    RunNotFound, RunStore, RunStoreError, best_metric, epoch_from_history_row, history_row,
+)
 from core.spec import MemberSpec, StackSpec, TrainSpec
 
 
@@ -60,17 +62,48 @@ def test_events_become_rows(no_workers):
     assert run.best == {"name": "val_accuracy", "value": 0.7, "epoch": 2}
 
 
-def test_replace_epochs_keeps_each_epoch_once(no_workers):
+def epoch(number: int, **fields) -> EpochEnd:
+    values = {"phase": "train", "metrics": {"loss": 1.0 / number}, "duration_s": 1.0 + number,
+              "learning_rate": 1e-3, "member_updates": {"a": 0.1 * number, "b": 0.2}, "ended_at": 100.0 + number}
+    return EpochEnd(epoch=number, **{**values, **fields})
+
+
+def test_resume_keeps_the_stored_rows_and_drops_those_after_the_checkpoint(no_workers):
     store = runs.store()
     run_id = runs.start(spec())
-    for epoch in (1, 2, 3):
-        store.record(run_id, EpochEnd(epoch=epoch, phase="train", metrics={"loss": 1.0 / epoch},
-                                      duration_s=1.0, learning_rate=1e-3))
-    history = [{"epoch": 1, "phase": "train", "loss": 1.0, "learning_rate": 1e-3, "duration_s": 1.0},
-               {"epoch": 2, "phase": "train", "loss": 0.5, "learning_rate": 1e-3, "duration_s": 1.0}]
-    store.replace_epochs(run_id, history)
-    assert [(r["epoch"], r["metrics"]) for r in runs.metrics(run_id)] == [(1, {"loss": 1.0}), (2, {"loss": 0.5})]
-    assert runs.get(run_id).epochs_done == 2
+    for number in (1, 2, 3):
+        store.record(run_id, epoch(number))
+    store.record(run_id, PhaseChange(epoch=4, phase="fine_tune", learning_rate=1e-4, trainable_params=9))
+    before = runs.metrics(run_id)
+    # A checkpoint after epoch 2 whose history lacks what the store has (an older checkpoint format).
+    history = [{"epoch": n, "phase": "train", "loss": 9.0, "learning_rate": 1e-3, "duration_s": 0.0} for n in (1, 2)]
+    store.resume_epochs(run_id, keep_through=2, history=history)
+    assert runs.metrics(run_id) == before[:2]  # member updates, times and metrics as recorded
+    assert runs.get(run_id).epochs_done == 2 and runs.phases(run_id) == []
+
+
+def test_resume_rebuilds_a_row_the_store_lacks_from_the_checkpoint(no_workers):
+    store = runs.store()
+    run_id = runs.start(spec())
+    store.record(run_id, epoch(1))
+    lost = epoch(2, phase="fine_tune", member_updates={"a": 0.5, "b": 0.0})
+    store.resume_epochs(run_id, keep_through=2, history=[history_row(epoch(1, metrics={"loss": 9.0})),
+                                                         history_row(lost)])
+    first, second = runs.metrics(run_id)
+    assert first["metrics"] == {"loss": 1.0}  # the stored row wins
+    assert {key: second[key] for key in ("epoch", "phase", "duration_s", "learning_rate", "member_updates",
+                                         "ended_at")} == {
+        "epoch": 2, "phase": "fine_tune", "duration_s": 3.0, "learning_rate": 1e-3,
+        "member_updates": {"a": 0.5, "b": 0.0}, "ended_at": 102.0}
+    assert second["metrics"] == {"loss": 0.5}
+
+
+def test_a_history_row_keeps_every_field_of_its_epoch():
+    event = epoch(3, metrics={"loss": 0.2, "val_accuracy": 0.9})
+    assert epoch_from_history_row(history_row(event)) == event
+    old = {"epoch": 1, "phase": "train", "loss": 0.4, "learning_rate": 0.01, "duration_s": 2.0}
+    assert epoch_from_history_row(old) == EpochEnd(epoch=1, phase="train", metrics={"loss": 0.4},
+                                                   duration_s=2.0, learning_rate=0.01)
 
 
 def test_queue_respects_the_worker_limit_in_order(no_workers, monkeypatch):

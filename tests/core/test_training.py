@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from core.data import Dataset
+from core.checkpoints import read_checkpoint
 from core.events import EventLog
+from core.run_store import epoch_from_history_row
 from core.spec import EarlyStoppingSpec, FineTuneSpec, MemberSpec, StackSpec, TrainSpec
 from core.tasks import TaskInfo
 from core.training import resolve_compile_args, train
@@ -52,6 +54,17 @@ def test_events_history_and_metrics():
     assert result.history[-1]["val_loss"] == epochs[-1].metrics["val_loss"]
     ended = log.of_kind("ended")[0]
     assert (ended.status, ended.epochs_done) == ("finished", 3)
+
+
+def test_the_history_and_its_checkpoint_keep_every_field_of_each_epoch(tmp_path):
+    checkpoint = tmp_path / "checkpoint.npz"
+    log = EventLog()
+    result = train(tiny_spec(epochs=2), tiny_dataset(), log, checkpoint_path=checkpoint)
+    events = log.of_kind("epoch")
+    # A resume rebuilds a row the store lacks from these: nothing of the epoch may be missing.
+    assert [epoch_from_history_row(row) for row in result.history] == events
+    assert read_checkpoint(checkpoint).history == result.history
+    assert all(row["member_updates"] and row["ended_at"] > 0 for row in result.history)
 
 
 def test_same_seed_same_history():

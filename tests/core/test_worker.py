@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from core import runs
+from core.events import EpochEnd
 from core.spec import DatasetSpec, FineTuneSpec, MemberSpec, StackSpec, TrainSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -218,3 +219,40 @@ def test_cli_runs_commands(stacklab_home, tmp_path):
     assert cli("delete", run_id).returncode == 0
     missing = cli("show", run_id)
     assert missing.returncode == 1 and "No run with id" in missing.stderr
+
+
+def stop_after(run_id: str, epochs: int):
+    wait_for(lambda: runs.get(run_id).epochs_done >= epochs, what=f"{epochs} epochs")
+    runs.stop(run_id)
+    run = runs.wait(run_id, timeout_s=60)
+    assert run.status == "stopped", run.error
+    return run
+
+
+def test_resume_keeps_every_field_of_the_epochs_before_it(stacklab_home):
+    run_id = runs.start(iris_spec("resumed", epochs=60, batch_size=4))
+    stopped = stop_after(run_id, 2)
+    before = runs.metrics(run_id)
+    assert len(before) == stopped.epochs_done
+    assert all(set(row["member_updates"]) == {"encoder", "head"} for row in before)
+    runs.resume(run_id)
+    run = runs.wait(run_id, timeout_s=180)
+    assert run.status == "finished", run.error
+    assert_each_epoch_once(run_id, 60)
+    # Member updates, durations, learning rates, phases, times: every row exactly as recorded.
+    assert runs.metrics(run_id)[:len(before)] == before
+
+
+def test_a_resume_drops_epoch_rows_written_after_the_checkpoint(stacklab_home):
+    run_id = runs.start(iris_spec("stale", epochs=60, batch_size=4))
+    kept = stop_after(run_id, 2).epochs_done
+    # A trainer killed after recording an epoch but before its checkpoint was written leaves
+    # a row for an epoch the model never kept.
+    runs.store().record(run_id, EpochEnd(epoch=kept + 1, phase="train", metrics={"loss": 0.1},
+                                         duration_s=1.0, learning_rate=0.01))
+    assert runs.resume(run_id).status == "running"
+    runs.stop(run_id)  # read as the trainer starts: it stops at its first batch, before re-training that epoch
+    run = runs.wait(run_id, timeout_s=120)
+    assert run.status == "stopped", run.error
+    assert run.epochs_done == kept
+    assert_each_epoch_once(run_id, kept)
