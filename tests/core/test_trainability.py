@@ -88,6 +88,13 @@ def test_transfer_freezes_the_base_and_fine_tune_unfreezes_its_top():
     assert count_params(model.get_layer("encoder")).non_trainable == 2 * 8 * 2  # moving mean / variance
 
 
+def same_output_in_training(layer, x: np.ndarray) -> None:
+    """A frozen BatchNormalization normalizes with its moving statistics even when training."""
+    in_training = keras.ops.convert_to_numpy(layer(x, training=True))
+    np.testing.assert_allclose(in_training, keras.ops.convert_to_numpy(layer(x, training=False)),
+                               rtol=1e-6, atol=1e-6)
+
+
 def test_frozen_batch_norm_runs_in_inference_mode():
     model = build(stack(trainability=(LayerRule(member="encoder", layers=".*_bn"),)), TASK)
     bn = model.get_layer("encoder").get_layer("encoder_dense1_bn")
@@ -95,6 +102,17 @@ def test_frozen_batch_norm_runs_in_inference_mode():
     fit(model)
     for old, new in zip(before, weights_of(bn)):
         np.testing.assert_array_equal(old, new)
+    # Batch statistics (mean 3, standard deviation 2) are far from the moving ones (0, 1):
+    # a batch norm normalizing with them would give another output.
+    same_output_in_training(bn, np.random.default_rng(2).normal(3.0, 2.0, size=(32, 8)).astype("float32"))
+
+
+def test_a_frozen_member_runs_its_batch_norm_in_inference_mode():
+    encoder, head = stack().members
+    model = build(stack(members=(dataclasses.replace(encoder, trainable=False), head)), TASK)
+    fit(model)
+    same_output_in_training(model.get_layer("encoder"),
+                            np.random.default_rng(3).normal(3.0, 2.0, size=(32, 6)).astype("float32"))
 
 
 def test_unknown_members_in_rules_and_fine_tune_are_explained():
