@@ -26,6 +26,9 @@ FROZEN = {"fillcolor": "#e5e7eb", "color": "#6b7280", "style": "filled,rounded,d
 STEP = {"fillcolor": "#f3f4f6", "color": "#9ca3af", "style": "filled", "shape": "ellipse"}
 ADAPTER = {"fillcolor": "#dcfce7", "color": "#15803d", "style": "filled", "shape": "hexagon"}
 PROBLEM_COLOR = "#dc2626"
+# Text drawn on the page's own background (edge labels): the diagram's background is
+# transparent, so it follows the light or dark theme, and the nodes keep their own fills.
+PAGE_TEXT = {"light": "#374151", "dark": "#d1d5db"}
 MAX_LAYERS_SHOWN = 40
 
 
@@ -140,7 +143,7 @@ def _layer_cluster(member: MemberSpec, layers: Sequence[Mapping[str, Any]], labe
 
 
 def stack_dot(spec: StackSpec, report: Mapping[str, Any] | None = None, expanded: Sequence[str] = (),
-              display_name=None) -> str:
+              display_name=None, theme: str = "light") -> str:
     """The DOT source of the stack's diagram.
 
     Args:
@@ -148,6 +151,7 @@ def stack_dot(spec: StackSpec, report: Mapping[str, Any] | None = None, expanded
         report: `client.check(spec)` as a dict, or None (then shapes and counts are left out).
         expanded: names of members drawn with their layers.
         display_name: turns an upload reference into its file name (core.uploads.display_name).
+        theme: "light" or "dark", the page's theme (st.context.theme.type).
 
     Returns:
         A `digraph` string for `st.graphviz_chart`.
@@ -156,9 +160,11 @@ def stack_dot(spec: StackSpec, report: Mapping[str, Any] | None = None, expanded
     problems = {p["member"] for p in (report or {}).get("problems", [])}
     # The report lists every adapter in the model, accepted or inserted automatically.
     adapters = [AdapterSpec.from_dict(a) for a in report.get("adapters", [])] if report else list(spec.adapters)
-    lines = ["digraph stack {", "  rankdir=TB; nodesep=0.3; ranksep=0.35;",
+    text_color = PAGE_TEXT.get(theme, PAGE_TEXT["light"])
+    lines = ["digraph stack {", '  rankdir=TB; nodesep=0.3; ranksep=0.35; bgcolor="transparent";',
              '  node [shape=box, fontname="sans-serif", fontsize=14, margin="0.2,0.08"];',
-             '  edge [color="#6b7280", arrowsize=0.8, fontname="sans-serif", fontsize=12];']
+             f'  edge [color="#6b7280", arrowsize=0.8, fontname="sans-serif", fontsize=12, '
+             f'fontcolor={_quote(text_color)}];']
     dataset = spec.dataset.name if spec.dataset.source == "builtin" else spec.dataset.source.upper() + " upload"
     combine = spec.option("combine") or MODE_OPTIONS["ensemble"]["combine"]
     steps = {"input": _with_shape(f"input: {dataset}", (report or {}).get("input_shape")),
@@ -194,13 +200,16 @@ def stack_dot(spec: StackSpec, report: Mapping[str, Any] | None = None, expanded
     for name in ("input", "output", "fusion", "ensemble"):
         entry.setdefault(name, _node_id("step", name))
         exit_.setdefault(name, _node_id("step", name))
-    raw_flatten = spec.mode == "fusion" and spec.option("include_raw_input")
+    raw_input = spec.mode == "fusion" and spec.option("include_raw_input")
     for index, edge in enumerate(_edges(spec)):
         producer, consumer = edge
         tail = exit_[producer]
         steps = _adapters_on(edge, adapters)
-        if raw_flatten and edge == ("input", "fusion"):
-            steps = [AdapterSpec(after="input", kind="flatten", before="fusion")]
+        if raw_input and edge == ("input", "fusion"):
+            # The raw input is fused as it is (flattened by the fusion step): a branch of the
+            # stack, not an adapter the user accepted.
+            lines.append(f"  {tail} -> {entry[consumer]} [label={_quote(' raw input, flattened')}, style=dashed];")
+            continue
         for number, adapter in enumerate(steps):
             node = _quote(f"adapter:{index}:{number}")
             lines.append(f"  {node} [label={_quote(adapter.label())}, {_attrs(ADAPTER)}];")

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from typing import Any, Callable, Mapping
 
 import pandas as pd
 import streamlit as st
 
 from core import runs
+from core.loading_limits import LoadLimits
 from core.spec import MemberSpec, StackSpec
 from core.uploads import display_name
 from dashboard import formatting, forms, services, spec_edit, state
 
 WHOLE_MODEL = "(whole model)"
+# The uploader's own limit, in Streamlit's megabytes (MiB): what core.loading refuses anyway.
+MODEL_UPLOAD_LIMIT_MB = max(1, math.ceil(LoadLimits.from_env().max_file_bytes / 2**20))
 
 
 def edit(change: Callable[..., StackSpec], *args: Any) -> None:
@@ -208,6 +212,7 @@ def add_member_panel(templates: Mapping[str, dict]) -> None:
                       args=(MemberSpec(name=chosen.split("_")[0], template=chosen),))
     with file_tab:
         uploaded = st.file_uploader("Upload a Keras model", type=["keras", "h5"], key="add-file-upload",
+                                    max_upload_size=MODEL_UPLOAD_LIMIT_MB,
                                     help="Checked before it is loaded: no custom code, no Lambda layers, bounded "
                                          "sizes. It is opened in the inspector process, never in this one.")
         if uploaded is not None:

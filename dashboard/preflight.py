@@ -27,7 +27,8 @@ def draw_diagram(spec: StackSpec, report: Mapping[str, Any] | None) -> None:
                               key="asm-diagram-expand", placeholder="members to expand")
     state.expanded_members().clear()
     state.expanded_members().update(expanded)
-    st.graphviz_chart(diagram.stack_dot(spec, report, expanded, display_name=display_name))
+    st.graphviz_chart(diagram.stack_dot(spec, report, expanded, display_name=display_name,
+                                        theme=st.context.theme.type or "light"))
     st.caption("Blue: trainable · amber: partly frozen · grey, dashed: frozen · green: adapters · "
                "red border: a problem.")
 

@@ -5,15 +5,19 @@ Core calls: core.data (list_builtins, load_dataset via services.dataset_preview)
 core.uploads.store_bytes (uploads are stored content-addressed, so nothing is lost).
 """
 
+import math
+
 import streamlit as st
 
-from core.data import DataError, csv_columns
+from core.data import DataError, DataLimits, csv_columns
 from core.spec import SCALINGS, TASKS, DatasetSpec
 from core.uploads import display_name
 from dashboard import figures, formatting, services, spec_edit, state
 
 SOURCES = {"builtin": "Built-in dataset", "csv": "CSV file", "npz": "NPZ file (arrays x, y)"}
 TARGET_GUESSES = ("target", "label", "labels", "class", "y")
+# The uploader's own limit, in Streamlit's megabytes (MiB): what core.data refuses anyway.
+UPLOAD_LIMIT_MB = max(1, math.ceil(DataLimits.from_env().max_file_bytes / 2**20))
 
 spec = state.draft()
 dataset = spec.dataset
@@ -24,6 +28,16 @@ st.caption("The stack trains on the dataset chosen here.")
 def use(new: DatasetSpec) -> None:
     if new != state.draft().dataset:
         state.set_draft(spec_edit.set_dataset(state.draft(), new))
+
+
+def described(current: DatasetSpec) -> str:
+    return current.name if current.source == "builtin" else display_name(current.path or "")
+
+
+def refuse(message: str) -> None:
+    """Show why a file cannot be used; the stack keeps the dataset it had."""
+    st.error(f"{message} The stack keeps training on {described(dataset)}.", icon=":material/error:")
+    st.stop()
 
 
 source = st.segmented_control("Source", list(SOURCES), format_func=SOURCES.get, default=dataset.source,
@@ -41,18 +55,20 @@ if source == "builtin":
         scaling = st.columns([1, 2])[0].selectbox("Feature scaling", SCALINGS, index=SCALINGS.index(dataset.scaling),
                                key=state.widget_key("draft", "data", "builtin-scaling"),
                                help="standard: zero mean, unit variance; minmax: 0..1; none: as stored.")
-    use(DatasetSpec(source="builtin", name=name, scaling=scaling))
+    candidate = DatasetSpec(source="builtin", name=name, scaling=scaling)
 else:
     kind = source
     uploaded = st.file_uploader(f"Upload a .{kind} file", type=[kind], key=state.widget_key("data", "upload", kind),
+                                max_upload_size=UPLOAD_LIMIT_MB,
                                 help="CSV: a header row, one column is the target. NPZ: arrays named x and y "
-                                     "(np.savez('data.npz', x=..., y=...)).")
+                                     "(np.savez('data.npz', x=..., y=...)). The stack keeps its dataset until "
+                                     "the new file has been read.")
     ref = dataset.path if dataset.source == kind else None
     if uploaded is not None:
         ref = services.store_upload(uploaded)
     if ref is None:
         st.info(f"Upload a .{kind} file to train on your own data. The stack keeps its current dataset "
-                f"({dataset.name if dataset.source == 'builtin' else display_name(dataset.path or '')}) until then.")
+                f"({described(dataset)}) until then.")
         st.stop()
     st.caption(f"File: **{display_name(ref)}** (stored as {ref[:19]}…)")
     target, features = None, ()
@@ -60,8 +76,7 @@ else:
         try:
             columns = csv_columns(ref)
         except DataError as error:
-            st.error(str(error))
-            st.stop()
+            refuse(str(error))
         same_file = dataset.source == "csv" and dataset.path == ref
         guess = next((c for c in columns if c.lower() in TARGET_GUESSES), columns[-1] if columns else None)
         current_target = dataset.target if same_file and dataset.target in columns else guess
@@ -81,14 +96,14 @@ else:
                                "regression.")
     scaling = right.selectbox("Feature scaling", SCALINGS, index=SCALINGS.index(dataset.scaling),
                               key=state.widget_key("draft", "data", "scaling"))
-    use(DatasetSpec(source=kind, name=display_name(ref).rsplit(".", 1)[0] or kind, path=ref, target=target,
-                    features=features, task=task, scaling=scaling))
+    candidate = DatasetSpec(source=kind, name=display_name(ref).rsplit(".", 1)[0] or kind, path=ref, target=target,
+                            features=features, task=task, scaling=scaling)
 
 with st.spinner("Reading the dataset…"):
-    outcome, preview = services.dataset_preview(state.draft().dataset)
+    outcome, preview = services.dataset_preview(candidate)
 if outcome == "error":
-    st.error(preview)
-    st.stop()
+    refuse(preview)
+use(candidate)  # only a dataset that was read replaces the one the stack trains on
 
 report, _ = services.check_or_error(state.draft())
 if report is not None and not report["ok"] and report["problems"]:

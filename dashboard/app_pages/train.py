@@ -13,7 +13,7 @@ import streamlit as st
 from core import runs
 from core.runs import RunStoreError
 from core.spec import LOSSES, LR_SCHEDULES, METRICS, OPTIMIZERS, EarlyStoppingSpec, FineTuneSpec, TrainSpec
-from dashboard import formatting, live, services, state
+from dashboard import formatting, live, services, spec_edit, state
 
 RUN_PICKER = "train-run-picker"
 MONITORS = ("val_loss", "loss", "val_accuracy", "accuracy", "val_auc", "val_mae")
@@ -112,8 +112,7 @@ def what_will_train(spec, report, error) -> bool:
     """The dataset, the stack and its size; returns whether the stack can be trained."""
     dataset = spec.dataset
     st.markdown(f"**Dataset** {dataset.name}" + (f" ({dataset.source.upper()})" if dataset.source != "builtin" else ""))
-    chain = " → ".join(m.name for m in spec.all_members()) or "no members"
-    st.markdown(f"**Stack** {spec.name} · {spec.mode}: {chain}")
+    st.markdown(f"**Stack** {spec.name} · {spec.mode}: {spec_edit.wiring(spec)}")
     if report is None:
         if error.kind == "invalid":  # the spec or its data cannot be used
             st.error(str(error), icon=":material/error:")

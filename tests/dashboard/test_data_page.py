@@ -74,11 +74,20 @@ def test_a_refused_csv_says_why_and_the_app_keeps_working():
     at.file_uploader(key="data-upload-csv").set_value(("gaps.csv", b"a,b,label\n1,,0\n2,3,1\n", "text/csv")).run()
     assert at.error and "missing" in at.error[0].value.lower()
     assert "gaps.csv" in at.error[0].value
+    assert "The stack keeps training on digits28." in at.error[0].value
+    assert draft(at).dataset.name == "digits28"  # the refused file never replaced the working dataset
     open_page(at, "assemble")
-    assert "The stack could not be checked" in texts(at)  # the draft now points at the refused file
+    assert "The stack builds" in texts(at)
     open_page(at, "data")
     at.segmented_control(key="draft-data-source").set_value("builtin").run()
     assert not at.error and draft(at).dataset.source == "builtin"
+
+
+def test_the_uploaders_state_the_limit_that_is_enforced():
+    at = open_page(app(), "data")
+    at.segmented_control(key="draft-data-source").set_value("csv").run()
+    (uploader,) = at.file_uploader
+    assert uploader.proto.max_upload_size_mb == 200  # STACKLAB_MAX_DATA_BYTES, 200 MiB
 
 
 def test_an_npz_upload_of_images_gets_the_image_preview():
@@ -99,3 +108,4 @@ def test_an_npz_that_is_not_an_archive_is_refused_in_plain_words():
     at.segmented_control(key="draft-data-source").set_value("npz").run()
     at.file_uploader(key="data-upload-npz").set_value(("broken.npz", b"not a zip at all", "application/zip")).run()
     assert at.error and "'broken.npz' is not an NPZ archive" in at.error[0].value
+    assert draft(at).dataset.name == "digits28"

@@ -54,14 +54,24 @@ def test_without_a_report_the_member_flags_decide():
     assert "FROZEN" in next(line for line in dot.splitlines() if '"member:base"' in line and "label" in line)
 
 
-def test_fusion_branches_meet_at_the_concatenation_with_the_raw_input_flattened():
+def test_fusion_branches_meet_at_the_concatenation_with_the_raw_input_as_a_branch():
     spec = StackSpec(mode="fusion", members=(MemberSpec("a", template="mlp"), MemberSpec("b", template="mlp")),
                      head=MemberSpec("head", template="dense_head"), options={"include_raw_input": True})
-    found = edges(stack_dot(spec, report_for(spec)))
+    dot = stack_dot(spec, report_for(spec))
+    found = edges(dot)
     assert ("member:a", "step:fusion") in found and ("member:b", "step:fusion") in found
     assert ("step:fusion", "member:head") in found
-    raw = [edge for edge in found if edge[0] == "step:input" and edge[1].startswith("adapter:")]
-    assert len(raw) == 1 and (raw[0][1], "step:fusion") in found
+    # The raw input runs straight into the fusion, labelled; it is not drawn as an adapter.
+    assert ("step:input", "step:fusion") in found and "raw input, flattened" in dot
+    assert "adapter:" not in dot and "Flatten" not in dot
+
+
+def test_the_diagram_follows_a_dark_theme():
+    spec = StackSpec(members=(MemberSpec("a", template="mlp"), MemberSpec("b", template="dense_head")))
+    light, dark = stack_dot(spec, report_for(spec)), stack_dot(spec, report_for(spec), theme="dark")
+    for dot in (light, dark):
+        assert 'bgcolor="transparent"' in dot  # no white box on a dark page
+    assert 'fontcolor="#d1d5db"' in dark and 'fontcolor="#374151"' in light
 
 
 def test_accepted_adapters_sit_on_their_edge():

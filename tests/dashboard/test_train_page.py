@@ -10,7 +10,7 @@ import time
 import pytest
 
 from core import runs
-from core.spec import DatasetSpec, EarlyStoppingSpec, FineTuneSpec
+from core.spec import DatasetSpec, EarlyStoppingSpec, FineTuneSpec, MemberSpec, StackSpec
 from dashboard import state
 from tests.dashboard.apptest import TINY, app, elements, fake_run, texts
 
@@ -33,6 +33,15 @@ def test_opens_on_the_default_stack_ready_to_train():
     assert "**Dataset** digits28" in texts(at)
     assert "**Parameters** 693,962 (all trainable)" in texts(at)
     assert "No runs yet" in texts(at)
+
+
+def test_the_summary_of_a_fusion_stack_names_the_raw_input():
+    fusion = StackSpec(name="fused", mode="fusion", members=(MemberSpec("encoder", template="mlp"),),
+                       head=MemberSpec("head", template="dense_head"), options={"include_raw_input": True},
+                       dataset=DatasetSpec(name="iris"))
+    at = app(fusion)
+    assert ("**Stack** fused · fusion: encoder read the input; their features and the raw input are "
+            "concatenated into head") in texts(at)
 
 
 def test_settings_edit_the_draft():
