@@ -3,9 +3,11 @@
 `StackSpec` is the unit of reproducibility: the dashboard edits it, the CLI trains from
 it and every run stores it. Nothing here imports Keras, so the dashboard can use it freely.
 
-`from_dict` checks types, allowed values and unknown keys, and names the offending key in
-its error. Whether the pieces fit together (shapes, member counts per mode) is checked
-when the stack is built (`core.stacking.check`), so a half-finished draft stays valid data.
+`from_dict` checks types, allowed values, numeric ranges and unknown keys, and names the
+offending key in its error; `from_json` and `load_spec` also refuse documents over a size
+(STACKLAB_MAX_SPEC_BYTES) or nesting limit. Whether the pieces fit together (shapes, member
+counts per mode) is checked when the stack is built (`core.stacking.check`), so a
+half-finished draft stays valid data.
 
 Example:
     >>> spec = StackSpec.from_dict({"name": "demo", "members": [
@@ -20,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import types
 import typing
@@ -61,9 +64,16 @@ LOSSES = (
 )
 METRICS = ("auto", "accuracy", "auc", "precision", "recall", "mae", "mse", "rmse")
 
+MAX_SPEC_BYTES_ENV = "STACKLAB_MAX_SPEC_BYTES"
+# A spec is a few kilobytes (the seed's are under 1 KB); a megabyte is a thousand of them.
+DEFAULT_MAX_SPEC_BYTES = 2**20
+# Lists and objects inside each other. The deepest real spec is about 6 levels (members ->
+# member -> params -> a list); past ~1,000 the JSON parser itself fails.
+MAX_SPEC_DEPTH = 32
+
 
 class SpecError(ValueError):
-    """A spec value has the wrong type, an unknown key or a value outside its choices."""
+    """A spec value has the wrong type, an unknown key or a value outside its choices or range."""
 
 
 def _choice(value: Any, allowed: tuple[Any, ...], key: str) -> Any:
@@ -72,15 +82,99 @@ def _choice(value: Any, allowed: tuple[Any, ...], key: str) -> Any:
     return value
 
 
+def _number_text(value: float) -> str:
+    return str(value) if isinstance(value, int) else repr(float(value))  # 1.0 stays "1.0"
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take: from `minimum` to `maximum` (None: no bound), each end
+    included unless marked exclusive.
+
+    Example:
+        >>> Range(0.0, 0.9).describe()
+        'between 0.0 and 0.9'
+        >>> Range(0.0, exclusive_minimum=True).describe()
+        'greater than 0.0'
+    """
+
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    exclusive_maximum: bool = False
+
+    def contains(self, value: float) -> bool:
+        if self.minimum is not None and (value <= self.minimum if self.exclusive_minimum else value < self.minimum):
+            return False
+        if self.maximum is not None and (value >= self.maximum if self.exclusive_maximum else value > self.maximum):
+            return False
+        return True
+
+    def describe(self) -> str:
+        """'at least 1', 'greater than 0', 'between 0 and 0.9', 'at least 0 and less than 1'."""
+        low, high = self.minimum, self.maximum
+        if low is not None and high is not None and not (self.exclusive_minimum or self.exclusive_maximum):
+            return f"between {_number_text(low)} and {_number_text(high)}"
+        parts = []
+        if low is not None:
+            parts.append(f"{'greater than' if self.exclusive_minimum else 'at least'} {_number_text(low)}")
+        if high is not None:
+            parts.append(f"{'less than' if self.exclusive_maximum else 'at most'} {_number_text(high)}")
+        return " and ".join(parts) or "any number"
+
+    def check(self, value: Any, key: str) -> None:
+        """Raise SpecError naming `key` when `value` is not a number in this range."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(f"'{key}' must be a number, received {value!r}.")
+        if not self.contains(value):
+            raise SpecError(f"'{key}' must be {self.describe()}, received {_number_text(value)}.")
+
+
 class _SpecBase:
     """Shared to_dict/from_dict for the spec dataclasses.
 
-    Subclasses list string fields with a fixed set of values in `_choices` and nested
-    spec types are found from the type hints, so each dataclass stays a plain list of
-    fields with comments.
+    Subclasses list string fields with a fixed set of values in `_choices`, numeric fields
+    with their allowed `Range` in `_ranges` (for a tuple of numbers: the range of each item)
+    and rules between fields in `_check_rules`; nested spec types are found from the type
+    hints, so each dataclass stays a plain list of fields with comments.
     """
 
     _choices: typing.ClassVar[dict[str, tuple[Any, ...]]] = {}
+    _ranges: typing.ClassVar[dict[str, Range]] = {}
+
+    @classmethod
+    def range_of(cls, name: str) -> Range | None:
+        """The allowed range of numeric field `name` (for forms), or None when it has none."""
+        return cls._ranges.get(name)
+
+    def check_values(self, where: str = "") -> None:
+        """Check every number against its range and every rule between fields, nested specs
+        included (`from_dict` does this; call it on a spec built in code before using it).
+
+        Args:
+            where: the key path of this spec inside its parent, for messages ("train").
+
+        Raises:
+            SpecError: the first value out of range or rule broken, naming its key path,
+                the allowed range and the value received.
+        """
+        prefix = f"{where}." if where else ""
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value, key = getattr(self, f.name), prefix + f.name
+            allowed = self._ranges.get(f.name)
+            items = list(enumerate(value)) if isinstance(value, tuple) else None
+            if allowed is not None and value is not None:
+                for index, item in items if items is not None else [(None, value)]:
+                    allowed.check(item, key if index is None else f"{key}[{index}]")
+            if isinstance(value, _SpecBase):
+                value.check_values(key)
+            for index, item in items or ():
+                if isinstance(item, _SpecBase):
+                    item.check_values(f"{key}[{index}]")
+        self._check_rules(prefix)
+
+    def _check_rules(self, prefix: str) -> None:
+        """Rules between this spec's fields; raise SpecError naming the key (prefix + name)."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -89,7 +183,27 @@ class _SpecBase:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, where: str = ""):
+    def from_dict(cls, data: Mapping[str, Any], *, where: str = "", check_values: bool = True):
+        """Read a spec from plain data (parsed JSON), checking types, choices, keys and ranges.
+
+        Args:
+            data: the mapping to read.
+            where: its key path inside a parent spec, for messages.
+            check_values: also check numeric ranges and rules between fields. Off only to
+                read back what was stored before a rule existed (a run's spec, a draft).
+
+        Raises:
+            SpecError: the first thing wrong, naming its key path.
+        """
+        _check_depth(data, where)
+        spec = cls._read(data, where)
+        if check_values:
+            spec.check_values(where)
+        return spec
+
+    @classmethod
+    def _read(cls, data: Mapping[str, Any], where: str):
+        """Types, choices and keys of `data` (not ranges): the recursive part of from_dict."""
         prefix = f"{where}." if where else ""
         if not isinstance(data, Mapping):
             raise SpecError(
@@ -148,7 +262,7 @@ def _from_plain(value: Any, hint: Any, key: str) -> Any:
                 errors.append(str(error))
         raise SpecError(errors[0])
     if isinstance(hint, type) and issubclass(hint, _SpecBase):
-        return hint.from_dict(value, where=key)
+        return hint._read(value, where=key)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise SpecError(f"'{key}' must be a list, received {type(value).__name__}.")
@@ -208,14 +322,14 @@ class MemberSpec(_SpecBase):
     _choices: typing.ClassVar = {"source": MEMBER_SOURCES}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, where: str = ""):
+    def _read(cls, data: Mapping[str, Any], where: str):
         # A member given only a template name is obviously a template member.
         if isinstance(data, Mapping) and "source" not in data:
             if data.get("file") is not None:
                 data = {**data, "source": "file"}
             elif data.get("run_id") is not None:
                 data = {**data, "source": "run"}
-        return super().from_dict(data, where=where)
+        return super()._read(data, where)
 
 
 @dataclass(frozen=True)
@@ -237,6 +351,12 @@ class AdapterSpec(_SpecBase):
     activation: str = "linear"
 
     _choices: typing.ClassVar = {"kind": ADAPTER_KINDS}
+    # units is 0 for the kinds that have none; _check_rules asks a dense adapter for one.
+    _ranges: typing.ClassVar = {"target_shape": Range(1), "units": Range(0)}
+
+    def _check_rules(self, prefix: str) -> None:
+        if self.kind == "dense" and self.units < 1:
+            raise SpecError(f"'{prefix}units' must be at least 1 for a dense adapter, received {self.units}.")
 
     def label(self) -> str:
         """A short human name: 'Flatten', 'Dense(10, softmax)', 'Reshape(28, 28, 1)'."""
@@ -284,9 +404,12 @@ def layer_pattern_matches(pattern: re.Pattern, path: str) -> bool:
 @dataclass(frozen=True)
 class EarlyStoppingSpec(_SpecBase):
     monitor: str = "val_loss"
+    # Epochs without improvement before stopping; 0 stops at the first one (as in Keras).
     patience: int = 3
     min_delta: float = 0.0
     restore_best_weights: bool = True
+
+    _ranges: typing.ClassVar = {"patience": Range(0), "min_delta": Range(0.0)}
 
 
 @dataclass(frozen=True)
@@ -305,6 +428,14 @@ class FineTuneSpec(_SpecBase):
     learning_rate_factor: float = 0.1
     members: tuple[str, ...] = ()
     unfreeze_batchnorm: bool = False
+
+    # Epoch 1 would leave no epoch for the head to train on the frozen base; that the phase
+    # starts by the last epoch is TrainSpec's rule (it knows the epochs).
+    _ranges: typing.ClassVar = {
+        "start_epoch": Range(2),
+        "unfreeze_top_layers": Range(0),
+        "learning_rate_factor": Range(0.0, exclusive_minimum=True),
+    }
 
 
 @dataclass(frozen=True)
@@ -333,14 +464,31 @@ class TrainSpec(_SpecBase):
         "lr_schedule": LR_SCHEDULES,
         "loss": LOSSES,
     }
+    _ranges: typing.ClassVar = {
+        "learning_rate": Range(0.0, exclusive_minimum=True),
+        "epochs": Range(1),
+        "batch_size": Range(1),
+        # core.data.split's bounds: at least one sample of ten stays for training.
+        "validation_split": Range(0.0, 0.9),
+        "weight_decay": Range(0.0),
+        "seed": Range(0, 2**32 - 1),  # what NumPy's seeding accepts
+    }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, where: str = ""):
-        spec = super().from_dict(data, where=where)
+    def _read(cls, data: Mapping[str, Any], where: str):
+        spec = super()._read(data, where)
         prefix = f"{where}." if where else ""
         for i, metric in enumerate(spec.metrics):
             _choice(metric, METRICS, f"{prefix}metrics[{i}]")
         return spec
+
+    def _check_rules(self, prefix: str) -> None:
+        if self.fine_tune is not None and self.fine_tune.start_epoch > self.epochs:
+            raise SpecError(
+                f"'{prefix}fine_tune.start_epoch' must be at most '{prefix}epochs' ({self.epochs}), received "
+                f"{self.fine_tune.start_epoch}: the fine-tune phase would never start. Start it earlier, "
+                f"train more epochs, or remove the fine-tune phase."
+            )
 
 
 @dataclass(frozen=True)
@@ -393,7 +541,7 @@ class StackSpec(_SpecBase):
     _choices: typing.ClassVar = {"mode": STACKING_MODES}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, where: str = ""):
+    def _read(cls, data: Mapping[str, Any], where: str):
         if isinstance(data, Mapping):
             version = data.get("schema_version", SCHEMA_VERSION)
             if version != SCHEMA_VERSION:
@@ -401,7 +549,7 @@ class StackSpec(_SpecBase):
                     f"'schema_version' {version!r} is not supported: this StackLab reads "
                     f"schema_version {SCHEMA_VERSION}. Re-export the spec from this version."
                 )
-        spec = super().from_dict(data, where=where)
+        spec = super()._read(data, where)
         allowed = MODE_OPTIONS[spec.mode]
         for key, value in spec.options.items():
             if key not in allowed:
@@ -427,15 +575,74 @@ class StackSpec(_SpecBase):
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_json(cls, text: str) -> "StackSpec":
+    def from_json(cls, text: str, *, check_values: bool = True) -> "StackSpec":
+        """Read a spec from JSON text (see `from_dict`).
+
+        Raises:
+            SpecError: the text is over STACKLAB_MAX_SPEC_BYTES, nested too deeply, not
+                JSON, or not a valid spec; one line saying which.
+        """
+        limit = max_spec_bytes()
+        # Characters first: no copy of a huge text just to learn that it is huge.
+        if len(text) > limit or len(text.encode("utf-8")) > limit:
+            raise SpecError(f"The spec is {_size_text(len(text.encode('utf-8')))}, over the limit of "
+                            f"{_size_text(limit)} ({MAX_SPEC_BYTES_ENV}); a spec is a few kilobytes. Check "
+                            f"that this is a StackLab spec, or raise {MAX_SPEC_BYTES_ENV}.")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise SpecError(f"The spec is not valid JSON: {error}.") from None
-        return cls.from_dict(data)
+        except RecursionError:  # the parser gives up far above MAX_SPEC_DEPTH
+            raise SpecError(_too_deep_message("")) from None
+        return cls.from_dict(data, check_values=check_values)
 
     def replace(self, **changes: Any) -> "StackSpec":
         return dataclasses.replace(self, **changes)
+
+
+def max_spec_bytes() -> int:
+    """The largest spec document read: STACKLAB_MAX_SPEC_BYTES, default 1 MiB.
+
+    Raises:
+        ValueError: the variable is set, but not to a positive whole number.
+    """
+    text = os.environ.get(MAX_SPEC_BYTES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_SPEC_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{MAX_SPEC_BYTES_ENV} must be a positive whole number of bytes, received {text!r}. "
+                         f"Fix or unset it.")
+    return value
+
+
+def _size_text(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size:,} bytes"
+
+
+def _too_deep_message(path: str) -> str:
+    where = f" at '{path if len(path) <= 60 else path[:60] + '…'}'" if path else ""
+    return (f"The spec is nested more than {MAX_SPEC_DEPTH} levels deep{where} (lists and objects inside "
+            f"each other); a StackLab spec needs fewer than 10. Check that this is a StackLab spec.")
+
+
+def _check_depth(data: Any, where: str) -> None:
+    """Refuse plain data nested deeper than MAX_SPEC_DEPTH, before anything recurses into it."""
+    pending = [(data, 1, where)]
+    while pending:
+        value, depth, path = pending.pop()
+        if isinstance(value, Mapping):
+            children = [(item, f"{path}.{key}" if path else str(key)) for key, item in value.items()]
+        elif isinstance(value, (list, tuple)):
+            children = [(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        else:
+            continue
+        if depth > MAX_SPEC_DEPTH:
+            raise SpecError(_too_deep_message(path))
+        pending.extend((item, depth + 1, child) for item, child in children)
 
 
 def load_spec(path: str | Path) -> StackSpec:
@@ -445,10 +652,16 @@ def load_spec(path: str | Path) -> StackSpec:
     folder, so an example spec next to its model file works from any working directory.
 
     Raises:
-        SpecError: the file is not valid JSON or not a valid spec.
+        SpecError: the file is over STACKLAB_MAX_SPEC_BYTES, not valid JSON or not a
+            valid spec.
         OSError: the file cannot be read.
     """
     path = Path(path)
+    size, limit = path.stat().st_size, max_spec_bytes()
+    if size > limit:  # before reading it: a wrong file may be gigabytes
+        raise SpecError(f"'{path.name}' is {_size_text(size)}, over the {_size_text(limit)} limit for a spec file "
+                        f"({MAX_SPEC_BYTES_ENV}); a spec is a few kilobytes. Check that it is a StackLab spec, "
+                        f"or raise {MAX_SPEC_BYTES_ENV}.")
     spec = StackSpec.from_json(path.read_text(encoding="utf-8"))
     return resolve_paths(spec, path.parent)
 
