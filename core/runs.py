@@ -78,6 +78,8 @@ def start(spec: StackSpec, dataset: DatasetSpec | None = None, parent_id: str | 
         The new run's id.
 
     Raises:
+        SpecError: a number of the spec is out of range (a spec built in code is checked
+            here, before it is queued, as reading one from JSON would).
         FileNotFoundError: an uploaded file the spec refers to is not in the upload store.
         RunStoreError: the run store cannot be used.
     """
@@ -85,6 +87,7 @@ def start(spec: StackSpec, dataset: DatasetSpec | None = None, parent_id: str | 
 
     if dataset is not None:
         spec = spec.replace(dataset=dataset)
+    spec.check_values()
     for member in spec.all_members():
         if member.source == "file" and member.file:
             resolve(member.file)
@@ -138,12 +141,24 @@ def stop(run_id: str) -> Run:
 def resume(run_id: str) -> Run:
     """Queue a stopped, failed or interrupted run again; it continues from its last checkpoint.
 
+    A run still marked running or stopping whose worker process is gone (killed a moment
+    ago, before `reconcile` noticed) is marked interrupted first, and resumed.
+
     Raises:
-        ValueError: the run is active or finished.
+        ValueError: the run is active (its worker is alive) or finished.
     """
     runs = store()
     with runs.transaction():
         run = runs.get(run_id)
+        # reconcile() waits DEAD_WORKER_GRACE_S after the last heartbeat because it cannot
+        # tell a dead worker from one that has not reported yet. Here the pid is known and
+        # gone, so there is nothing to wait for. An orphaned trainer ends itself within a
+        # heartbeat (HEARTBEAT_S in core.worker, 0.5 s), long before a new worker has
+        # imported Keras and opened the checkpoint.
+        if run.status in ("running", "stopping") and run.worker_pid and not _alive(
+                run.worker_pid, _worker_started(runs, run_id)):
+            _mark_interrupted(runs, run, time.time())
+            run = runs.get(run_id)
         if run.status not in RESUMABLE_STATUSES:
             raise ValueError(f"Run '{run_id}' is {run.status}; only {', '.join(RESUMABLE_STATUSES)} runs can be "
                              f"resumed.")
@@ -196,6 +211,19 @@ def _alive(pid: int | None, started: float | None) -> bool:
         return False
 
 
+def _worker_started(runs: RunStore, run_id: str) -> float | None:
+    row = runs.execute("SELECT worker_started FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return row["worker_started"] if row is not None else None
+
+
+def _mark_interrupted(runs: RunStore, run: Run, now: float) -> None:
+    """Mark `run` (running or stopping, its worker gone) interrupted; call inside a transaction."""
+    runs.update(run.id, status="interrupted", ended_at=now, error=(
+        f"The worker process{f' (pid {run.worker_pid})' if run.worker_pid else ''} is gone: the "
+        f"server or machine restarted, or it was killed. Resume continues from the last "
+        f"checkpoint (epoch {run.epochs_done})."))
+
+
 def reconcile() -> builtins.list[str]:
     """Mark runs whose worker is gone as interrupted, then start queued runs if slots are free.
 
@@ -212,11 +240,9 @@ def reconcile() -> builtins.list[str]:
         grace = DEAD_WORKER_GRACE_S if run.worker_pid else SPAWN_GRACE_S
         if not _alive(run.worker_pid, row["worker_started"]) and now - last_sign > grace:
             with runs.transaction():
-                if runs.get(run.id).status in ("running", "stopping"):
-                    runs.update(run.id, status="interrupted", ended_at=now, error=(
-                        f"The worker process{f' (pid {run.worker_pid})' if run.worker_pid else ''} is gone: the "
-                        f"server or machine restarted, or it was killed. Resume continues from the last "
-                        f"checkpoint (epoch {run.epochs_done})."))
+                current = runs.get(run.id)
+                if current.status in ("running", "stopping"):
+                    _mark_interrupted(runs, current, now)
                     interrupted.append(run.id)
     schedule()
     return interrupted

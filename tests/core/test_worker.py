@@ -256,3 +256,31 @@ def test_a_resume_drops_epoch_rows_written_after_the_checkpoint(stacklab_home):
     assert run.status == "stopped", run.error
     assert run.epochs_done == kept
     assert_each_epoch_once(run_id, kept)
+
+
+def test_resume_right_after_the_worker_was_killed_does_not_wait_for_the_grace(stacklab_home):
+    import psutil
+
+    run_id = runs.start(slow_spec(epochs=3))
+    wait_for(lambda: runs.get(run_id).epochs_done >= 1, what="one epoch")
+    supervisor = runs.get(run_id).worker_pid
+    os.killpg(os.getpgid(supervisor), signal.SIGKILL)
+    wait_for(lambda: not psutil.pid_exists(supervisor) or psutil.Process(supervisor).status() == psutil.STATUS_ZOMBIE,
+             timeout_s=10, what="the worker to die")
+    # Well within DEAD_WORKER_GRACE_S of the last heartbeat: reconcile would not yet call it
+    # interrupted, but resume sees that the pid is gone.
+    assert runs.get(run_id).status == "running"
+    resumed = runs.resume(run_id)
+    assert resumed.status in ("queued", "running") and resumed.worker_pid != supervisor
+    run = runs.wait(run_id, timeout_s=180)
+    assert run.status == "finished", run.error
+    assert_each_epoch_once(run_id, 3)
+
+
+def test_resume_of_a_run_whose_worker_is_alive_is_refused(stacklab_home):
+    run_id = runs.start(slow_spec(epochs=20))
+    wait_for(lambda: runs.get(run_id).worker_pid, what="a worker")
+    with pytest.raises(ValueError, match=f"Run '{run_id}' is running; only stopped, failed, interrupted runs"):
+        runs.resume(run_id)
+    runs.stop(run_id)
+    assert runs.wait(run_id, timeout_s=120).status == "stopped"
