@@ -26,9 +26,14 @@ class StackError(ValueError):
 class Problem:
     """One reason the stack does not build.
 
-    kind: "shape" (pieces don't fit; `fix` holds adapters that would make them fit),
-    "config" (the spec asks for something impossible) or "source" (a member file or run
-    cannot be used).
+    kind: "shape" (pieces don't fit; `fix` holds adapters that were checked to make them
+    fit, or is empty when none does), "adapter" (the accepted adapter
+    `spec.adapters[adapter_index]` does not apply any more, or is never used: the remedy is
+    removing it), "config" (the spec asks for something impossible) or "source" (a member
+    file or run cannot be used).
+
+    fix_warning: a caution that goes with `fix` (it makes a long sequence for a recurrent
+    layer), also in `message` and in the report's warnings; "" when there is none.
     """
 
     kind: str
@@ -37,6 +42,8 @@ class Problem:
     received: tuple | None = None
     expected: str = ""
     fix: tuple[AdapterSpec, ...] = ()
+    adapter_index: int | None = None
+    fix_warning: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +51,7 @@ class Problem:
             "received": list(self.received) if self.received is not None else None,
             "expected": self.expected, "fix": [a.to_dict() for a in self.fix],
             "fix_label": " + ".join(a.label() for a in self.fix),
+            "adapter_index": self.adapter_index, "fix_warning": self.fix_warning,
         }
 
 

@@ -12,8 +12,10 @@ combine them. One builder per mode, in `STACKING_MODES`:
   concatenated into a trainable meta-head.
 
 Shapes are checked before anything trains. A mismatch becomes a `Problem` naming both
-members, the shape received and the shape expected, with the adapters that would fix it;
-`auto_adapters` inserts them. `build` raises `StackError` listing every problem.
+members, the shape received and the shape expected, with the adapters that were checked
+to fix it (`core.adapters.choose_fix`); `auto_adapters` inserts them. An accepted adapter
+that no longer applies is a problem of its own ("adapter", with its index in
+`spec.adapters`). `build` raises `StackError` listing every problem.
 
 Example:
     >>> report = check(spec)
@@ -68,6 +70,9 @@ class _Assembler:
         self.models: dict[str, keras.Model] = {}
         self.unused_adapters = list(spec.adapters)
         self.layer_names: set[str] = set()
+        # Template members built without a sample, by (name, input shape): checking a fix
+        # builds its consumer, and the stack then uses that same model.
+        self.built: dict[tuple[str, tuple], keras.Model] = {}
         self.input = keras.Input(shape=task.input_shape, name="input")
 
     # -- members ---------------------------------------------------------------------------
@@ -90,11 +95,26 @@ class _Assembler:
                 description=" or ".join(f"rank {r}" for r in template.input_ranks),
                 ranks=template.input_ranks,
                 extra=(lambda shape: check(shape, params)) if check is not None else None,
+                build=lambda shape: self.build_template(member, shape),
             ), None
         model = self.load(member)
         if model is None:
             return None, None
-        return Need.fixed(tuple(model.input_shape[1:])), model
+        return Need.fixed(tuple(model.input_shape[1:]), build=lambda shape: model), model
+
+    def build_template(self, member: MemberSpec, shape: tuple, sample: np.ndarray | None = None) -> keras.Model:
+        """Build template member `member` for inputs of `shape`, reusing a build without sample.
+
+        Raises:
+            ValueError: the template does not build on this shape.
+        """
+        key = (member.name, tuple(shape))
+        if sample is None and key in self.built:
+            return self.built[key]
+        model = TEMPLATES[member.template].build(member.name, tuple(shape), self.task, member.params, sample=sample)
+        if sample is None:
+            self.built[key] = model
+        return model
 
     def load(self, member: MemberSpec) -> keras.Model | None:
         from core import loading  # imported here: loading pulls in the child-process machinery
@@ -130,10 +150,9 @@ class _Assembler:
         if loaded is not None:
             model = loaded
         else:
-            template = TEMPLATES[member.template]
             sample = self.sample if producer == "input" and tensor is self.input else None
             try:
-                model = template.build(member.name, _shape(tensor), self.task, member.params, sample=sample)
+                model = self.build_template(member, _shape(tensor), sample)
             except ValueError as error:
                 self.problem("config", member.name, str(error))
                 return None
@@ -145,66 +164,130 @@ class _Assembler:
     def fit(self, tensor, producer: str, consumer: str, need: Need):
         """Apply the spec's adapters between `producer` and `consumer`, then check `need`.
 
-        With auto_adapters, a mismatch is fixed with the suggested adapters; otherwise it
-        becomes a problem carrying them as its fix.
+        An accepted adapter that does not apply (or no longer gives what the consumer takes)
+        becomes an "adapter" problem. A mismatch with no accepted adapter gets the first fix
+        that was checked to work: inserted with auto_adapters, otherwise a problem carrying it.
         """
-        for adapter in self.spec.adapters:
-            if adapter.after == producer and adapter.before in ("", consumer):
-                if adapter in self.unused_adapters:
-                    self.unused_adapters.remove(adapter)
-                tensor = self.apply_adapter(tensor, adapter)
-                if tensor is None:
-                    return None
+        received = _shape(tensor)
+        source, target = _node_label(producer), _node_label(consumer)
+        accepted = [(index, adapter) for index, adapter in enumerate(self.spec.adapters)
+                    if adapter.after == producer and adapter.before in ("", consumer)]
+        for index, adapter in accepted:
+            if adapter in self.unused_adapters:
+                self.unused_adapters.remove(adapter)
+            tensor = self.apply_adapter(tensor, adapter, index=index, consumer=consumer)
+            if tensor is None:
+                return None
         reason = need.problem(_shape(tensor))
         if reason is None:
+            self.warn_if_long(_shape(tensor), need, producer, consumer, received, accepted)
             return tensor
-        fix = adapter_lib.suggest(_shape(tensor), need, producer, consumer)
-        received = _shape(tensor)
-        if self.spec.auto_adapters and fix:
-            for adapter in fix:
+        if accepted:
+            adapted = adapter_lib.labels(a for _, a in accepted)
+            for index, _ in accepted:
+                self.adapter_problem(index, consumer, received,
+                                     f"{source} outputs {format_shape(received)}, which {adapted} turns into "
+                                     f"{format_shape(_shape(tensor))}, but {target} {reason}")
+            return None
+        choice = adapter_lib.choose_fix(received, need, producer, consumer, target, self.flattened_origin(producer))
+        if choice.warning:
+            self.warnings.append(choice.warning)
+        if choice.fix and self.spec.auto_adapters:
+            for adapter in choice.fix:
                 tensor = self.apply_adapter(tensor, adapter)
-                if tensor is None:
-                    return None
-            if need.problem(_shape(tensor)) is None:
-                return tensor
-            reason = need.problem(_shape(tensor))
-            received = _shape(tensor)
-            fix = ()
-        source = "the input" if producer == "input" else f"'{producer}'"
-        target = STEP_LABELS.get(consumer, f"'{consumer}'")
-        remedy = (
-            f" Add {' + '.join(a.label() for a in fix)} between {source} and {target}, "
-            f"or turn on auto adapters."
-            if fix else " No adapter fits this; choose another member or template parameters."
-        )
+            return tensor
+        if choice.fix:
+            remedy = f" Add {adapter_lib.labels(choice.fix)} between {source} and {target}, or turn on auto adapters."
+            remedy += "".join(f" {clause[0].upper()}{clause[1:]}." for clause in (choice.note, choice.instead) if clause)
+            remedy += f" Warning: {choice.warning}" if choice.warning else ""
+        else:
+            why = f": {choice.reason}." if choice.reason else " this."
+            remedy = f" No adapter fits{why} {self.alternatives(consumer, received)}"
         self.problem(
             "shape", consumer,
             f"Cannot feed {source} into {target}: {source} outputs shape {format_shape(received)} "
             f"but {target} {reason}.{remedy}",
-            received=received, expected=need.description, fix=fix,
+            received=received, expected=need.description, fix=choice.fix, fix_warning=choice.warning,
         )
         # Carry on as if fixed, so the rest of the stack is still checked and reported.
-        for adapter in fix:
+        for adapter in choice.fix:
             tensor = self.apply_adapter(tensor, adapter, record=False)
-            if tensor is None:
-                return None
-        return tensor if fix else None
+        return tensor if choice.fix else None
 
-    def apply_adapter(self, tensor, adapter: AdapterSpec, record: bool = True):
+    def flattened_origin(self, producer: str) -> tuple | None:
+        """The shape member `producer` flattens into its output, so a fix can restore it."""
+        model = self.models.get(producer)
+        return adapter_lib.flattened_from(model) if model is not None else None
+
+    def alternatives(self, consumer: str, received: tuple) -> str:
+        """What to do when no adapter fits: templates that take `received` as it is."""
+        member = next((m for m in self.spec.all_members() if m.name == consumer), None)
+        template = TEMPLATES.get(member.template or "") if member is not None else None
+        if template is None:
+            return "Choose another member or template parameters."
+        fitting = sorted((t for t in TEMPLATES.values() if t.input_problem(received) is None),
+                         key=lambda t: t.output != template.output)
+        if not fitting:
+            return f"Choose another member, or other parameters for '{consumer}'."
+        names = ", ".join(f"'{t.name}'" for t in fitting[:4])
+        return (f"Choose a template that takes {format_shape(received)} as it is, such as {names}, "
+                f"or other parameters for '{consumer}'.")
+
+    def warn_if_long(self, shape: tuple, need: Need, producer: str, consumer: str, received: tuple,
+                     accepted: list[tuple[int, AdapterSpec]]) -> None:
+        """Warn when a recurrent consumer reads a long sequence, naming a shorter fix if one fits."""
+        if not adapter_lib.is_long_sequence(shape) or need.build is None:
+            return
+        try:
+            model = need.build(shape)
+        except ValueError:
+            return  # call_member reports why the member does not build
+        if not adapter_lib.is_recurrent(model):
+            return
+        target = _node_label(consumer)
+        cheaper = adapter_lib.SHORTER_SEQUENCE_ADVICE
+        if accepted:
+            choice = adapter_lib.choose_fix(received, need, producer, consumer, target,
+                                            self.flattened_origin(producer))
+            if choice.fix and not choice.warning:
+                note = f" ({choice.note})" if choice.note else ""
+                cheaper = (f"Cheaper: remove {adapter_lib.labels(a for _, a in accepted)} and add "
+                           f"{adapter_lib.labels(choice.fix)} instead{note}.")
+        self.warnings.append(adapter_lib.long_sequence_warning(target, shape, cheaper))
+
+    def apply_adapter(self, tensor, adapter: AdapterSpec, record: bool = True, index: int | None = None,
+                      consumer: str = ""):
+        """Apply one adapter; `index` marks an accepted one (spec.adapters[index]) for its problem."""
         base = f"adapter_{adapter.after}_{adapter.kind}"
-        name, index = base, 2
+        name, number = base, 2
         while name in self.layer_names:
-            name, index = f"{base}_{index}", index + 1
+            name, number = f"{base}_{number}", number + 1
         try:
             layer = adapter_lib.make_layer(adapter, _shape(tensor), name)
             result = layer(tensor)
         except ValueError as error:
-            self.problem("config", adapter.after, str(error))
+            if index is None:
+                self.problem("config", adapter.after, str(error))
+            else:
+                reason = adapter_lib.mismatch(adapter, _shape(tensor))
+                self.adapter_problem(index, consumer, _shape(tensor),
+                                     f"it {reason}" if reason else f"Keras refuses it: {error}")
             return None
         self.layer_names.add(name)
         if record:
             self.applied.append(adapter)
         return result
+
+    def adapter_problem(self, index: int, consumer: str, received: tuple, why: str) -> None:
+        """An accepted adapter (spec.adapters[index]) that no longer fits: the remedy is removing it."""
+        adapter = self.spec.adapters[index]
+        self.problem(
+            "adapter", consumer,
+            f"The accepted adapter {adapter.label()} between {_node_label(adapter.after)} and "
+            f"{_node_label(consumer)} no longer fits: {why}. Remove it; the check then offers a fix "
+            f"for {format_shape(received)} if one fits.",
+            received=received, adapter_index=index,
+        )
 
     def problem(self, kind: str, member: str, message: str, **details) -> None:
         self.problems.append(Problem(kind=kind, member=member, message=message, **details))
@@ -236,11 +319,17 @@ class _Assembler:
                 self.problem("config", name, f"Member name '{name}' is reserved; choose another name.")
             elif names.count(name) > 1:
                 self.problem("config", name, f"Two members are named '{name}'; member names must be unique.")
-        for adapter in self.spec.adapters:
+        for index, adapter in enumerate(self.spec.adapters):
             if adapter.after not in names and adapter.after != "input":
-                self.problem("config", adapter.after, f"An adapter is placed after '{adapter.after}', which "
-                             f"is not a member. Members: {names} (or 'input').")
+                self.problem("adapter", adapter.after, f"The accepted adapter {adapter.label()} is placed after "
+                             f"'{adapter.after}', which is not a member. Members: {names} (or 'input'). "
+                             f"Remove it.", adapter_index=index)
         return not self.problems
+
+
+def _node_label(name: str) -> str:
+    """A node as messages name it: "the input", "the output", or the member's quoted name."""
+    return "the input" if name == "input" else STEP_LABELS.get(name, f"'{name}'")
 
 
 def _run_model(member: MemberSpec) -> Path:
@@ -378,9 +467,10 @@ def _assemble(spec: StackSpec, task: TaskInfo | None, sample: np.ndarray | None)
     if a.check_names():
         outputs = STACKING_MODES[spec.mode](a, a.input)
         for leftover in a.unused_adapters if outputs is not None else ():
-            a.problem("config", leftover.after, f"The adapter {leftover.label()} after "
+            a.problem("adapter", leftover.after, f"The adapter {leftover.label()} after "
                       f"'{leftover.after}' is never used: '{leftover.after}' does not feed "
-                      f"{leftover.before or 'anything'} in mode '{spec.mode}'. Remove the adapter.")
+                      f"{leftover.before or 'anything'} in mode '{spec.mode}'. Remove it.",
+                      adapter_index=spec.adapters.index(leftover))
         if outputs is not None and not a.problems:
             model = keras.Model(a.input, outputs, name=_model_name(spec.name))
             try:

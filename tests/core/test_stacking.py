@@ -211,3 +211,111 @@ def test_model_name_is_a_valid_keras_name():
     model = build(StackSpec(name="my stack/v2", members=(small_cnn(), small_head())), IMAGES)
     assert model.name == "my_stack_v2"
     assert count_params(model).total == model.count_params()
+
+
+# ---- fixes are checked before they are offered (issue 8, item 6) -------------------------
+
+IRIS = TaskInfo("multiclass", (4,), num_classes=3)
+DIGITS = TaskInfo("multiclass", (28, 28, 1), num_classes=10)
+
+
+def test_iris_into_cnn_features_offers_no_fix_that_cannot_build():
+    spec = StackSpec(members=(MemberSpec("features", template="cnn_features"), small_head()))
+    (problem,) = check(spec, IRIS).problems
+    assert problem.kind == "shape" and problem.fix == ()
+    assert "No adapter fits: Reshape(2, 2, 1) would give (batch, 2, 2, 1)" in problem.message
+    assert "'features' needs images of at least 4x4" in problem.message
+    assert "Choose a template that takes (batch, 4) as it is, such as 'mlp'" in problem.message
+
+
+SWEEP_TEMPLATES = ["cnn_features", "cnn_classifier", "dense_head", "mlp", "mlp_classifier",
+                   "tabular_encoder", "conv1d_encoder", "rnn_encoder"]
+SWEEP_SHAPES = [(4,), (16,), (100,), (1009,), (5408,), (2, 2, 1), (12, 12, 1), (8, 8, 3), (10, 3), (3, 2)]
+
+
+@pytest.mark.parametrize("shape", SWEEP_SHAPES, ids=str)
+@pytest.mark.parametrize("template", SWEEP_TEMPLATES)
+def test_every_offered_fix_builds_when_accepted(shape, template):
+    task = TaskInfo("multiclass", shape, num_classes=3)
+    spec = StackSpec(members=(MemberSpec("member", template=template), small_head()))
+    report = check(spec, task)
+    fixable = [p for p in report.problems if p.fix]
+    for problem in report.problems:
+        assert problem.fix or "No adapter fits" in problem.message, problem.message
+    if not fixable:
+        return
+    fixed = spec
+    for problem in fixable:
+        fixed = with_fix(fixed, problem)
+    after = check(fixed, task)
+    assert after.ok, [p.message for p in after.problems]
+    assert check(spec.replace(auto_adapters=True), task).ok
+
+
+def test_an_accepted_adapter_that_no_longer_fits_is_the_problem_with_its_index():
+    accepted = AdapterSpec(after="input", before="features", kind="reshape", target_shape=(4, 4, 1))
+    spec = StackSpec(members=(small_cnn(padding="same"), small_head()),
+                     adapters=(AdapterSpec(after="features", before="head", kind="flatten"), accepted))
+    assert check(spec, TaskInfo("multiclass", (16,), num_classes=3)).ok
+    report = check(spec, TaskInfo("multiclass", (13,), num_classes=3))  # the dataset changed
+    (problem,) = report.problems
+    assert problem.kind == "adapter" and problem.adapter_index == 1 and problem.member == "features"
+    assert problem.received == (13,) and problem.fix == ()
+    assert ("The accepted adapter Reshape(4, 4, 1) between the input and 'features' no longer fits: "
+            "it cannot reshape (batch, 13)") in problem.message
+    assert "Remove it" in problem.message
+    assert report.to_dict()["problems"][0]["adapter_index"] == 1
+    removed = spec.replace(adapters=spec.adapters[:1])
+    assert "No adapter fits" in check(removed, TaskInfo("multiclass", (13,), num_classes=3)).problems[0].message
+
+
+def test_an_accepted_adapter_whose_result_the_consumer_no_longer_takes_is_the_problem():
+    spec = StackSpec(members=(small_cnn(), MemberSpec("seq", template="conv1d_encoder"), small_head()),
+                     adapters=(AdapterSpec(after="features", before="seq", kind="reshape", target_shape=(100, 1)),))
+    assert check(spec, IMAGES).ok
+    changed = spec.replace(members=(small_cnn(), MemberSpec("seq", template="mlp"), small_head()))
+    (problem,) = check(changed, IMAGES).problems
+    assert problem.kind == "adapter" and problem.adapter_index == 0
+    assert "'features' outputs (batch, 100), which Reshape(100, 1) turns into (batch, 100, 1)" in problem.message
+    assert "'seq' expects a feature vector" in problem.message
+
+
+@pytest.mark.parametrize("adapter, message", [
+    (AdapterSpec(after="ghost", kind="flatten"), "after 'ghost', which is not a member"),
+    (AdapterSpec(after="features", before="elsewhere", kind="flatten"), "is never used"),
+])
+def test_an_adapter_placed_where_nothing_uses_it_is_an_adapter_problem(adapter, message):
+    spec = StackSpec(members=(small_cnn(), small_head()), adapters=(adapter,))
+    (problem,) = check(spec, IMAGES).problems
+    assert problem.kind == "adapter" and problem.adapter_index == 0
+    assert message in problem.message and "Remove it" in problem.message
+
+
+def test_a_gru_after_cnn_features_gets_the_shorter_reshape():
+    spec = StackSpec(members=(MemberSpec("features", template="cnn_features"),
+                              MemberSpec("seq", template="rnn_encoder", params={"units": [4]}), small_head()))
+    (problem,) = check(spec, DIGITS).problems
+    assert problem.fix == (AdapterSpec(after="features", before="seq", kind="reshape", target_shape=(169, 32)),)
+    assert "169 positions of 32 channels" in problem.message
+    assert "Reshape(5408, 1) would make a sequence of 5,408 steps" in problem.message
+    fixed = check(with_fix(spec, problem), DIGITS)
+    assert fixed.ok and fixed.warnings == ()
+    # A long reshape accepted earlier still builds, with a warning naming the cheaper one.
+    long = spec.replace(adapters=(AdapterSpec(after="features", before="seq", kind="reshape",
+                                              target_shape=(5408, 1)),))
+    report = check(long, DIGITS)
+    assert report.ok
+    (warning,) = report.warnings
+    assert "'seq' reads sequences of 5,408 steps" in warning and "one step at a time" in warning
+    assert "remove Reshape(5408, 1) and add Reshape(169, 32) instead" in warning
+
+
+def test_a_fix_that_can_only_make_a_long_sequence_is_offered_with_a_warning():
+    spec = StackSpec(members=(MemberSpec("seq", template="rnn_encoder", params={"units": [4]}), small_head()))
+    report = check(spec, TaskInfo("multiclass", (1009,), num_classes=3))
+    (problem,) = report.problems
+    assert problem.fix == (AdapterSpec(after="input", before="seq", kind="reshape", target_shape=(1009, 1)),)
+    assert problem.fix_warning.startswith("'seq' reads sequences of 1,009 steps")
+    assert f"Warning: {problem.fix_warning}" in problem.message
+    assert report.warnings == (problem.fix_warning,)
+    assert report.to_dict()["problems"][0]["fix_warning"] == problem.fix_warning
