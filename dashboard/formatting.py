@@ -60,6 +60,12 @@ def number(value: float | None) -> str:
     return "–" if value is None else f"{value:,.4g}"
 
 
+def ordinal(number: int) -> str:
+    """1 -> '1st', 2 -> '2nd', 11 -> '11th', 23 -> '23rd'."""
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
 def learning_rate(value: float | None) -> str:
     return "–" if value is None else f"{value:.3g}"
 

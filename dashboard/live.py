@@ -93,6 +93,18 @@ def _outcome(run: runs.Run) -> None:
         st.error(f"The run {run.status} after {run.epochs_done} epoch(s): {run.error}", icon=":material/error:")
 
 
+def queue_words(run_id: str) -> str:
+    """What a queued run waits for: 'Queued, first in line: it starts when run X (name) ends ...'."""
+    waiting = [run.id for run in reversed(runs.list(("queued",)))]  # oldest first: the order they start in
+    place = waiting.index(run_id) + 1 if run_id in waiting else 1
+    active = runs.list(("running", "stopping"))
+    ahead = " and ".join(f"run {run.id} ({run.name}, epoch {run.epochs_done}/{run.epochs_total})" for run in active)
+    line = "first in line" if place == 1 else f"{formatting.ordinal(place)} in line"
+    return (f"Queued, {line}: it starts when {ahead or 'a worker slot'} ends" + (f" and the {place - 1} run(s) "
+            f"queued before it have trained" if place > 1 else "") +
+            f". At most {runs.max_workers()} run(s) train at once (STACKLAB_MAX_WORKERS).")
+
+
 def stop(run_id: str) -> None:
     """The Stop button: the run stops at its next batch, keeping its last finished epoch."""
     try:
@@ -127,8 +139,7 @@ def run_view(run_id: str) -> None:
                 header[1].button("Stop", key="train-stop", icon=":material/stop:", disabled=run.status == "stopping",
                                  on_click=stop, args=(run.id,), width="stretch")
             if run.status == "queued":
-                st.info("Queued: it starts when a worker slot is free (STACKLAB_MAX_WORKERS).",
-                        icon=":material/schedule:")
+                st.info(queue_words(run.id), icon=":material/schedule:")
             else:
                 _progress(run, rows)
         else:

@@ -164,6 +164,12 @@ with right:
     with st.spinner("Checking the stack…"):
         report, error = services.check_or_error(spec)
     ready = what_will_train(spec, report, error)
+    busy = runs.list(("running", "stopping"))
+    if len(busy) >= runs.max_workers():
+        queued = len(runs.list(("queued",)))
+        st.caption(f"Run {busy[0].id} ({busy[0].name}) is training" + (f" and {queued} run(s) wait" if queued else "")
+                   + f": a new run queues and starts when a worker is free (STACKLAB_MAX_WORKERS="
+                   f"{runs.max_workers()}).")
     if st.button("Train", key="train-start", type="primary", icon=":material/play_arrow:", disabled=not ready,
                  width="stretch"):
         try:

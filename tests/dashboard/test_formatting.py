@@ -54,3 +54,8 @@ def test_progress_fraction_counts_the_current_epoch():
     assert formatting.progress_fraction(4, 1, {"epoch": 2, "step": 5, "steps": 10}) == pytest.approx(0.375)
     assert formatting.progress_fraction(4, 4, None) == 1.0
     assert formatting.progress_fraction(0, 0, None) == 0.0
+
+
+def test_ordinals():
+    assert [formatting.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == \
+        ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]

@@ -110,6 +110,17 @@ def test_a_second_tab_and_a_reload_show_the_same_active_run(no_workers):
     assert second.run().selectbox(key="train-run-picker").value == active
 
 
+def test_a_run_that_will_queue_says_so_and_names_the_run_it_waits_for(no_workers):
+    active = fake_run(epochs=1)
+    at = app()
+    assert f"Run {active} (tiny) is training: a new run queues and starts when a worker is free" in texts(at)
+    at.button(key="train-start").click().run()
+    (queued,) = runs.list(("queued",))
+    assert at.selectbox(key="train-run-picker").value == queued.id
+    assert f"Queued, first in line: it starts when run {active} (tiny, epoch 1/3) ends." in texts(at)
+    assert f"Run {active} (tiny) is training and 1 run(s) wait" in texts(at.run())
+
+
 def test_the_fine_tune_phase_is_marked_on_the_curves(no_workers):
     fake_run(epochs=3, fine_tune_at=3, status="finished")
     at = app()
