@@ -65,6 +65,11 @@ class MemberReport:
     total_params: int
     trainable_params: int
     layers: tuple[dict, ...] = ()
+    # Of the non-trainable weights, those frozen by the stack's choices (member flag,
+    # freeze_base, layer rules); the rest never train (Normalization and BatchNormalization
+    # statistics). The member is "frozen" when trainable_params == 0 < frozen_params, and
+    # "partly frozen" when both are above 0.
+    frozen_params: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +77,8 @@ class MemberReport:
             "input_shape": _listed(self.input_shape), "output_shape": _listed(self.output_shape),
             "total_params": self.total_params, "trainable_params": self.trainable_params,
             "non_trainable_params": self.total_params - self.trainable_params,
+            "frozen_params": self.frozen_params,
+            "never_trainable_params": self.total_params - self.trainable_params - self.frozen_params,
             "layers": list(self.layers),
         }
 
@@ -91,6 +98,7 @@ class StackReport:
     warnings: tuple[str, ...] = ()
     adapters: tuple[AdapterSpec, ...] = ()  # every adapter in the model, accepted or auto
     task: dict = field(default_factory=dict)
+    frozen_params: int = 0  # non-trainable weights frozen by choice, as in MemberReport
 
     @property
     def non_trainable_params(self) -> int:
@@ -102,6 +110,8 @@ class StackReport:
             "input_shape": _listed(self.input_shape), "output_shape": _listed(self.output_shape),
             "total_params": self.total_params, "trainable_params": self.trainable_params,
             "non_trainable_params": self.non_trainable_params,
+            "frozen_params": self.frozen_params,
+            "never_trainable_params": self.non_trainable_params - self.frozen_params,
             "members": [m.to_dict() for m in self.members],
             "problems": [p.to_dict() for p in self.problems],
             "warnings": list(self.warnings),

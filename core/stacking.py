@@ -544,6 +544,7 @@ def check(spec: StackSpec, task: TaskInfo | None = None, sample: np.ndarray | No
             output_shape=tuple(sub.output_shape[1:]) if sub is not None else None,
             total_params=counts.total if counts else 0,
             trainable_params=counts.trainable if counts else 0,
+            frozen_params=counts.frozen if counts else 0,
             layers=tuple(layer_table(sub)) if sub is not None else (),
         ))
     totals = count_params(model) if model is not None else None
@@ -553,6 +554,7 @@ def check(spec: StackSpec, task: TaskInfo | None = None, sample: np.ndarray | No
         output_shape=tuple(model.output_shape[1:]) if model is not None else None,
         total_params=totals.total if totals else sum(r.total_params for r in reports),
         trainable_params=totals.trainable if totals else sum(r.trainable_params for r in reports),
+        frozen_params=totals.frozen if totals else sum(r.frozen_params for r in reports),
         members=tuple(reports), problems=tuple(a.problems), warnings=tuple(a.warnings),
         adapters=tuple(a.applied), task=task.to_dict(),
     )

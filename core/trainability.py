@@ -28,28 +28,54 @@ from core.spec import FineTuneSpec, StackSpec, compile_layer_pattern, layer_patt
 
 @dataclass(frozen=True)
 class ParamCounts:
+    """Parameter counts of a layer or model.
+
+    The non-trainable weights are of two kinds: `frozen` ones, which would train but are
+    frozen by the stack's choices (a member's trainable flag, transfer's freeze_base, the
+    layer rules, a fine-tune phase not begun), and ones that never train whatever the
+    choices (Normalization mean, variance and count, BatchNormalization moving mean and
+    variance): `never_trainable`. "Partly frozen" means frozen > 0.
+    """
+
     total: int
     trainable: int
+    frozen: int = 0
 
     @property
     def non_trainable(self) -> int:
         return self.total - self.trainable
 
+    @property
+    def never_trainable(self) -> int:
+        return self.non_trainable - self.frozen
+
     def to_dict(self) -> dict[str, int]:
-        return {"total": self.total, "trainable": self.trainable, "non_trainable": self.non_trainable}
+        return {"total": self.total, "trainable": self.trainable, "non_trainable": self.non_trainable,
+                "frozen": self.frozen, "never_trainable": self.never_trainable}
 
 
 def _size(variables) -> int:
     return int(sum(np.prod(v.shape) for v in variables))
 
 
+def _frozen_size(layer: keras.layers.Layer, trainable_variables) -> int:
+    """Weights of `layer` that training would update were it not frozen, but does not now."""
+    training = {id(v) for v in trainable_variables}
+    learnable = {id(v): v for v in learnable_variables(layer)}  # by id: a shared layer counts once
+    return _size(v for key, v in learnable.items() if key not in training)
+
+
 def count_params(layer: keras.layers.Layer) -> ParamCounts:
-    """Total and trainable parameter counts of a built layer or model.
+    """Total, trainable and frozen parameter counts of a built layer or model.
 
     Trainable counts respect the hierarchy: weights under a frozen parent count as
-    non-trainable, because the optimizer will not see them.
+    non-trainable, because the optimizer will not see them. Frozen counts only weights
+    that are trainable by design (kernels, biases, BatchNormalization gamma and beta), so
+    statistics such as a Normalization layer's mean never make a member "frozen".
     """
-    return ParamCounts(total=_size(layer.weights), trainable=_size(layer.trainable_weights))
+    trainable = layer.trainable_weights
+    return ParamCounts(total=_size(layer.weights), trainable=_size(trainable),
+                       frozen=_frozen_size(layer, trainable))
 
 
 def child_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
@@ -74,7 +100,11 @@ def iter_leaves(layer: keras.layers.Layer, prefix: str = "") -> Iterator[tuple[s
 
 
 def layer_table(model: keras.Model) -> list[dict]:
-    """One row per leaf layer: path, name, class, output shape, params, trainable."""
+    """One row per leaf layer: path, name, class, output shape, params, trainable, frozen.
+
+    `frozen_params` counts the leaf's weights that are frozen by the stack's choices (see
+    `ParamCounts`); statistics that never train are in neither it nor `trainable_params`.
+    """
     rows = []
     for path, leaf, trainable in iter_leaves(model):
         try:
@@ -88,6 +118,7 @@ def layer_table(model: keras.Model) -> list[dict]:
             "output_shape": output_shape,
             "params": int(leaf.count_params()) if leaf.built else 0,
             "trainable_params": _size(leaf.trainable_weights) if trainable else 0,
+            "frozen_params": _frozen_size(leaf, leaf.trainable_weights if trainable else []),
             "trainable": bool(trainable),
             "has_weights": bool(leaf.weights),
         })

@@ -124,3 +124,42 @@ def test_unknown_members_in_rules_and_fine_tune_are_explained():
 
     report = check(stack(trainability=(LayerRule(member="encoder", layers="(unclosed"),)), TASK)
     assert "is not a valid regular expression" in report.problems[0].message
+
+
+def test_statistics_that_never_train_are_not_counted_as_frozen():
+    from core.stacking import check
+
+    spec = StackSpec(members=(MemberSpec("encoder", template="tabular_encoder", params={"hidden_units": [4]}),
+                              MemberSpec("head", template="dense_head", params={"hidden_units": []})))
+    report = check(spec, TASK)
+    encoder = report.members[0].to_dict()
+    # The Normalization layer's mean, variance and count never train: not frozen by anyone.
+    assert encoder["non_trainable_params"] == 6 + 6 + 1
+    assert (encoder["frozen_params"], encoder["never_trainable_params"]) == (0, 6 + 6 + 1)
+    assert report.frozen_params == 0 and report.to_dict()["never_trainable_params"] == 13
+
+
+def test_frozen_counts_weights_frozen_by_the_stack_and_not_batch_norm_statistics():
+    spec = StackSpec(mode="transfer", members=stack().members[:1], head=stack().members[1])
+    model = build(spec, TASK)
+    statistics = 2 * (8 * 2)  # moving mean and variance of two batch norms of 8 units
+    counts = count_params(model.get_layer("encoder"))
+    assert (counts.trainable, counts.frozen, counts.never_trainable) == (0, counts.total - statistics, statistics)
+    unfreeze_top(model, spec, FineTuneSpec(unfreeze_top_layers=2))  # the second dense layer trains
+    counts = count_params(model.get_layer("encoder"))
+    assert (counts.trainable, counts.never_trainable) == (8 * 8, statistics)
+    assert counts.frozen == counts.total - statistics - 8 * 8
+    unfreeze_top(model, spec, FineTuneSpec(members=("encoder",), unfreeze_batchnorm=True))
+    assert count_params(model.get_layer("encoder")).frozen == 0
+
+
+def test_the_report_and_layer_table_count_what_a_rule_froze():
+    from core.stacking import check
+
+    report = check(stack(trainability=(LayerRule(member="encoder", layers="encoder_dense1"),)), TASK)
+    encoder = report.members[0]
+    rows = {row["path"]: row for row in encoder.layers}
+    assert rows["encoder_dense1"]["frozen_params"] == 6 * 8
+    assert rows["encoder_dense1_bn"]["frozen_params"] == 0  # its gamma and beta still train
+    assert encoder.frozen_params == report.frozen_params == 6 * 8
+    assert encoder.to_dict()["never_trainable_params"] == 2 * (8 * 2)
