@@ -35,6 +35,9 @@ METRIC_OBJECTS = {
 # Learning-rate schedules that decay per step: compile_model() needs the number of steps,
 # which the script works out with math.ceil.
 STEP_SCHEDULES = ("cosine", "exponential")
+# Where `python stack.py DATA.npz` saves what it trained: not model.keras, which sits next to
+# the script in a run folder or an unpacked bundle and is the run's trained model.
+TRAINED_FILE = "trained.keras"
 
 
 def generate_script(
@@ -146,7 +149,9 @@ def _script_header(model: keras.Model, spec: StackSpec, member_files: Mapping[st
         "",
         "Run:",
         "    python stack.py            build the stack and print its summary",
-        "    python stack.py DATA.npz   train on arrays x and y of DATA.npz, save model.keras",
+        "    python stack.py DATA.npz   train on arrays x and y of DATA.npz and save the result",
+        f"                               as {TRAINED_FILE} in the working directory (model.keras,",
+        "                               the run's trained model, is never overwritten)",
         '"""',
     ]
     return "\n".join(lines)
@@ -273,7 +278,7 @@ def _main_block(train: TrainSpec, adapt: bool, one_hot_classes: int = 0, fine_tu
         ]
     else:
         lines += [compile_call(train.epochs), *fit_call(train.epochs)]
-    lines += ['        model.save("model.keras")', '        print("Saved model.keras")']
+    lines += [f'        model.save("{TRAINED_FILE}")', f'        print("Saved {TRAINED_FILE}")']
     return "\n".join(lines)
 
 

@@ -81,7 +81,7 @@ def test_a_fine_tuned_stack_is_rebuilt_as_it_started_and_unfreezes_like_the_run(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [str(path), str(tmp_path / "data.npz")])
     runpy.run_path(str(path), run_name="__main__")
-    assert trainable_count(keras.saving.load_model(tmp_path / "model.keras")) == after
+    assert trainable_count(keras.saving.load_model(tmp_path / "trained.keras")) == after
 
 
 def test_a_fine_tune_phase_with_nothing_frozen_still_lowers_the_learning_rate(tmp_path):

@@ -80,22 +80,24 @@ def test_export_run_writes_every_artifact_and_the_model_reloads(tmp_path):
     assert leftovers == []
 
 
-def test_generated_script_trains_from_an_npz_file(tmp_path):
+def test_generated_script_trains_from_an_npz_file_and_keeps_the_runs_model(tmp_path):
     model, spec, source = file_member_stack(tmp_path)
     out = tmp_path / "run"
     export_run(model, spec, HISTORY, out, member_sources={"base": source}, compile_args=COMPILE_ARGS)
+    run_model = (out / "model.keras").read_bytes()
     rng = np.random.default_rng(2)
     np.savez(tmp_path / "data.npz", x=rng.random((16, *IMAGE), dtype=np.float32),
              y=rng.integers(0, 3, 16))
-    work = tmp_path / "elsewhere"
-    work.mkdir()
+    # Run inside the run folder, as from an unpacked bundle: model.keras there is the run's.
     result = subprocess.run(
-        [sys.executable, str(out / "stack.py"), str(tmp_path / "data.npz")], cwd=work,
+        [sys.executable, str(out / "stack.py"), str(tmp_path / "data.npz")], cwd=out,
         capture_output=True, text=True, timeout=120,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    trained = keras.saving.load_model(work / "model.keras")
+    assert "Saved trained.keras" in result.stdout
+    assert (out / "model.keras").read_bytes() == run_model
+    trained = keras.saving.load_model(out / "trained.keras")
     assert trained.count_params() == model.count_params()
     assert trainable_count(trained) == trainable_count(model)
 
