@@ -9,7 +9,8 @@ Two processes per run:
   every epoch, exports the artifacts and records the end.
 
 A resumed run continues from its checkpoint; epoch rows written after that checkpoint are
-dropped first (their epochs are trained again), so every epoch appears exactly once.
+dropped first (their epochs are trained again), so every epoch appears exactly once, and
+the rows through it stay exactly as recorded (`RunStore.resume_epochs`).
 """
 
 from __future__ import annotations
