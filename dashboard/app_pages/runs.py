@@ -7,7 +7,7 @@ the inspector's client.evaluate; "use as a member" edits the draft spec.
 import pandas as pd
 import streamlit as st
 
-from core import runs
+from core import runs, tensorboard_service
 from core.inspector import InspectorError
 from core.runs import RunStoreError
 from dashboard import draft_widgets, figures, formatting, live, run_selection, services, spec_edit, state
@@ -127,6 +127,30 @@ def use_as_transfer_base(run) -> None:
                  f"brings back the draft it replaced).", icon=":material/check:")
 
 
+def start_tensorboard(run_ids: list[str]) -> None:
+    try:
+        tensorboard_service.start(run_ids)
+    except tensorboard_service.TensorBoardError as error:
+        st.toast(str(error), icon=":material/error:")
+
+
+def tensorboard(run_ids: list[str]) -> None:
+    """Start TensorBoard on localhost for these runs, link to it, stop it (it also stops with the app)."""
+    board = tensorboard_service.current()
+    words = f"{len(run_ids)} ticked runs" if len(run_ids) > 1 else f"run {run_ids[0]}"
+    with st.container(horizontal=True, vertical_alignment="center", key="runs-tensorboard"):
+        if board is not None and set(board.run_ids) == set(tensorboard_service.log_folders(run_ids)):
+            st.link_button(f"Open TensorBoard ({words})", board.url, icon=":material/open_in_new:")
+        else:
+            st.button(f"TensorBoard for {words}", key="runs-tensorboard-start", icon=":material/insights:",
+                      on_click=start_tensorboard, args=(run_ids,),
+                      help="Starts TensorBoard on localhost with these runs' logs (runs/<id>/tensorboard/).")
+        if board is not None:
+            st.button("Stop TensorBoard", key="runs-tensorboard-stop", icon=":material/stop:",
+                      on_click=tensorboard_service.stop)
+            st.caption(f"Serving {len(board.run_ids)} run(s) at {board.url}; it stops with the app.")
+
+
 def act(action, run_id: str) -> None:
     """A button callback: stop, resume or delete, with core's refusal shown as a toast."""
     try:
@@ -218,6 +242,7 @@ try:
     st.caption("Tick rows to compare their curves; the run ticked last is shown in detail below.")
     if len(selected) > 1:
         overlay(selected)
+    tensorboard(selected or [all_runs[0].id])
     if selected:
         details(selected[-1])
     elif state.deleted_run():

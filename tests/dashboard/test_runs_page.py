@@ -164,3 +164,23 @@ def test_the_run_in_detail_is_the_one_selected_last(no_workers):
     at = select(runs_page(), 0)
     at = select(at, 0, 1)
     assert detail_heading(at).endswith(older)
+
+
+def test_tensorboard_starts_for_the_ticked_runs_and_stops(no_workers):
+    from core import tensorboard_service
+    from tests.core.test_tensorboard_service import run_with_logs
+
+    first, second = fake_run(epochs=1, status="finished"), fake_run(epochs=1, status="finished")
+    run_with_logs(first)
+    run_with_logs(second)
+    at = select(runs_page(), 0, 1)
+    try:
+        at.button(key="runs-tensorboard-start").click().run()
+        board = tensorboard_service.current()
+        assert board is not None and set(board.run_ids) == {first, second}
+        (link,) = [element for element in elements(at, "link_button")]
+        assert link.proto.url == board.url and "2 ticked runs" in link.proto.label
+        at.button(key="runs-tensorboard-stop").click().run()
+        assert tensorboard_service.current() is None and "runs-tensorboard-start" in buttons(at)
+    finally:
+        tensorboard_service.stop()
