@@ -6,16 +6,24 @@
     python -m core datasets                      the built-in datasets
     python -m core runs start SPEC.json          queue a run (a worker process trains it)
     python -m core runs list | show ID [--json] | stop ID | resume ID | delete ID
+
+TensorFlow's start-up lines (oneDNN, CUDA drivers) are kept off the terminal: set
+TF_CPP_MIN_LOG_LEVEL=0 to see them. Workers write theirs to the run's worker.log.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import os
+import re
 import signal
 import sys
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from core.run_store import RunNotFound, RunStoreError
 from core.spec import SpecError, load_spec
@@ -24,6 +32,75 @@ from core.spec import SpecError, load_spec
 def _fail(message: str) -> int:
     print(message, file=sys.stderr)
     return 1
+
+
+# -- TensorFlow's start-up lines --------------------------------------------------------------
+# TensorFlow's libraries log through absl before absl's logging is initialized, and such
+# lines ("oneDNN custom operations are on", "Could not find cuda drivers", "failed call to
+# cuInit") go straight to file descriptor 2 whatever TF_CPP_MIN_LOG_LEVEL says. So the
+# CLI imports Keras, and lets TensorFlow probe its devices, with descriptor 2 pointed at a
+# temporary file, then passes on what is not such a line (a Python warning, a traceback).
+# "I0000 00:00:1796118720.318562    5878 port.cc:153] oneDNN custom operations are on. ..."
+NATIVE_LOG_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")
+ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+SEVERITIES = "IWEF"  # TF_CPP_MIN_LOG_LEVEL 0-3 hides the severities before its own
+
+
+def _start_up_threshold() -> int:
+    """Index in SEVERITIES of the least severe start-up line to show.
+
+    TF_CPP_MIN_LOG_LEVEL as set (core sets 2 unless the user did): 0 shows everything, 1
+    hides INFO. From 2 on the start-up errors go too: they are about devices TensorFlow
+    will not use (a CUDA build on a machine without a GPU), and errors that matter reach
+    the user as exceptions. FATAL lines always show.
+    """
+    try:
+        level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        level = 0
+    return min(max(level, 0), 1) if level < 2 else 3
+
+
+def _shown(line: str, threshold: int) -> bool:
+    if line.rstrip("\n") == ABSL_PREAMBLE:
+        return threshold <= SEVERITIES.index("W")
+    match = NATIVE_LOG_LINE.match(line)
+    return match is None or SEVERITIES.index(match.group(1)) >= threshold
+
+
+@contextlib.contextmanager
+def _start_up_lines_filtered() -> Iterator[None]:
+    """Inside, whatever writes to file descriptor 2 is held back; on exit, all but the
+    native start-up lines below `_start_up_threshold()` is written to stderr."""
+    threshold = _start_up_threshold()
+    if threshold == 0:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode("utf-8", errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if _shown(line, threshold)))
+            sys.stderr.flush()
+
+
+def _import_keras() -> None:
+    """Import Keras (and TensorFlow) and let it find its devices, start-up lines filtered."""
+    with _start_up_lines_filtered():
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            from core.backend import accelerators
+
+            accelerators()  # TensorFlow probes for GPUs once, and logs the probe (cuInit)
 
 
 def _shape(shape) -> str:
@@ -36,9 +113,10 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def cmd_check(args) -> int:
+    spec = load_spec(args.spec)
+    _import_keras()
     from core.stacking import check
 
-    spec = load_spec(args.spec)
     report = check(spec)
     if args.json:
         print(json.dumps({"name": spec.name, **report.to_dict()}, indent=2))
@@ -69,14 +147,16 @@ def _epoch_line(event, epochs: int) -> str:
 
 
 def cmd_train(args) -> int:
+    spec = load_spec(args.spec)
+    if args.epochs is not None:
+        spec = spec.replace(train=dataclasses.replace(spec.train, epochs=args.epochs))
+        spec.check_values()  # --epochs 0, or fewer epochs than the fine-tune phase needs
+    _import_keras()
     from core.events import EpochEnd, PhaseChange, RunEnded
     from core.export import export_run
     from core.stacking import member_files
     from core.training import train
 
-    spec = load_spec(args.spec)
-    if args.epochs is not None:
-        spec = spec.replace(train=dataclasses.replace(spec.train, epochs=args.epochs))
     stop = {"requested": False}
 
     def on_interrupt(signum, frame):
@@ -108,6 +188,7 @@ def cmd_inspect(args) -> int:
     path = Path(args.file)
     suffix = path.suffix.lower()
     if suffix in (".keras", ".h5", ".hdf5"):
+        _import_keras()  # the config checks ask Keras which classes are its own
         from core.loading import ModelFileRefused, summarize_model_file
 
         try:

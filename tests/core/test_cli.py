@@ -109,3 +109,105 @@ def test_datasets_lists_the_builtins():
     for name in ("digits28", "iris", "transactions", "waveforms"):
         assert name in result.stdout
     assert json.loads(cli("datasets", "--json").stdout)[0]["name"] == "digits28"
+
+
+# -- TensorFlow's start-up lines stay off the terminal (issue 8, item 10) --------------------
+
+NATIVE_LINE = r"^[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\] "
+
+
+def lambda_model(folder: Path) -> Path:
+    path = folder / "lam.keras"
+    keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda x: x * 2)]).save(path)
+    return path
+
+
+def test_a_refused_inspect_prints_exactly_one_line_on_stderr(tmp_path):
+    refused = cli("inspect", str(lambda_model(tmp_path)))  # its checks import Keras (and TensorFlow)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [refused.stderr.strip()]
+    assert refused.stderr.startswith("Refused 'lam.keras'") and "Lambda" in refused.stderr
+
+
+def test_a_check_that_builds_prints_nothing_on_stderr():
+    result = cli("check", "examples/seed_fusion.json")
+    assert result.returncode == 0 and "Total params" in result.stdout
+    assert result.stderr == ""
+
+
+def test_an_explicit_tf_cpp_min_log_level_0_still_shows_tensorflow_lines(tmp_path):
+    import re
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0", "PYTHONPATH": str(ROOT)}
+    bare = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    if not any(re.match(NATIVE_LINE, line) for line in bare.stderr.splitlines()):
+        pytest.skip("this TensorFlow build prints no start-up lines")
+    shown = subprocess.run([sys.executable, "-m", "core", "inspect", str(lambda_model(tmp_path))],
+                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert shown.returncode == 1
+    assert any(re.match(NATIVE_LINE, line) for line in shown.stderr.splitlines())
+    assert shown.stderr.strip().splitlines()[-1].startswith("Refused 'lam.keras'")
+
+
+# -- bad numbers, bad documents, missing example files (issue 8, items 21, 23 and 11) --------
+
+
+def test_a_number_out_of_range_is_one_line_before_any_training(tmp_path):
+    path = tmp_path / "zero.json"
+    path.write_text(json.dumps({"members": [{"name": "a", "template": "mlp"}], "train": {"batch_size": 0}}))
+    for command in (["check", str(path)], ["train", str(path), "--out", str(tmp_path / "out")]):
+        result = cli(*command)
+        assert result.returncode == 1
+        assert result.stderr == "error: 'train.batch_size' must be at least 1, received 0.\n"
+    fine_tune = cli("train", "examples/seed_transfer.json", "--out", str(tmp_path / "out"), "--epochs", "3")
+    assert fine_tune.returncode == 1
+    assert fine_tune.stderr.startswith("error: 'train.fine_tune.start_epoch' must be at most 'train.epochs' (3), "
+                                       "received 6") and len(fine_tune.stderr.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_deeply_nested_or_huge_spec_file_is_one_line(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+    result = cli("check", str(deep))
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: The spec is nested more than 32 levels deep")
+    assert len(result.stderr.splitlines()) == 1
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps({"name": "x" * (2**20 + 1)}))
+    result = cli("check", str(huge))
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: 'huge.json' is 1.0 MiB, over the 1.0 MiB limit for a spec file "
+                                    "(STACKLAB_MAX_SPEC_BYTES)") and len(result.stderr.splitlines()) == 1
+
+
+def test_a_missing_example_model_file_says_which_script_makes_it(tmp_path):
+    import shutil
+
+    for name in ("seed_transfer.json", "made_by.toml"):
+        shutil.copy(ROOT / "examples" / name, tmp_path / name)  # a fresh clone: no pretrained_model.keras
+    result = cli("check", str(tmp_path / "seed_transfer.json"))
+    assert result.returncode == 1
+    problem = next(line for line in result.stderr.splitlines() if line.startswith("problem:"))
+    assert f"File '{tmp_path / 'pretrained_model.keras'}' does not exist. It is made by a script: run " \
+           f"`python {tmp_path / 'make_pretrained.py'}` first." in problem
+
+
+def test_every_file_an_example_spec_needs_is_in_git_or_made_by_a_declared_script():
+    import tomllib
+
+    from core.spec import load_spec
+
+    examples = ROOT / "examples"
+    made_by = tomllib.loads((examples / "made_by.toml").read_text())["files"]
+    tracked = set(subprocess.run(["git", "ls-files", "examples"], capture_output=True, text=True, cwd=ROOT,
+                                 check=True).stdout.split())
+    for path in examples.glob("*.json"):
+        spec = load_spec(path)
+        for member in spec.all_members():
+            if member.source == "file":
+                name = Path(member.file).relative_to(examples).as_posix()
+                assert f"examples/{name}" in tracked or (examples / made_by[name]).is_file(), (path.name, name)
+    for script in set(made_by.values()):
+        assert f"examples/{script}" in tracked
