@@ -33,6 +33,7 @@ import copy
 import os
 import sys
 import tempfile
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -48,7 +49,11 @@ if TYPE_CHECKING:
 __all__ = [
     "LoadLimits", "ModelFileRefused", "ModelFileReport", "ModelSummary",
     "inspect_model_file", "summarize_model_file", "load_model_file", "cut_model", "layer_table",
+    "how_to_make",
 ]
+# A folder whose files are made by scripts rather than kept in git (examples/) says which
+# script makes which file in this file: [files] "pretrained_model.keras" = "make_pretrained.py".
+MADE_BY_FILE = "made_by.toml"
 
 
 def _output_in_graph(model: "keras.Model", layer) -> object:
@@ -193,6 +198,35 @@ def cut_model(model: "keras.Model", layer_name: str, name: str | None = None) ->
     return keras.Model(inputs=inputs, outputs=output, name=name or f"{model.name}_to_{layer_name}")
 
 
+def how_to_make(path: str | os.PathLike) -> str:
+    """How to create the missing file at `path`, when its folder's made_by.toml names the
+    script that makes it (the examples' pretrained model); "" otherwise.
+
+    Example:
+        >>> how_to_make("examples/pretrained_model.keras")
+        'It is made by a script: run `python examples/make_pretrained.py` first.'
+    """
+    path = Path(path).expanduser()
+    try:
+        made_by = tomllib.loads((path.parent / MADE_BY_FILE).read_text(encoding="utf-8"))
+        script = path.parent / made_by["files"][path.name]
+    except (OSError, ValueError, KeyError, TypeError):  # no manifest, or it does not name this file
+        return ""
+    shown = os.path.relpath(script.absolute())
+    return f"It is made by a script: run `python {script.absolute() if shown.startswith('..') else shown}` first."
+
+
+def _resolve(text: str) -> Path:
+    """The file behind a path or upload reference; a missing file says how to make it."""
+    try:
+        return uploads.resolve(text)
+    except FileNotFoundError as missing:
+        hint = "" if uploads.is_ref(text) else how_to_make(text)
+        if not hint:
+            raise
+        raise FileNotFoundError(f"{missing} {hint}") from None
+
+
 # ---------------------------------------------------------------------------------------
 # The private copy that every step works on
 
@@ -208,7 +242,7 @@ def _snapshot(path_or_ref: str | os.PathLike, limits: LoadLimits) -> Iterator[_S
     """Copy the file into a private folder, hash it, inspect it; refusals name the file."""
     text = os.fspath(path_or_ref)
     file_name = uploads.display_name(text)
-    source = uploads.resolve(text)
+    source = _resolve(text)
     with refusals_for(file_name):
         suffix = source.suffix.lower()
         if suffix not in MODEL_FORMATS:
