@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import streamlit as st
 
-from core.spec import StackSpec
+from core.spec import AdapterSpec, StackSpec
 from core.uploads import display_name
 from dashboard import diagram, formatting, members, spec_edit, state
 
@@ -33,6 +33,24 @@ def draw_diagram(spec: StackSpec, report: Mapping[str, Any] | None) -> None:
                "red border: a problem.")
 
 
+def problem_card(spec: StackSpec, problem: Mapping[str, Any], index: int, page: str) -> None:
+    """One problem of the pre-flight report with what solves it: "Apply fix" for a checked fix,
+    "Remove" for an accepted adapter that no longer fits (the fix is the problem itself)."""
+    with st.container(border=True, key=f"{page}-problem-{index}"):
+        st.markdown(f"**{problem['kind'].capitalize()} problem at `{problem['member']}`**")
+        st.write(problem["message"])
+        adapter_index = problem.get("adapter_index")
+        if problem.get("fix"):
+            if problem.get("fix_warning"):
+                st.warning(problem["fix_warning"], icon=":material/warning:")
+            st.button(f"Apply fix: {problem['fix_label']}", key=f"{page}-fix-{index}", icon=":material/build:",
+                      type="primary", on_click=members.edit, args=(spec_edit.apply_fix, problem["fix"]))
+        elif adapter_index is not None and 0 <= adapter_index < len(spec.adapters):
+            st.button(f"Remove {spec.adapters[adapter_index].label()}", key=f"{page}-fix-{index}",
+                      icon=":material/delete:", type="primary", on_click=members.edit,
+                      args=(spec_edit.remove_adapter, adapter_index))
+
+
 def report_panel(spec: StackSpec, report: Mapping[str, Any] | None, error: Exception | None) -> StackSpec:
     """Parameter counts, warnings, problems with their fixes, and the adapters in use."""
     if report is None:
@@ -49,15 +67,12 @@ def report_panel(spec: StackSpec, report: Mapping[str, Any] | None, error: Excep
     columns[0].metric("Total parameters", formatting.count(report["total_params"]))
     columns[1].metric("Trainable", formatting.count(report["trainable_params"]))
     columns[2].metric("Non-trainable", formatting.count(report["non_trainable_params"]))
+    fix_warnings = {problem.get("fix_warning") for problem in report.get("problems", [])}
     for warning in report.get("warnings", []):
-        st.warning(warning, icon=":material/warning:")
+        if warning not in fix_warnings:  # shown with its fix below
+            st.warning(warning, icon=":material/warning:")
     for index, problem in enumerate(report.get("problems", [])):
-        with st.container(border=True):
-            st.markdown(f"**{problem['kind'].capitalize()} problem at `{problem['member']}`**")
-            st.write(problem["message"])
-            if problem.get("fix"):
-                st.button(f"Apply fix: {problem['fix_label']}", key=f"asm-fix-{index}", icon=":material/build:",
-                          type="primary", on_click=members.edit, args=(spec_edit.apply_fix, problem["fix"]))
+        problem_card(spec, problem, index, "asm")
     auto = st.toggle("Auto adapters", spec.auto_adapters, key=state.widget_key("draft", "auto-adapters"),
                      help="Insert the adapter each shape problem suggests, without asking.")
     if auto != spec.auto_adapters:
@@ -71,8 +86,6 @@ def report_panel(spec: StackSpec, report: Mapping[str, Any] | None, error: Excep
                          on_click=members.edit, args=(spec_edit.remove_adapter, index))
     automatic = [a for a in report.get("adapters", []) if a not in [x.to_dict() for x in spec.adapters]]
     if automatic:
-        from core.spec import AdapterSpec
-
         st.caption("Inserted automatically: " + "; ".join(_describe(AdapterSpec.from_dict(a)) for a in automatic))
     return spec
 

@@ -13,9 +13,10 @@ import streamlit as st
 from core import runs
 from core.runs import RunStoreError
 from core.spec import LOSSES, LR_SCHEDULES, METRICS, OPTIMIZERS, EarlyStoppingSpec, FineTuneSpec, TrainSpec
-from dashboard import formatting, live, services, spec_edit, state
+from dashboard import formatting, live, preflight, services, spec_edit, state
 
 RUN_PICKER = "train-run-picker"
+MAX_PROBLEMS_SHOWN = 3  # the rest are on the Assemble page
 MONITORS = ("val_loss", "loss", "val_accuracy", "accuracy", "val_auc", "val_mae")
 
 
@@ -120,9 +121,11 @@ def what_will_train(spec, report, error) -> bool:
         st.warning(f"The stack could not be checked ({error}); the run will report any problem.")
         return bool(spec.members)
     if not report["ok"]:
-        st.error(f"The stack does not build: {report['problems'][0]['message'] if report['problems'] else ''}",
-                 icon=":material/error:")
-        st.page_link("app_pages/assemble.py", label="Fix it on the Assemble page", icon=":material/stacks:")
+        problems = report["problems"]
+        st.error(f"The stack does not build: {len(problems)} problem(s).", icon=":material/error:")
+        for index, problem in enumerate(problems[:MAX_PROBLEMS_SHOWN]):
+            preflight.problem_card(spec, problem, index, "train")
+        st.page_link("app_pages/assemble.py", label="See the whole stack on the Assemble page", icon=":material/stacks:")
         return False
     frozen = report["non_trainable_params"]
     st.markdown(f"**Parameters** {formatting.count(report['total_params'])}"

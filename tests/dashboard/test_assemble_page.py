@@ -6,7 +6,7 @@ import json
 import pytest
 
 from core.paths import run_model_path
-from core.spec import AdapterSpec, LayerRule, MemberSpec, StackSpec
+from core.spec import AdapterSpec, DatasetSpec, LayerRule, MemberSpec, StackSpec
 from dashboard import state
 from tests.dashboard.apptest import TINY, app, elements, open_page, texts
 
@@ -218,3 +218,13 @@ def test_an_earlier_run_becomes_a_member(shared_home, finished_run):
     at.button(key="add-run-button").click().run()
     assert draft(at).members[-1] == MemberSpec(name="pretrained", source="run", run_id=finished_run)
     assert f"run {finished_run}" in diagram(at)
+
+
+def test_only_fixes_that_build_are_offered():
+    iris = StackSpec(name="iris_cnn", members=(MemberSpec("features", template="cnn_features"),
+                                              MemberSpec("head", template="dense_head")),
+                     dataset=DatasetSpec(name="iris"))
+    at = assemble(iris)
+    assert "does not build yet" in texts(at)
+    assert not [b for b in at.button if b.label.startswith("Apply fix")]  # Reshape(2, 2, 1) cannot work
+    assert any("No adapter fits" in str(md.value) for md in at.markdown)

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from core import runs
-from core.spec import DatasetSpec, EarlyStoppingSpec, FineTuneSpec, MemberSpec, StackSpec
-from dashboard import state
+from core.spec import AdapterSpec, DatasetSpec, EarlyStoppingSpec, FineTuneSpec, MemberSpec, StackSpec
+from dashboard import spec_edit, state
 from tests.dashboard.apptest import TINY, app, elements, fake_run, texts
 
 pytestmark = pytest.mark.usefixtures("inspector_home")
@@ -165,3 +165,14 @@ def test_train_starts_a_real_run_and_the_page_follows_it_to_the_end():
     assert "Finished 3 epochs" in texts(at)
     specs = charts(at)
     assert len(specs) == 3 and all('"x":[1,2,3]' in spec.replace(" ", "") for spec in specs)
+
+
+def test_an_accepted_adapter_that_no_longer_fits_is_shown_with_its_remove_button():
+    reshape = AdapterSpec(after="model_a", kind="reshape", before="model_b", target_shape=(5408,))
+    spec = spec_edit.default_spec().replace(adapters=(reshape,), dataset=DatasetSpec(name="digits8"))
+    at = app(spec)  # accepted on digits28; on 8x8 digits model_a gives fewer values
+    assert at.button(key="train-start").disabled
+    stale = "The accepted adapter Reshape(5408) between 'model_a' and 'model_b' no longer fits"
+    assert any(stale in str(md.value) for md in at.markdown)
+    at.button(key="train-fix-0").click().run()
+    assert draft(at).adapters == () and not at.button(key="train-start").disabled
