@@ -57,12 +57,16 @@ def source_text(member: MemberSpec, display_name=None) -> str:
 
 
 def trainability(report_member: Mapping[str, Any] | None, member: MemberSpec) -> str:
-    """'trainable', 'partly frozen' or 'frozen', from the report when there is one."""
+    """'trainable', 'partly frozen' or 'frozen', from the report when there is one.
+
+    Only weights frozen by the stack's choices count (the report's `frozen_params`):
+    statistics that never train (Normalization, BatchNormalization) leave a member trainable.
+    """
     if report_member is not None and report_member.get("total_params"):
-        trainable = report_member["trainable_params"]
-        if trainable == 0:
-            return "frozen"
-        return "trainable" if trainable == report_member["total_params"] else "partly frozen"
+        frozen = report_member.get("frozen_params", 0)
+        if not frozen:
+            return "trainable"
+        return "frozen" if report_member["trainable_params"] == 0 else "partly frozen"
     return "trainable" if member.trainable else "frozen"
 
 

@@ -20,7 +20,7 @@ from core import runs
 from core.loading_limits import LoadLimits
 from core.spec import MemberSpec, StackSpec
 from core.uploads import display_name
-from dashboard import formatting, forms, services, spec_edit, state
+from dashboard import diagram, formatting, forms, services, spec_edit, state
 
 WHOLE_MODEL = "(whole model)"
 # The uploader's own limit, in Streamlit's megabytes (MiB): what core.loading refuses anyway.
@@ -147,10 +147,19 @@ def member_card(spec: StackSpec, member: MemberSpec, role: str, position: int, c
         top = st.columns([4, 3, 1, 1, 1], vertical_alignment="bottom")
         name = top[0].text_input("Head name" if role == "head" else f"Member {position + 1}", member.name,
                                  key=state.widget_key(*key, "name"))
+        rules_freeze_all = diagram.trainability(report_member, member) == "frozen" and member.trainable
         if spec.mode == "transfer" and spec.option("freeze_base") and role != "head":
             # Shown off and read-only; the member's own flag is kept for when freeze_base is unset.
             top[1].toggle("Trainable", False, key=state.widget_key(*key, "trainable-frozen-by-mode"), disabled=True,
                           help="Frozen by the transfer mode's 'freeze the base members' option.")
+            trainable = member.trainable
+        elif rules_freeze_all:
+            # The member's flag is on, but its layer rules froze every weight: the switch says
+            # what will happen, and turning it on drops the rules that froze it.
+            if top[1].toggle("Trainable", False, key=state.widget_key(*key, "trainable-frozen-by-rules"),
+                             help="Every layer is frozen by trainability rules; turn on to remove the rules "
+                                  "that freeze this member."):
+                spec = spec_edit.drop_freezing_rules(spec, member.name)
             trainable = member.trainable
         else:
             trainable = top[1].toggle("Trainable", member.trainable, key=state.widget_key(*key, "trainable"),

@@ -281,6 +281,11 @@ def add_rule(spec: StackSpec, member: str, pattern: str, trainable: bool) -> Sta
                                                                      trainable=trainable),))
 
 
+def drop_freezing_rules(spec: StackSpec, member: str) -> StackSpec:
+    """Drop the rules that freeze layers of `member` (its own, not the '*' rules of every member)."""
+    return spec.replace(trainability=tuple(r for r in spec.trainability if r.member != member or r.trainable))
+
+
 def remove_rule(spec: StackSpec, index: int) -> StackSpec:
     return spec.replace(trainability=spec.trainability[:index] + spec.trainability[index + 1:])
 

@@ -228,3 +228,21 @@ def test_only_fixes_that_build_are_offered():
     assert "does not build yet" in texts(at)
     assert not [b for b in at.button if b.label.startswith("Apply fix")]  # Reshape(2, 2, 1) cannot work
     assert any("No adapter fits" in str(md.value) for md in at.markdown)
+
+
+def test_a_member_frozen_by_rules_shows_its_switch_off_and_turning_it_on_drops_the_rules():
+    frozen = TINY.replace(trainability=(LayerRule(member="encoder", layers=".*", trainable=False),))
+    at = assemble(frozen)
+    switch = at.toggle(key="draft-member-encoder-trainable-frozen-by-rules")
+    assert switch.value is False and "FROZEN" in diagram(at)
+    switch.set_value(True).run()
+    assert draft(at).trainability == () and at.toggle(key="draft-member-encoder-trainable").value is True
+
+
+def test_normalization_statistics_do_not_count_as_frozen():
+    spec = StackSpec(name="tabular", members=(MemberSpec("encoder", template="tabular_encoder"),
+                                              MemberSpec("head", template="dense_head")),
+                     dataset=DatasetSpec(name="iris"))
+    at = assemble(spec)
+    assert "The stack builds" in texts(at)
+    assert "PARTLY FROZEN" not in diagram(at) and at.toggle(key="draft-member-encoder-trainable").value is True

@@ -14,6 +14,7 @@ def report_for(spec, frozen=(), problems=(), adapters=()):
                         "input_shape": [4], "output_shape": [8], "total_params": total,
                         "trainable_params": 0 if member.name in frozen else total,
                         "non_trainable_params": total if member.name in frozen else 0,
+                        "frozen_params": total if member.name in frozen else 0,
                         "layers": [{"path": f"{member.name}_dense{i}", "name": f"{member.name}_dense{i}",
                                     "class": "Dense", "output_shape": [8], "params": 50,
                                     "trainable_params": 0 if member.name in frozen else 50,
@@ -47,11 +48,19 @@ def test_frozen_members_are_dashed_and_labelled():
 def test_without_a_report_the_member_flags_decide():
     member = MemberSpec("a", template="mlp", trainable=False)
     assert trainability(None, member) == "frozen"
-    assert trainability({"total_params": 10, "trainable_params": 4}, member) == "partly frozen"
+    assert trainability({"total_params": 10, "trainable_params": 4, "frozen_params": 6}, member) == "partly frozen"
+    assert trainability({"total_params": 10, "trainable_params": 4, "frozen_params": 0}, member) == "trainable"
     spec = StackSpec(mode="transfer", members=(MemberSpec("base", source="run", run_id="r1"),),
                      head=MemberSpec("head", template="dense_head"), options={"freeze_base": True})
     dot = stack_dot(spec, None)
     assert "FROZEN" in next(line for line in dot.splitlines() if '"member:base"' in line and "label" in line)
+
+
+def test_statistics_that_never_train_do_not_make_a_member_partly_frozen():
+    member = MemberSpec("encoder", template="tabular_encoder")
+    normalization_only = {"total_params": 109, "trainable_params": 100, "frozen_params": 0}
+    assert trainability(normalization_only, member) == "trainable"
+    assert trainability({"total_params": 109, "trainable_params": 0, "frozen_params": 100}, member) == "frozen"
 
 
 def test_fusion_branches_meet_at_the_concatenation_with_the_raw_input_as_a_branch():
