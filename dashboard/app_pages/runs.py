@@ -8,6 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from core import runs, tensorboard_service
+from core.bundle import bundle_name, max_bundle_bytes, run_bundle
+from core.data import format_bytes
 from core.inspector import InspectorError
 from core.runs import RunStoreError
 from dashboard import draft_widgets, figures, formatting, live, run_selection, services, spec_edit, state
@@ -65,16 +67,32 @@ def downloads(run) -> None:
     if "model.keras" not in artifacts:
         st.caption("The model is written when the run ends" + (" (its last finished epoch)." if run.is_active else
                    "; this run has no model file."))
+    stem = bundle_name(run.name, run.id)  # in every file name, so files of two runs never collide
     with st.container(horizontal=True):
         if "model.keras" in artifacts:
             path = artifacts["model.keras"]
-            st.download_button("Download model (.keras)", data=path.read_bytes, file_name=f"{run.name}-{run.id}.keras",
+            st.download_button("Download model (.keras)", data=path.read_bytes, file_name=f"{stem}.keras",
                                mime="application/octet-stream", key="runs-download-model", type="primary",
                                icon=":material/download:", on_click="ignore")
         for name, (label, mime) in ARTIFACTS.items():
             if name in artifacts:
-                st.download_button(label, data=artifacts[name].read_bytes, file_name=name, mime=mime,
+                st.download_button(label, data=artifacts[name].read_bytes, file_name=f"{stem}-{name}", mime=mime,
                                    key=f"runs-download-{name}", icon=":material/description:", on_click="ignore")
+        too_big = sum(path.stat().st_size for path in artifacts.values()) > max_bundle_bytes()
+        if not run.is_active and "stack.py" in artifacts and not too_big:
+            st.download_button("Download everything (.zip)", data=lambda: bundle_bytes(run.id),
+                               file_name=f"{stem}.zip", mime="application/zip", key="runs-download-bundle",
+                               icon=":material/folder_zip:", on_click="ignore",
+                               help="model.keras, stack.py, spec.json, history.csv and the member files stack.py "
+                                    "loads, in one folder: unpacked, `python stack.py` runs from anywhere.")
+    if too_big:
+        st.caption(f"The run's files together are over STACKLAB_MAX_BUNDLE_BYTES ({format_bytes(max_bundle_bytes())}): "
+                   f"download them one by one.")
+
+
+def bundle_bytes(run_id: str) -> bytes:
+    """The zip, built when the button is pressed (not on every rerun)."""
+    return run_bundle(run_id)[1]
 
 
 def evaluation(run) -> None:

@@ -127,7 +127,7 @@ def what_will_train(spec, report, error) -> bool:
             preflight.problem_card(spec, problem, index, "train")
         st.page_link("app_pages/assemble.py", label="See the whole stack on the Assemble page", icon=":material/stacks:")
         return False
-    frozen = report["non_trainable_params"]
+    frozen = report.get("frozen_params", 0)
     st.markdown(f"**Parameters** {formatting.count(report['total_params'])}"
                 + (f" ({formatting.count(frozen)} frozen)" if frozen else " (all trainable)"))
     return True

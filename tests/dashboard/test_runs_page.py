@@ -1,6 +1,11 @@
 """The Runs page: the table, overlaid curves, downloads, evaluation, reuse, resume, stop, delete."""
 
+import inspect
+import io
+import zipfile
+
 import pytest
+from streamlit.runtime.media_file_manager import MediaFileManager
 
 from core import runs
 from core.spec import MemberSpec
@@ -18,6 +23,23 @@ def select(at, *rows: int):
     """Select table rows as a click in the browser would."""
     at.session_state["runs-table"] = {"selection": {"rows": list(rows), "columns": [], "cells": []}}
     return at.run()
+
+
+@pytest.fixture
+def deferred_downloads(monkeypatch) -> dict[str, tuple[str, object]]:
+    """Download buttons whose data is made on click: file id -> (file name, the callable making
+    the file), recorded as Streamlit's media file manager registers them."""
+    made = {}
+    register = MediaFileManager.add_deferred
+
+    def recording(self, *args, **kwargs):
+        file_id = register(self, *args, **kwargs)
+        bound = inspect.signature(register).bind(self, *args, **kwargs).arguments
+        made[file_id] = (bound["file_name"], bound["data_callable"])
+        return file_id
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
+    return made
 
 
 def buttons(at) -> dict[str, object]:
@@ -51,11 +73,19 @@ def test_selected_runs_are_overlaid(no_workers):
     assert any("loss by run" in chart.proto.spec for chart in elements(at, "plotly_chart"))
 
 
-def test_a_finished_run_offers_its_downloads_evaluation_and_reuse(shared_home, finished_run):
+def test_a_finished_run_offers_its_downloads_evaluation_and_reuse(shared_home, finished_run, deferred_downloads):
     at = runs_page()
     at = select(at, list(at.dataframe[0].value["run"]).index(finished_run))
     labels = [button.label for button in at.download_button]
-    assert labels == ["Download model (.keras)", "history.csv", "stack.py", "spec.json"]
+    assert labels == ["Download model (.keras)", "history.csv", "stack.py", "spec.json", "Download everything (.zip)"]
+    # Every file name carries the run's name and id, so files of two runs never collide.
+    downloads = [deferred_downloads[button.proto.deferred_file_id] for button in at.download_button]
+    assert [name for name, _ in downloads] == [
+        f"tiny-{finished_run}.keras", f"tiny-{finished_run}-history.csv", f"tiny-{finished_run}-stack.py",
+        f"tiny-{finished_run}-spec.json", f"tiny-{finished_run}.zip"]
+    with zipfile.ZipFile(io.BytesIO(downloads[-1][1]())) as bundle:
+        assert {f"tiny-{finished_run}/{name}" for name in ("model.keras", "stack.py", "spec.json", "history.csv")} \
+            <= set(bundle.namelist())
     at.button(key="runs-evaluate").click().run()
     assert any(metric.label == "Accuracy" for metric in at.metric)
     assert any("Confusion matrix" in chart.proto.spec for chart in elements(at, "plotly_chart"))
