@@ -34,6 +34,7 @@ import keras
 import numpy as np
 
 from core import adapters as adapter_lib
+from core import budget
 from core.adapters import Need
 from core.paths import run_model_path
 from core.spec import AdapterSpec, MemberSpec, StackSpec
@@ -462,6 +463,20 @@ def resolve_task(spec: StackSpec, task: TaskInfo | None, sample: np.ndarray | No
 
 def _assemble(spec: StackSpec, task: TaskInfo | None, sample: np.ndarray | None):
     task, sample = resolve_task(spec, task, sample)
+    # Shapes before weights: the stack is wired once with its variables deferred (nothing
+    # allocated), and built for real only if it fits the budget (core.budget). That pass
+    # gets no sample: adapting a Normalization layer would compute with its variables.
+    with budget.deferred_variables() as created:
+        dry = _Assembler(spec, task, None)
+        outputs = STACKING_MODES[spec.mode](dry, dry.input) if dry.check_names() else None
+        wired = keras.Model(dry.input, outputs) if outputs is not None and not dry.problems else None
+    over = budget.refusals(budget.estimate(created, wired, dry.models, spec.train.batch_size))
+    if over:
+        # Reported from the dry pass: its member tables hold shapes and counts, and reading
+        # a weight of its models would allocate it; `build` raises with these problems.
+        dry.problems.extend(over)
+        return None, dry, task
+    del dry, wired, outputs, created
     a = _Assembler(spec, task, sample)
     model = None
     if a.check_names():

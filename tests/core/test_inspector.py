@@ -20,7 +20,7 @@ import pytest
 
 from core import uploads
 from core.inspector import GIB, TEST_OPS_ENV, InspectorClient, InspectorError
-from core.spec import AdapterSpec, DatasetSpec, MemberSpec, StackSpec
+from core.spec import AdapterSpec, DatasetSpec, MemberSpec, StackSpec, TrainSpec
 from core.templates import TEMPLATES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,6 +181,26 @@ def test_evaluate_needs_a_finished_run(client, home):
     assert caught.value.kind == "invalid"
     with pytest.raises(InspectorError, match="Invalid run id"):
         client.evaluate("../escape")
+
+
+def test_a_parameter_bomb_is_answered_with_a_budget_problem_and_the_inspector_goes_on(client):
+    # Two billion parameters: built for real, 8 GB of weights, far over this inspector's 2 GiB.
+    bomb = StackSpec(name="bomb", members=(
+        MemberSpec("features", template="cnn_features",
+                   params={"filters": [1024, 1024, 1024], "pool_size": 1, "dense_units": 4096}),
+        MemberSpec("head", template="dense_head")))
+    pid = client.ping()["pid"]
+    report = client.check(bomb, timeout_s=60)
+    assert not report["ok"] and [p["kind"] for p in report["problems"]] == ["budget"]
+    assert "about 2,049,459,594 parameters" in report["problems"][0]["message"]
+    assert client.ping()["pid"] == pid and client.ping()["rss_bytes"] < 2 * GIB
+    assert client.check(SEED)["total_params"] == 693962
+
+
+def test_numbers_out_of_range_are_an_invalid_request(client):
+    with pytest.raises(InspectorError, match=r"'train.batch_size' must be at least 1, received 0") as caught:
+        client.check(SEED.replace(train=TrainSpec(batch_size=0)))
+    assert caught.value.kind == "invalid"
 
 
 def test_a_killed_inspector_restarts_on_the_next_request(client):
