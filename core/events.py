@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 RUN_END_STATUSES = ("finished", "stopped", "failed")
+# Batches timed (after an epoch's first) before a batch time is reported: one is noisy.
+MIN_TIMED_STEPS = 2
 PHASES = ("train", "fine_tune")
 
 
@@ -39,6 +41,10 @@ class BatchProgress:
     step: int
     steps: int
     elapsed_s: float
+    # Seconds per batch over this epoch's batches after its first (which also traces and
+    # compiles the step function), from the batch clock; None until MIN_TIMED_STEPS were
+    # timed. What the time left and "stopping after the current batch" are based on.
+    step_time_s: float | None = None
     kind: str = "progress"
 
 

@@ -22,7 +22,12 @@ from core.events import BatchProgress, EpochEnd, Event, PhaseChange, RunStarted
 from core.paths import run_dir, stacklab_home
 from core.spec import DatasetSpec, StackSpec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# What turns a store of schema version N into N + 1 (a store made by an older StackLab).
+_MIGRATIONS = {
+    # 2: seconds per batch measured in the current epoch, for the time left.
+    1: "ALTER TABLE progress ADD COLUMN step_time_s REAL;",
+}
 STATUSES = ("queued", "running", "stopping", "finished", "stopped", "failed", "interrupted")
 ACTIVE_STATUSES = ("queued", "running", "stopping")
 RESUMABLE_STATUSES = ("stopped", "failed", "interrupted")
@@ -71,7 +76,8 @@ CREATE TABLE IF NOT EXISTS progress (
     step INTEGER NOT NULL,
     steps INTEGER NOT NULL,
     elapsed_s REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    step_time_s REAL
 );
 CREATE TABLE IF NOT EXISTS phases (
     run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
@@ -158,6 +164,9 @@ class Progress:
     steps: int
     elapsed_s: float
     updated_at: float
+    # Seconds per batch measured in this epoch after its first batch (which also traces and
+    # compiles); None until a few batches were timed.
+    step_time_s: float | None = None
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -261,8 +270,22 @@ class RunStore:
         if version > SCHEMA_VERSION:
             raise RunStoreError(f"The run store {self.path} has schema version {version}, newer than this "
                                 f"StackLab ({SCHEMA_VERSION}). Update StackLab or use another STACKLAB_HOME.")
-        # IF NOT EXISTS: two processes may create a new store at the same moment.
-        self._db.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            # Read again under the write lock: another process may have migrated meanwhile.
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                for statement in _SCHEMA.split(";"):  # IF NOT EXISTS: two processes may create it at once
+                    if statement.strip():
+                        self._db.execute(statement)
+            else:
+                for step in range(version, SCHEMA_VERSION):
+                    self._db.execute(_MIGRATIONS[step])
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def transaction(self):
         return _Transaction(self)
@@ -337,10 +360,12 @@ class RunStore:
         now = time.time()
         if isinstance(event, BatchProgress):
             self.execute(
-                "INSERT INTO progress (run_id, epoch, step, steps, elapsed_s, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+                "INSERT INTO progress (run_id, epoch, step, steps, elapsed_s, updated_at, step_time_s)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (run_id) DO UPDATE SET epoch = excluded.epoch, step = excluded.step,"
-                " steps = excluded.steps, elapsed_s = excluded.elapsed_s, updated_at = excluded.updated_at",
-                (run_id, event.epoch, event.step, event.steps, event.elapsed_s, now))
+                " steps = excluded.steps, elapsed_s = excluded.elapsed_s, updated_at = excluded.updated_at,"
+                " step_time_s = excluded.step_time_s",
+                (run_id, event.epoch, event.step, event.steps, event.elapsed_s, now, event.step_time_s))
         elif isinstance(event, EpochEnd):
             with self.transaction():
                 # REPLACE: an epoch re-trained after a resume appears once, with its new values.
@@ -421,7 +446,7 @@ class RunStore:
         if row is None:
             return None
         return Progress(epoch=row["epoch"], step=row["step"], steps=row["steps"], elapsed_s=row["elapsed_s"],
-                        updated_at=row["updated_at"])
+                        updated_at=row["updated_at"], step_time_s=row["step_time_s"])
 
     def phases(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.execute("SELECT * FROM phases WHERE run_id = ? ORDER BY epoch", (run_id,)).fetchall()

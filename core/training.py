@@ -32,7 +32,7 @@ import numpy as np
 from core import backend
 from core.checkpoints import CheckpointState, CheckpointWriter, read_checkpoint, restore
 from core.data import Dataset, load_dataset, split
-from core.events import BatchProgress, EpochEnd, EventSink, PhaseChange, RunEnded, RunStarted
+from core.events import MIN_TIMED_STEPS, BatchProgress, EpochEnd, EventSink, PhaseChange, RunEnded, RunStarted
 from core.run_store import history_row
 from core.spec import StackSpec, TrainSpec
 from core.stacking import build
@@ -168,6 +168,7 @@ class _EventCallback(keras.callbacks.Callback):
         self._lock = threading.Lock()
         self._last_progress = 0.0
         self._epoch_start = 0.0
+        self._first_step_end = 0.0  # when the epoch's first batch ended: the clock for step times
         self._epoch = 0
         self._before: dict[str, list[np.ndarray]] = {}
 
@@ -184,6 +185,8 @@ class _EventCallback(keras.callbacks.Callback):
             self.stop_requested = True
             self.model.stop_training = True
         now = time.perf_counter()
+        if batch == 0:
+            self._first_step_end = now
         with self._lock:
             if now - self._last_progress < PROGRESS_INTERVAL_S:
                 return
@@ -192,8 +195,11 @@ class _EventCallback(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             self._fail(f"loss became {float(loss)} during epoch {self._epoch}")
             return
+        # Batches after the first, whose time includes tracing and compiling the step.
+        timed = batch
+        step_time = (now - self._first_step_end) / timed if timed >= MIN_TIMED_STEPS else None
         self.sink(BatchProgress(epoch=self._epoch, step=batch + 1, steps=self.steps,
-                                elapsed_s=now - self._epoch_start))
+                                elapsed_s=now - self._epoch_start, step_time_s=step_time))
 
     def on_epoch_end(self, epoch, logs=None):
         ended_at = time.time()

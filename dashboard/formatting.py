@@ -99,33 +99,51 @@ def metric_names(rows: Iterable[Mapping[str, Any]]) -> list[str]:
 
 def eta_seconds(epochs_total: int, epochs_done: int, durations: Sequence[float],
                 progress: Mapping[str, Any] | None = None) -> float | None:
-    """Seconds left in a run, from the durations of finished epochs and the current epoch's progress.
+    """Seconds left in a run, from measured batch and epoch times only.
+
+    The first batch of a run also traces and compiles the step, and the first epoch holds
+    that batch: an estimate from them is minutes off for a run of seconds. So the current
+    epoch's rest is its batches left times the measured seconds per batch (the worker times
+    the batches after the first), and each epoch after it takes as long as the finished
+    epochs after the first (or, while there are none, the current epoch's batches at the
+    measured rate).
 
     Args:
         epochs_total: epochs the run will train (early stopping may end it sooner).
         epochs_done: finished epochs.
-        durations: seconds each finished epoch took (the last three are averaged, so a
-            slow first epoch, which compiles, weighs less as the run goes on).
-        progress: the current epoch's batch progress: epoch, step, steps, elapsed_s.
+        durations: seconds each finished epoch took.
+        progress: the current epoch's batch progress: epoch, step, steps, elapsed_s and
+            step_time_s (None until a few batches were timed).
 
     Returns:
-        The estimate, or None while nothing is known yet.
+        The estimate, or None while nothing has been measured yet ("estimating").
     """
     remaining_epochs = max(epochs_total - epochs_done, 0)
     if remaining_epochs == 0:
         return 0.0
     current = progress if progress and progress["epoch"] == epochs_done + 1 and progress["step"] > 0 else None
-    recent = [d for d in durations[-3:] if d > 0]
-    if recent:
-        per_epoch = sum(recent) / len(recent)
-    elif current is not None:
-        per_epoch = current["elapsed_s"] / current["step"] * current["steps"]
+    step_time = current.get("step_time_s") if current else None
+    steady = [d for d in durations[1:][-3:] if d > 0]
+    if steady:
+        per_epoch = sum(steady) / len(steady)
+    elif step_time is not None and current["steps"]:
+        per_epoch = step_time * current["steps"]
+    elif len(durations) == 1 and durations[0] > 0:
+        per_epoch = durations[0]  # only the first epoch is measured: too long by its compile time
     else:
         return None
-    done_in_current = 0.0
-    if current is not None and current["steps"]:
-        done_in_current = min(current["step"] / current["steps"], 1.0)
-    return per_epoch * (remaining_epochs - done_in_current)
+    if current is None:
+        left_in_current = per_epoch
+    elif step_time is not None:
+        left_in_current = step_time * max(current["steps"] - current["step"], 0)
+    else:
+        left_in_current = per_epoch * (1 - min(current["step"] / current["steps"], 1.0)) if current["steps"] else 0.0
+    return left_in_current + per_epoch * (remaining_epochs - 1)
+
+
+def plural(count: int, word: str) -> str:
+    """plural(1, "epoch") -> '1 epoch'; plural(5, "epoch") -> '5 epochs'."""
+    return f"{count:,} {word}" if count == 1 else f"{count:,} {word}s"
 
 
 def progress_fraction(epochs_total: int, epochs_done: int, progress: Mapping[str, Any] | None = None) -> float:

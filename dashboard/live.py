@@ -8,6 +8,7 @@ so widgets outside the fragment (the Train button, the run picker) catch up.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Mapping, Sequence
 
 import streamlit as st
@@ -82,15 +83,15 @@ def _progress(run: runs.Run, rows: Sequence[Mapping[str, Any]]) -> None:
 
 def _outcome(run: runs.Run) -> None:
     if run.status == "finished":
-        st.success(f"Finished {run.epochs_done} epochs in {formatting.duration(run.duration_s)}. "
+        st.success(f"Finished {formatting.plural(run.epochs_done, 'epoch')} in {formatting.duration(run.duration_s)}. "
                    f"Best: {formatting.best(run.best)}. Download the model on the Runs page.",
                    icon=":material/check_circle:")
         st.page_link("app_pages/runs.py", label="Open the Runs page", icon=":material/history:")
     elif run.status == "stopped":
-        st.info(f"Stopped after {run.epochs_done} epoch(s); the model of the last finished epoch is kept. "
+        st.info(f"Stopped after {formatting.plural(run.epochs_done, 'epoch')}; the model of the last finished epoch is kept. "
                 f"Resume it on the Runs page.", icon=":material/stop_circle:")
     elif run.status in ("failed", "interrupted"):
-        st.error(f"The run {run.status} after {run.epochs_done} epoch(s): {run.error}", icon=":material/error:")
+        st.error(f"The run {run.status} after {formatting.plural(run.epochs_done, 'epoch')}: {run.error}", icon=":material/error:")
 
 
 def queue_words(run_id: str) -> str:
@@ -100,9 +101,20 @@ def queue_words(run_id: str) -> str:
     active = runs.list(("running", "stopping"))
     ahead = " and ".join(f"run {run.id} ({run.name}, epoch {run.epochs_done}/{run.epochs_total})" for run in active)
     line = "first in line" if place == 1 else f"{formatting.ordinal(place)} in line"
-    return (f"Queued, {line}: it starts when {ahead or 'a worker slot'} ends" + (f" and the {place - 1} run(s) "
-            f"queued before it have trained" if place > 1 else "") +
-            f". At most {runs.max_workers()} run(s) train at once (STACKLAB_MAX_WORKERS).")
+    before = f" and the {formatting.plural(place - 1, 'run')} queued before it have trained" if place > 1 else ""
+    return (f"Queued, {line}: it starts when {ahead or 'a worker slot'} ends{before}. At most "
+            f"{formatting.plural(runs.max_workers(), 'run')} train at once (STACKLAB_MAX_WORKERS).")
+
+
+def stopping_words(progress: Mapping[str, Any] | None, now: float) -> str:
+    """'Stopping after the current batch (about 25 s)': a batch is not interrupted, and on a slow
+    model it can take long, so say how long from the measured batch time."""
+    step_time = (progress or {}).get("step_time_s")
+    if step_time is None:
+        return "Stopping after the current batch; the last finished epoch is kept."
+    left = max(step_time - (now - progress["updated_at"]), 0.0)
+    return (f"Stopping after the current batch (about {formatting.duration(left)}; a batch takes "
+            f"{formatting.duration(step_time)}); the last finished epoch is kept.")
 
 
 def stop(run_id: str) -> None:
@@ -111,6 +123,8 @@ def stop(run_id: str) -> None:
         runs.stop(run_id)
     except (runs.RunNotFound, runs.RunStoreError) as error:
         st.toast(str(error), icon=":material/error:")
+        return
+    st.toast(stopping_words(services.progress_dict(run_id), time.time()), icon=":material/stop:")
 
 
 def run_view(run_id: str) -> None:
@@ -142,6 +156,8 @@ def run_view(run_id: str) -> None:
                 st.info(queue_words(run.id), icon=":material/schedule:")
             else:
                 _progress(run, rows)
+            if run.status == "stopping":
+                st.info(stopping_words(services.progress_dict(run.id), time.time()), icon=":material/pause_circle:")
         else:
             _outcome(run)
         if rows:

@@ -61,7 +61,7 @@ def report_panel(spec: StackSpec, report: Mapping[str, Any] | None, error: Excep
         st.success(f"The stack builds: {formatting.shape(report['input_shape'])} → "
                    f"{formatting.shape(report['output_shape'])}.", icon=":material/check_circle:")
     else:
-        st.error(f"The stack does not build yet: {len(report['problems'])} problem(s) below.",
+        st.error(f"The stack does not build yet: {formatting.plural(len(report['problems']), 'problem')} below.",
                  icon=":material/error:")
     columns = st.columns(3)
     columns[0].metric("Total parameters", formatting.count(report["total_params"]))
@@ -114,7 +114,7 @@ def rules_panel(spec: StackSpec, report: Mapping[str, Any] | None) -> StackSpec:
         layers = [(m["name"], layer["path"]) for m in (report or {}).get("members", [])
                   if member in ("*", m["name"]) for layer in m["layers"]]
         matched = [f"{owner}/{path}" for owner, path in layers if spec_edit.layer_matches(pattern, path)]
-        st.caption(f"Matches {len(matched)} layer(s)" + (f": {', '.join(matched[:8])}" if matched else "") +
+        st.caption(f"Matches {formatting.plural(len(matched), 'layer')}" + (f": {', '.join(matched[:8])}" if matched else "") +
                    ("…" if len(matched) > 8 else ""))
         st.button("Add rule", key="asm-rule-add", icon=":material/add:", on_click=members.edit,
                   args=(spec_edit.add_rule, member, pattern, action == "Unfreeze"))

@@ -166,7 +166,7 @@ def tensorboard(run_ids: list[str]) -> None:
         if board is not None:
             st.button("Stop TensorBoard", key="runs-tensorboard-stop", icon=":material/stop:",
                       on_click=tensorboard_service.stop)
-            st.caption(f"Serving {len(board.run_ids)} run(s) at {board.url}; it stops with the app.")
+            st.caption(f"Serving {formatting.plural(len(board.run_ids), 'run')} at {board.url}; it stops with the app.")
 
 
 def act(action, run_id: str) -> None:

@@ -122,7 +122,7 @@ def what_will_train(spec, report, error) -> bool:
         return bool(spec.members)
     if not report["ok"]:
         problems = report["problems"]
-        st.error(f"The stack does not build: {len(problems)} problem(s).", icon=":material/error:")
+        st.error(f"The stack does not build: {formatting.plural(len(problems), 'problem')}.", icon=":material/error:")
         for index, problem in enumerate(problems[:MAX_PROBLEMS_SHOWN]):
             preflight.problem_card(spec, problem, index, "train")
         st.page_link("app_pages/assemble.py", label="See the whole stack on the Assemble page", icon=":material/stacks:")
@@ -170,8 +170,8 @@ with right:
     busy = runs.list(("running", "stopping"))
     if len(busy) >= runs.max_workers():
         queued = len(runs.list(("queued",)))
-        st.caption(f"Run {busy[0].id} ({busy[0].name}) is training" + (f" and {queued} run(s) wait" if queued else "")
-                   + f": a new run queues and starts when a worker is free (STACKLAB_MAX_WORKERS="
+        waiting = f", {formatting.plural(queued, 'run')} waiting" if queued else ""
+        st.caption(f"Run {busy[0].id} ({busy[0].name}) is training{waiting}: a new run queues and starts when a worker is free (STACKLAB_MAX_WORKERS="
                    f"{runs.max_workers()}).")
     if st.button("Train", key="train-start", type="primary", icon=":material/play_arrow:", disabled=not ready,
                  width="stretch"):

@@ -213,3 +213,17 @@ def test_invalid_worker_limit_is_explained(monkeypatch):
     monkeypatch.setenv("STACKLAB_MAX_WORKERS", "many")
     with pytest.raises(ValueError, match="STACKLAB_MAX_WORKERS must be a whole number"):
         runs.max_workers()
+
+
+def test_a_store_of_schema_version_1_is_migrated_and_keeps_its_runs(no_workers, stacklab_home):
+    run_id = runs.start(spec("old"))
+    runs.store().close()
+    runs._stores.clear()
+    with sqlite3.connect(stacklab_home / "stacklab.db") as old:  # the store as StackLab 1 made it
+        old.execute("ALTER TABLE progress DROP COLUMN step_time_s")
+        old.execute("PRAGMA user_version = 1")
+    store = RunStore(stacklab_home)
+    assert store.get(run_id).name == "old"
+    store.record(run_id, BatchProgress(epoch=1, step=5, steps=10, elapsed_s=1.0, step_time_s=0.1))
+    assert store.progress(run_id).step_time_s == 0.1
+    assert store.execute("PRAGMA user_version").fetchone()[0] == 2

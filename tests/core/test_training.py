@@ -257,3 +257,14 @@ def test_a_checkpoint_from_another_stack_is_refused(tmp_path):
         MemberSpec("head", template="dense_head", params={"hidden_units": []})))
     with pytest.raises(ValueError, match="the stack changed since the checkpoint"):
         train(bigger, tiny_dataset(), checkpoint_path=checkpoint, resume=True)
+
+
+def test_batch_progress_times_the_batches_after_an_epochs_first(progress_every_batch):
+    log = EventLog()
+    train(tiny_spec(epochs=1), tiny_dataset(), log)
+    progress = log.of_kind("progress")
+    assert [p.step for p in progress] == list(range(1, len(progress) + 1))
+    # The first batch also traces and compiles: it is never part of the batch time.
+    assert [p.step_time_s for p in progress[:2]] == [None, None]
+    timed = [p for p in progress if p.step_time_s is not None]
+    assert timed and all(0 < p.step_time_s < p.elapsed_s for p in timed)

@@ -98,7 +98,7 @@ def test_freezing_a_member_and_single_layers_changes_the_trainable_count():
 def test_layers_selected_by_regex_become_a_rule():
     at = assemble()
     at.text_input(key="asm-rule-regex").set_value(".*conv.*").run()
-    assert "Matches 1 layer(s): model_a/model_a_conv1" in texts(at)
+    assert "Matches 1 layer: model_a/model_a_conv1" in texts(at)
     at.button(key="asm-rule-add").click().run()
     assert draft(at).trainability == (LayerRule(member="*", layers=".*conv.*", trainable=False),)
     assert metrics(at)["Non-trainable"] == "320"

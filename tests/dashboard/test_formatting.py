@@ -33,21 +33,28 @@ def test_metric_names_put_loss_first_and_merge_validation():
     assert formatting.metric_names(rows) == ["loss", "accuracy", "auc"]
 
 
-def test_eta_from_finished_epochs_and_the_current_one():
-    progress = {"epoch": 3, "step": 5, "steps": 10, "elapsed_s": 1.0}
-    # 2 of 5 epochs done at 2 s each, half of the third done: 2.5 epochs left.
-    assert formatting.eta_seconds(5, 2, [2.0, 2.0], progress) == pytest.approx(5.0)
-    # The last three epochs count: a slow first epoch (compiling) weighs less as the run goes on.
+def test_eta_from_measured_epochs_and_the_current_one():
+    progress = {"epoch": 3, "step": 5, "steps": 10, "elapsed_s": 1.0, "step_time_s": 0.2}
+    # 2 of 5 epochs done, the second (steady) took 2 s; 5 batches of 0.2 s left in the third.
+    assert formatting.eta_seconds(5, 2, [9.0, 2.0], progress) == pytest.approx(1.0 + 2 * 2.0)
+    # The first epoch (it compiles) does not count once later ones are measured.
     assert formatting.eta_seconds(6, 4, [10.0, 1.0, 1.0, 1.0]) == pytest.approx(2.0)
 
 
-def test_eta_before_the_first_epoch_extrapolates_the_current_one():
-    progress = {"epoch": 1, "step": 2, "steps": 10, "elapsed_s": 1.0}  # 5 s per epoch
-    assert formatting.eta_seconds(3, 0, [], progress) == pytest.approx(14.0)
+def test_eta_waits_for_measured_batches_instead_of_extrapolating_the_first():
+    # Batch 1 of 100 took 1 s (tracing and compiling): no estimate yet, not 100 s per epoch.
+    first = {"epoch": 1, "step": 1, "steps": 100, "elapsed_s": 1.0, "step_time_s": None}
+    assert formatting.eta_seconds(3, 0, [], first) is None
+    timed = {"epoch": 1, "step": 11, "steps": 100, "elapsed_s": 1.1, "step_time_s": 0.01}
+    assert formatting.eta_seconds(3, 0, [], timed) == pytest.approx(0.89 + 2 * 1.0)
     assert formatting.eta_seconds(3, 0, [], None) is None
     stale = {"epoch": 2, "step": 10, "steps": 10, "elapsed_s": 2.0}  # from the epoch that just ended
     assert formatting.eta_seconds(3, 2, [2.0, 2.0], stale) == pytest.approx(2.0)
     assert formatting.eta_seconds(3, 3, [2.0] * 3) == 0.0
+
+
+def test_plural():
+    assert (formatting.plural(1, "epoch"), formatting.plural(2, "epoch")) == ("1 epoch", "2 epochs")
 
 
 def test_progress_fraction_counts_the_current_epoch():

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from core import runs
+from core.events import BatchProgress
 from core.spec import AdapterSpec, DatasetSpec, EarlyStoppingSpec, FineTuneSpec, MemberSpec, StackSpec
 from dashboard import spec_edit, state
 from tests.dashboard.apptest import TINY, app, elements, fake_run, texts
@@ -118,7 +119,7 @@ def test_a_run_that_will_queue_says_so_and_names_the_run_it_waits_for(no_workers
     (queued,) = runs.list(("queued",))
     assert at.selectbox(key="train-run-picker").value == queued.id
     assert f"Queued, first in line: it starts when run {active} (tiny, epoch 1/3) ends." in texts(at)
-    assert f"Run {active} (tiny) is training and 1 run(s) wait" in texts(at.run())
+    assert f"Run {active} (tiny) is training, 1 run waiting" in texts(at.run())
 
 
 def test_the_fine_tune_phase_is_marked_on_the_curves(no_workers):
@@ -148,7 +149,7 @@ def test_the_page_reruns_once_when_the_run_ends(no_workers, monkeypatch):
 def test_a_failed_run_shows_its_reason(no_workers):
     fake_run(epochs=1, status="failed")
     at = app()
-    assert "The run failed after 1 epoch(s): failed for the test" in at.error[0].value
+    assert "The run failed after 1 epoch: failed for the test" in at.error[0].value
 
 
 def test_train_starts_a_real_run_and_the_page_follows_it_to_the_end():
@@ -176,3 +177,13 @@ def test_an_accepted_adapter_that_no_longer_fits_is_shown_with_its_remove_button
     assert any(stale in str(md.value) for md in at.markdown)
     at.button(key="train-fix-0").click().run()
     assert draft(at).adapters == () and not at.button(key="train-start").disabled
+
+
+def test_stopping_says_how_long_the_current_batch_takes(no_workers):
+    run_id = fake_run(epochs=1)
+    runs.store().record(run_id, BatchProgress(epoch=2, step=3, steps=4, elapsed_s=60.0, step_time_s=30.0))
+    at = app()
+    # One batch of 30 s left in this epoch, and the last epoch at 4 batches of 30 s.
+    assert "batch 3 of 4 · about 2 min 30 s left" in elements(at, "progress")[0].proto.text
+    at.button(key="train-stop").click().run()
+    assert "Stopping after the current batch (about 30 s; a batch takes 30 s)" in texts(at)
