@@ -56,9 +56,9 @@ def _start_up_threshold() -> int:
     """
     try:
         level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
-    except ValueError:
+    except ValueError:  # TensorFlow reads a value it cannot parse as 0
         level = 0
-    return min(max(level, 0), 1) if level < 2 else 3
+    return 3 if level >= 2 else max(level, 0)
 
 
 def _shown(line: str, threshold: int) -> bool:
@@ -188,11 +188,13 @@ def cmd_inspect(args) -> int:
     path = Path(args.file)
     suffix = path.suffix.lower()
     if suffix in (".keras", ".h5", ".hdf5"):
-        _import_keras()  # the config checks ask Keras which classes are its own
         from core.loading import ModelFileRefused, summarize_model_file
 
         try:
-            summary = summarize_model_file(str(path))
+            # Its config checks import Keras (they ask it which classes are its own), unless
+            # the file is refused before; the file is loaded in a child, whose lines it keeps.
+            with _start_up_lines_filtered():
+                summary = summarize_model_file(str(path))
         except ModelFileRefused as error:
             return _fail(str(error))
         print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.describe())
