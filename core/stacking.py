@@ -469,14 +469,15 @@ def _assemble(spec: StackSpec, task: TaskInfo | None, sample: np.ndarray | None)
     with budget.deferred_variables() as created:
         dry = _Assembler(spec, task, None)
         outputs = STACKING_MODES[spec.mode](dry, dry.input) if dry.check_names() else None
-        wired = keras.Model(dry.input, outputs) if outputs is not None and not dry.problems else None
+        wired = (keras.Model(dry.input, outputs, name="budget_estimate")
+                 if outputs is not None and not dry.problems else None)
     over = budget.refusals(budget.estimate(created, wired, dry.models, spec.train.batch_size))
     if over:
         # Reported from the dry pass: its member tables hold shapes and counts, and reading
         # a weight of its models would allocate it; `build` raises with these problems.
         dry.problems.extend(over)
         return None, dry, task
-    del dry, wired, outputs, created
+    del dry, wired, outputs, created  # freed before the real build, with what a loaded member read
     a = _Assembler(spec, task, sample)
     model = None
     if a.check_names():
