@@ -69,8 +69,10 @@ def load() -> SavedDraft | None:
             raise SpecError(f"its format is {record.get('format') if isinstance(record, dict) else None!r}, "
                             f"this StackLab reads {FORMAT_VERSION}")
         previous = record.get("previous")
-        return SavedDraft(spec=StackSpec.from_dict(record["spec"]), revision=int(record["revision"]),
-                          previous=StackSpec.from_dict(previous) if previous is not None else None,
+        # A draft may be half-finished (a value out of range is the pre-flight check's to report).
+        return SavedDraft(spec=StackSpec.from_dict(record["spec"], check_values=False),
+                          revision=int(record["revision"]),
+                          previous=StackSpec.from_dict(previous, check_values=False) if previous is not None else None,
                           replaced_by=str(record.get("replaced_by", "")))
     except FileNotFoundError:
         return None

@@ -62,7 +62,7 @@ def evaluate_run(run_id: str) -> dict:
     spec_path = folder / "spec.json"
     if not spec_path.is_file():
         raise FileNotFoundError(f"Run '{run_id}' has no spec.json ({spec_path}), so its dataset is unknown.")
-    spec = StackSpec.from_json(spec_path.read_text(encoding="utf-8"))
+    spec = StackSpec.from_json(spec_path.read_text(encoding="utf-8"), check_values=False)  # a stored run's spec
     dataset = load_dataset(spec.dataset)
     parts = split(dataset, spec.train.validation_split, spec.train.seed)
     if len(parts.y_val):

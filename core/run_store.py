@@ -335,7 +335,7 @@ class RunStore:
         return [self._run(row) for row in self.execute(sql, params).fetchall()]
 
     def _run(self, row: sqlite3.Row) -> Run:
-        spec = StackSpec.from_json(row["spec"])
+        spec = StackSpec.from_json(row["spec"], check_values=False)  # stored: read back as it was
         best = best_metric(self.metrics(row["id"])) if row["epochs_done"] else {}
         return Run(
             id=row["id"], name=row["name"], mode=row["mode"], spec=spec, dataset=spec.dataset,

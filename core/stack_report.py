@@ -29,8 +29,9 @@ class Problem:
     kind: "shape" (pieces don't fit; `fix` holds adapters that were checked to make them
     fit, or is empty when none does), "adapter" (the accepted adapter
     `spec.adapters[adapter_index]` does not apply any more, or is never used: the remedy is
-    removing it), "config" (the spec asks for something impossible) or "source" (a member
-    file or run cannot be used).
+    removing it), "config" (the spec asks for something impossible), "source" (a member
+    file or run cannot be used) or "budget" (the stack would be larger than the limits in
+    core.budget allow; nothing was built).
 
     fix_warning: a caution that goes with `fix` (it makes a long sequence for a recurrent
     layer), also in `message` and in the report's warnings; "" when there is none.

@@ -81,7 +81,8 @@ def templates() -> dict[str, dict[str, Any]]:
 
 @st.cache_data(show_spinner=False, max_entries=256, ttl=3600)
 def _check(home: str, spec_json: str) -> dict[str, Any]:
-    return client().check(StackSpec.from_json(spec_json))
+    # Values out of range are the inspector's to report (as an invalid spec), like any other problem.
+    return client().check(StackSpec.from_json(spec_json, check_values=False))
 
 
 def check(spec: StackSpec) -> dict[str, Any]:

@@ -307,11 +307,13 @@ def feature_layer(layers: Iterable[Mapping[str, Any]]) -> str | None:
 
 def transfer_from_run(run_spec: StackSpec, run_id: str, cut_at: str | None = None) -> StackSpec:
     """A transfer stack: the run's model (frozen, cut at `cut_at`) under a new head, on the run's
-    dataset, with a fine-tune phase in the second half of the run."""
+    dataset, with a fine-tune phase in the second half of the run (at least 2 epochs: one on
+    the frozen base, one fine-tuning)."""
     base = MemberSpec(name="base", source="run", run_id=run_id, cut_at=cut_at)
+    epochs = max(run_spec.train.epochs, 2)
     return StackSpec(
         name=f"transfer_{run_spec.name}"[:64], mode="transfer", members=(base,), head=DEFAULT_HEAD,
         options={"freeze_base": True}, dataset=run_spec.dataset,
-        train=dataclasses.replace(run_spec.train, fine_tune=FineTuneSpec(
-            start_epoch=max(2, run_spec.train.epochs // 2 + 1))),
+        train=dataclasses.replace(run_spec.train, epochs=epochs,
+                                  fine_tune=FineTuneSpec(start_epoch=max(2, epochs // 2 + 1))),
     )

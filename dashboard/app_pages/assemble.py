@@ -64,14 +64,17 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
     st.button("Reset to the default stack", key="asm-reset", icon=":material/restart_alt:", on_click=reset)
 st.caption(f"Saved as you edit, in {drafts.draft_path()}: a reload, a new tab or a restart shows this draft. "
            f"StackLab keeps one draft, shared by every tab (the last edit wins).")
-draft_widgets.replacement_prompt("asm")
-draft_widgets.undo_button()
-error = state.pop_page_error()
-if error:
-    st.error(error)
-notice = state.pop_page_notice()
-if notice:
-    st.info(notice, icon=":material/info:")
+# Messages come and go; drawn inside one container that is always there, they do not move
+# what follows to a new place in the page (which would, for one, reset the open tab below).
+with st.container(key="asm-messages"):
+    draft_widgets.replacement_prompt("asm")
+    draft_widgets.undo_button()
+    error = state.pop_page_error()
+    if error:
+        st.error(error)
+    notice = state.pop_page_notice()
+    if notice:
+        st.info(notice, icon=":material/info:")
 
 try:
     templates = services.templates()

@@ -207,14 +207,17 @@ def actions(run) -> None:
         else:
             st.button("Delete", key="runs-delete", icon=":material/delete:", on_click=state.set_pending_delete,
                       args=(run.id,))
-    if state.pending_delete() == run.id:
-        st.warning(f"Delete run {run.id} ({run.name}) and its files (model, history, logs)? "
-                   f"This cannot be undone.")
-        with st.container(horizontal=True):
-            st.button(f"Yes, delete {run.id}", key="runs-delete-confirm", type="primary", on_click=confirm_delete,
-                      args=(run.id, run.name))
-            st.button("Cancel", key="runs-delete-cancel", on_click=state.set_pending_delete, args=(None,))
-    draft_widgets.replacement_prompt("runs", " on the Assemble page")
+    # Questions come and go inside one container that is always there, so the tabs below
+    # keep their place in the page (and the one open stays open).
+    with st.container(key="runs-questions"):
+        if state.pending_delete() == run.id:
+            st.warning(f"Delete run {run.id} ({run.name}) and its files (model, history, logs)? "
+                       f"This cannot be undone.")
+            with st.container(horizontal=True):
+                st.button(f"Yes, delete {run.id}", key="runs-delete-confirm", type="primary",
+                          on_click=confirm_delete, args=(run.id, run.name))
+                st.button("Cancel", key="runs-delete-cancel", on_click=state.set_pending_delete, args=(None,))
+        draft_widgets.replacement_prompt("runs", " on the Assemble page")
 
 
 def details(run_id: str) -> None:
@@ -260,14 +263,15 @@ try:
     st.caption("Tick rows to compare their curves; the run ticked last is shown in detail below.")
     if len(selected) > 1:
         overlay(selected)
-    tensorboard(selected or [all_runs[0].id])
     if selected:
+        tensorboard(selected)
         details(selected[-1])
     elif state.deleted_run():
         st.success(f"Deleted run {state.deleted_run()}. Tick a run in the table to see its details.",
                    icon=":material/delete:")
-    else:
-        details(all_runs[0].id)  # nothing ticked yet: the newest run
+    else:  # nothing ticked yet: the newest run
+        tensorboard([all_runs[0].id])
+        details(all_runs[0].id)
 except RunStoreError as error:
     st.error(str(error))
 except runs.RunNotFound as error:  # deleted from another tab meanwhile

@@ -86,8 +86,8 @@ def settings(train: TrainSpec, member_names: list[str]) -> TrainSpec:
             fine_tune = FineTuneSpec(start_epoch=int(start), unfreeze_top_layers=int(top), learning_rate_factor=factor,
                                      members=tuple(chosen), unfreeze_batchnorm=batchnorm)
             if start > epochs:
-                st.warning(f"The fine-tune phase starts at epoch {start}, after the last epoch ({epochs}): "
-                           f"it will not run.")
+                st.error(f"The fine-tune phase starts at epoch {start}, after the last epoch ({epochs}): "
+                         f"start it earlier or train more epochs.", icon=":material/error:")
     with st.expander("Loss, metrics and more"):
         columns = st.columns(3)
         loss = columns[0].selectbox("Loss", LOSSES, index=LOSSES.index(train.loss), key=state.widget_key(*key, "loss"),

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from core import drafts
-from core.spec import MemberSpec, SpecError, StackSpec
+from core.spec import FineTuneSpec, MemberSpec, SpecError, StackSpec, TrainSpec
 
 FIRST = StackSpec(name="first", members=(MemberSpec("a", template="mlp"),))
 SECOND = StackSpec(name="second", mode="fusion", members=(MemberSpec("b", template="mlp"),))
@@ -41,3 +41,10 @@ def test_an_unreadable_draft_is_moved_aside_not_overwritten(stacklab_home):
     assert "stacked" in kept.read_text()
     assert drafts.load() is None
     assert drafts.save(FIRST).revision == 1
+
+
+def test_a_half_finished_draft_with_a_value_out_of_range_is_kept():
+    # Fine-tune after the last epoch: the pre-flight check reports it; the draft is not "unreadable".
+    unfinished = FIRST.replace(train=TrainSpec(epochs=2, fine_tune=FineTuneSpec(start_epoch=5)))
+    drafts.save(unfinished)
+    assert drafts.load().spec == unfinished

@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,30 +22,10 @@ os.environ["STACKLAB_HOME"] = tempfile.mkdtemp(prefix="stacklab-open-every-page-
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from core import runs  # noqa: E402
-from core.events import EpochEnd, RunStarted  # noqa: E402
 from core.inspector import get_client  # noqa: E402
-from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec  # noqa: E402
+from tests.fake_runs import finished_run_with_artifacts  # noqa: E402
 
 WATCHED = ("tensorflow", "keras", "tf_keras", "jax", "torch", "core")
-TINY = StackSpec(name="tiny", train=TrainSpec(epochs=2), dataset=DatasetSpec(name="iris"),
-                 members=(MemberSpec("encoder", template="mlp"), MemberSpec("head", template="dense_head")))
-
-
-def finished_run_with_artifacts() -> str:
-    """A finished run as the store holds it, with artifact files (no worker, no Keras)."""
-    store = runs.store()
-    run_id = runs.start(TINY)
-    store.record(run_id, RunStarted(epochs=2, steps_per_epoch=4, total_params=10, trainable_params=10))
-    for epoch in (1, 2):
-        store.record(run_id, EpochEnd(epoch=epoch, phase="train", duration_s=0.1, learning_rate=1e-3,
-                                      metrics={"loss": 1 / epoch, "val_loss": 1.1 / epoch},
-                                      member_updates={"encoder": 0.1, "head": 0.2}))
-    folder = runs.get(run_id).folder
-    for name in ("model.keras", "history.csv", "stack.py", "spec.json"):
-        (folder / name).write_text("not used")
-        store.add_artifact(run_id, name, folder / name)
-    store.update(run_id, status="finished", ended_at=time.time())
-    return run_id
 
 
 def main() -> int:

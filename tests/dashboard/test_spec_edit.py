@@ -133,3 +133,10 @@ def test_runs_become_members_or_the_base_of_a_transfer_stack():
     assert transfer.members[0].cut_at == "model_a"
     assert transfer.dataset.name == "digits28" and transfer.train.fine_tune.start_epoch == 3
     assert StackSpec.from_dict(transfer.to_dict()) == transfer
+
+
+def test_a_transfer_stack_on_a_one_epoch_run_has_room_for_its_fine_tune_phase():
+    one_epoch = StackSpec(name="short", train=TrainSpec(epochs=1))
+    transfer = spec_edit.transfer_from_run(one_epoch, "run-1")
+    assert (transfer.train.epochs, transfer.train.fine_tune.start_epoch) == (2, 2)
+    transfer.check_values()  # a valid spec: the fine-tune phase starts within the run

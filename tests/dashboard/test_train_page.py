@@ -57,7 +57,8 @@ def test_settings_edit_the_draft():
     assert train.early_stopping == EarlyStoppingSpec(patience=2)
     assert train.fine_tune == FineTuneSpec(start_epoch=2)
     at.number_input(key="draft-train-fine-tune-start").set_value(4).run()
-    assert "after the last epoch (2): it will not run" in at.warning[0].value
+    assert "after the last epoch (2): start it earlier or train more epochs" in at.error[0].value
+    assert not at.exception and at.button(key="train-start").disabled  # refused by the check, not a crash
 
 
 def test_a_stack_that_does_not_build_cannot_be_trained():

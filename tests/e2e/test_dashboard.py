@@ -122,24 +122,27 @@ def test_transfer_stack_on_an_uploaded_model_keeps_its_weights(tab, server, serv
     ui.button(tab, "add-file-button").click()  # waits for the inspected file's "Add member"
     ui.keyed(tab, "card-cnn_base").wait_for()
     ui.wait_idle(tab)
-    for template_member in ("model_a", "model_b"):
-        ui.button(tab, f"remove-{template_member}").click()
-        expect(ui.keyed(tab, f"card-{template_member}")).to_have_count(0)
-        ui.wait_idle(tab)
+    # The switch to transfer made the chain's dense head, model_b, the head; the
+    # template feature extractor goes, the uploaded model is the base.
+    ui.button(tab, "remove-model_a").click()
+    expect(ui.keyed(tab, "card-model_a")).to_have_count(0)
+    ui.wait_idle(tab)
     expect(tab.get_by_text("The stack builds: (28, 28, 1) → (10,).")).to_be_visible()
     base_params = 8 * (9 + 1) + 13 * 13 * 8 * 32 + 32  # conv + features
     expect(tab.get_by_test_id("stMetric").filter(has_text="Non-trainable")).to_contain_text(f"{base_params:,}")
     ui.shot(tab, artifacts, "transfer-assembled")
 
     ui.go_to(tab, "Train")
-    expect(tab.get_by_text("transfer: cnn_base → head")).to_be_visible()
+    expect(tab.get_by_text("transfer: cnn_base → model_b")).to_be_visible()
     run_id = train_to_the_end(tab, artifacts, "transfer")
     rows = server_runs.metrics(run_id)
     assert [row["epoch"] for row in rows] == [1, 2]
     assert all(row["member_updates"]["cnn_base"] == 0 for row in rows), rows
-    assert all(row["member_updates"]["head"] > 0 for row in rows), rows
+    assert all(row["member_updates"]["model_b"] > 0 for row in rows), rows
 
     path = download_from_runs_page(tab, run_id, tmp_path, artifacts, "transfer")
+    bundle = ui.download(tab, "Download everything (.zip)", tmp_path)
+    check_bundle_runs_anywhere(bundle, tmp_path)
     import keras
 
     uploaded = keras.saving.load_model(base_path)
@@ -152,6 +155,27 @@ def test_transfer_stack_on_an_uploaded_model_keeps_its_weights(tab, server, serv
             compared += 1
     assert compared == 4  # conv and features: kernel and bias each
     assert trained.predict(np.zeros((2, 28, 28, 1), "float32"), verbose=0).shape == (2, 10)
+
+
+def check_bundle_runs_anywhere(bundle: Path, folder: Path) -> None:
+    """The downloaded zip, unpacked, holds a stack.py that rebuilds the stack with its uploaded
+    base from members/, whatever the working directory."""
+    import subprocess
+    import sys
+    import zipfile
+
+    unpacked = folder / "unpacked"
+    with zipfile.ZipFile(bundle) as archive:
+        archive.extractall(unpacked)
+    (script,) = unpacked.glob("*/stack.py")
+    assert (script.parent / "members" / "cnn_base.keras").exists()
+    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('stack', sys.argv[1]); "
+            "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+            "print(module.build_model().count_params())")
+    done = subprocess.run([sys.executable, "-c", code, str(script)], cwd=folder, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.strip().splitlines()[-1]) > 0
 
 
 def test_a_refused_upload_shows_why_and_training_still_works(tab, server, server_runs, artifacts, tmp_path):
@@ -169,6 +193,46 @@ def test_a_refused_upload_shows_why_and_training_still_works(tab, server, server
     expect(tab.get_by_text("sequential: model_a → model_b")).to_be_visible()  # the draft is untouched
     run_id = train_to_the_end(tab, artifacts, "after-refusal")
     assert server_runs.get(run_id).status == "finished"
+
+
+def finished_runs_without_training(server_runs, monkeypatch, count: int) -> list[str]:
+    """Finished runs written straight to the server's run store (no worker, no training)."""
+    from tests.fake_runs import finished_run_with_artifacts
+
+    monkeypatch.setattr(server_runs, "_spawn", lambda run_id: None)
+    return [finished_run_with_artifacts() for _ in range(count)]
+
+
+def test_deleting_the_bottom_run_leaves_no_run_selected_in_its_place(tab, server, server_runs, artifacts,
+                                                                    monkeypatch):
+    oldest, middle, newest = finished_runs_without_training(server_runs, monkeypatch, 3)
+    ui.open_app(tab, server.url, "runs")
+    ui.tick_row(tab, 2)  # the bottom row: the oldest run
+    expect(tab.get_by_role("heading", name=re.compile(oldest))).to_be_visible()
+    ui.button(tab, "runs-delete").click()
+    expect(tab.get_by_test_id("stAlertContentWarning")).to_contain_text(f"Delete run {oldest} (tiny)")
+    ui.button(tab, "runs-delete-confirm").click()
+    expect(tab.get_by_text(f"Deleted run {oldest} (tiny).")).to_be_visible()
+    ui.wait_idle(tab)
+    ui.no_app_exception(tab)
+    expect(ui.button(tab, "runs-delete")).to_have_count(0)  # no other run's Delete in its place
+    ui.shot(tab, artifacts, "runs-after-delete")
+    ui.tick_row(tab, 1)  # the bottom row now: the middle run
+    expect(tab.get_by_role("heading", name=re.compile(middle))).to_be_visible()
+    assert [run.id for run in server_runs.list()] == [newest, middle]
+
+
+def test_the_draft_comes_back_after_a_reload(tab, server):
+    ui.open_app(tab, server.url, "assemble")
+    name = ui.keyed(tab, "draft-name").locator("input")
+    name.fill("kept_after_reload")
+    name.press("Enter")
+    ui.wait_idle(tab)
+    tab.reload()
+    ui.heading(tab, "Assemble").wait_for()
+    ui.wait_idle(tab)
+    expect(ui.keyed(tab, "draft-name").locator("input")).to_have_value("kept_after_reload")
+    expect(tab.get_by_text("Saved as you edit")).to_be_visible()
 
 
 def test_a_first_visit_to_a_page_address_shows_the_whole_app(tmp_path, chromium, artifacts):

@@ -137,6 +137,28 @@ def wait_until_finished(page: Page, run_id: str) -> None:
     wait_idle(page)
 
 
+# Streamlit's dataframe draws its rows on a canvas: a row is ticked by clicking its row
+# marker, ROW_PX per row below a header of the same height, at the table's left edge.
+ROW_PX = 35
+ROW_MARKER_X = 18
+
+
+def tick_row(page: Page, row: int, table_index: int = 0) -> None:
+    """Tick (or untick) row `row` (0 = top) of a selectable dataframe, as a user clicks it."""
+    box = page.get_by_test_id("stDataFrame").nth(table_index).bounding_box()
+    page.mouse.click(box["x"] + ROW_MARKER_X, box["y"] + ROW_PX * (row + 1) + ROW_PX / 2)
+    wait_idle(page)
+
+
+def download(page: Page, label: str, folder: Path) -> Path:
+    """Press the download button labelled `label`; returns where the file was saved."""
+    with page.expect_download() as download:
+        page.get_by_role("button", name=label, exact=True).click()
+    target = folder / download.value.suggested_filename
+    download.value.save_as(target)
+    return target
+
+
 def download_model(page: Page, folder: Path) -> Path:
     """Press "Download model (.keras)" on the Runs page; returns where the file was saved."""
     with page.expect_download() as download:
