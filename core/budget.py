@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
+from core.env_limits import positive_from_env
 from core.stack_report import Problem
 from core.templates import format_shape
 from core.trainability import count_params, iter_leaves
@@ -50,23 +50,6 @@ DEFAULT_MAX_PARAMS = 100_000_000
 DEFAULT_MAX_ACTIVATION_BYTES = 4 * GIB
 
 
-def limit_from_env(name: str, default: int) -> int:
-    """The positive whole number in environment variable `name` ("2e8" allowed), or `default`.
-
-    Raises:
-        ValueError: the variable is set, but not to a positive whole number.
-    """
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text.replace("_", ""))
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 1 and value == int(value)):
-        raise ValueError(f"{name} must be a positive whole number, received {text!r}. Fix or unset it.")
-    return int(value)
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -78,8 +61,9 @@ class Limits:
     @classmethod
     def from_env(cls) -> "Limits":
         """Raises ValueError naming the variable that is not a positive whole number."""
-        return cls(max_params=limit_from_env(PARAMS_ENV, DEFAULT_MAX_PARAMS),
-                   max_activation_bytes=limit_from_env(ACTIVATION_ENV, DEFAULT_MAX_ACTIVATION_BYTES))
+        return cls(max_params=positive_from_env(PARAMS_ENV, DEFAULT_MAX_PARAMS, whole=True),
+                   max_activation_bytes=positive_from_env(ACTIVATION_ENV, DEFAULT_MAX_ACTIVATION_BYTES,
+                                                          whole=True))
 
 
 @dataclass(frozen=True)

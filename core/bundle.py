@@ -23,12 +23,12 @@ Example:
 from __future__ import annotations
 
 import io
-import os
 import re
 import zipfile
 from pathlib import Path
 
 from core import runs
+from core.env_limits import positive_from_env
 from core.run_store import RunNotFound
 
 __all__ = ["BUNDLE_FILES", "MAX_BUNDLE_BYTES", "bundle_name", "max_bundle_bytes", "run_bundle"]
@@ -48,17 +48,7 @@ def max_bundle_bytes() -> int:
     Raises:
         ValueError: the variable is not a positive whole number of bytes.
     """
-    raw = os.environ.get(ENV_MAX_BUNDLE_BYTES, "").strip()
-    if not raw:
-        return MAX_BUNDLE_BYTES
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ValueError(f"{ENV_MAX_BUNDLE_BYTES} must be a positive number of bytes, received {raw!r}. "
-                         f"Unset it for the default ({MAX_BUNDLE_BYTES:,} bytes).")
-    return value
+    return positive_from_env(ENV_MAX_BUNDLE_BYTES, MAX_BUNDLE_BYTES, whole=True)
 
 
 def bundle_name(run_name: str, run_id: str) -> str:

@@ -39,7 +39,6 @@ Example:
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import signal
 import sys
@@ -48,6 +47,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from core.env_limits import positive_from_env
 from core.inspector_process import ROOT, InspectorProcess
 from core.paths import stacklab_home
 from core.spec import StackSpec, resolve_paths
@@ -78,24 +78,6 @@ class InspectorError(RuntimeError):
         self.kind = kind
 
 
-def env_number(name: str, default: float, environ: Mapping[str, str] | None = None) -> float:
-    """The positive number in environment variable `name`, or `default` when it is unset.
-
-    Raises:
-        ValueError: the variable is set, but not to a positive number.
-    """
-    text = (os.environ if environ is None else environ).get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, received {text!r}. Fix or unset it.")
-    return value
-
-
 def size_text(n: float) -> str:
     """A memory size for a message: "2.0 GiB", "200 MiB"."""
     return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / 2**20:.0f} MiB"
@@ -124,11 +106,12 @@ class InspectorClient:
                  start_timeout_s: float | None = None, memory_bytes: int | None = None,
                  env: Mapping[str, str] | None = None):
         self.env = dict(env or {})
-        self.timeout_s = timeout_s or env_number(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
+        self.timeout_s = timeout_s or positive_from_env(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
         self.timeouts = dict(timeouts or {})
-        self.start_timeout_s = start_timeout_s or env_number(START_TIMEOUT_ENV, DEFAULT_START_TIMEOUT_S)
+        self.start_timeout_s = start_timeout_s or positive_from_env(START_TIMEOUT_ENV, DEFAULT_START_TIMEOUT_S)
         self.memory_bytes = int(
-            memory_bytes or env_number(MEMORY_ENV, DEFAULT_MEMORY_BYTES, {**os.environ, **self.env}))
+            memory_bytes or positive_from_env(MEMORY_ENV, DEFAULT_MEMORY_BYTES,
+                                              environ={**os.environ, **self.env}))
         self._lock = threading.Lock()
         self._process: InspectorProcess | None = None
         self._ids = itertools.count(1)

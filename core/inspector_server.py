@@ -25,8 +25,8 @@ from typing import Any, Callable, Mapping
 
 import psutil
 
-from core.inspector import (DEFAULT_MEMORY_BYTES, LOG_NAME, MEMORY_ENV, MEMORY_EXIT_CODE, TEST_OPS_ENV,
-                            env_number, size_text)
+from core.env_limits import positive_from_env
+from core.inspector import DEFAULT_MEMORY_BYTES, LOG_NAME, MEMORY_ENV, MEMORY_EXIT_CODE, TEST_OPS_ENV, size_text
 from core.loading_limits import shortened
 from core.spec import StackSpec
 
@@ -163,7 +163,7 @@ def serve() -> int:
     # Answers go to a private copy of stdout; whatever else prints lands on stderr.
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
-    watchdog = _Watchdog(int(env_number(MEMORY_ENV, DEFAULT_MEMORY_BYTES)))
+    watchdog = _Watchdog(int(positive_from_env(MEMORY_ENV, DEFAULT_MEMORY_BYTES)))
     watchdog.start()
     handlers = _handlers(started, watchdog)
     import keras  # already loaded by _handlers

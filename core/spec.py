@@ -22,13 +22,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from core.env_limits import positive_from_env
 
 SCHEMA_VERSION = 1
 
@@ -606,17 +607,7 @@ def max_spec_bytes() -> int:
     Raises:
         ValueError: the variable is set, but not to a positive whole number.
     """
-    text = os.environ.get(MAX_SPEC_BYTES_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_SPEC_BYTES
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{MAX_SPEC_BYTES_ENV} must be a positive whole number of bytes, received {text!r}. "
-                         f"Fix or unset it.")
-    return value
+    return positive_from_env(MAX_SPEC_BYTES_ENV, DEFAULT_MAX_SPEC_BYTES, whole=True)
 
 
 def _size_text(size: int) -> str:

@@ -88,10 +88,11 @@ def _outcome(run: runs.Run) -> None:
                    icon=":material/check_circle:")
         st.page_link("app_pages/runs.py", label="Open the Runs page", icon=":material/history:")
     elif run.status == "stopped":
-        st.info(f"Stopped after {formatting.plural(run.epochs_done, 'epoch')}; the model of the last finished epoch is kept. "
-                f"Resume it on the Runs page.", icon=":material/stop_circle:")
+        st.info(f"Stopped after {formatting.plural(run.epochs_done, 'epoch')}; the model of the last finished epoch "
+                f"is kept. Resume it on the Runs page.", icon=":material/stop_circle:")
     elif run.status in ("failed", "interrupted"):
-        st.error(f"The run {run.status} after {formatting.plural(run.epochs_done, 'epoch')}: {run.error}", icon=":material/error:")
+        st.error(f"The run {run.status} after {formatting.plural(run.epochs_done, 'epoch')}: {run.error}",
+                 icon=":material/error:")
 
 
 def queue_words(run_id: str) -> str:

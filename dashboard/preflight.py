@@ -114,8 +114,8 @@ def rules_panel(spec: StackSpec, report: Mapping[str, Any] | None) -> StackSpec:
         layers = [(m["name"], layer["path"]) for m in (report or {}).get("members", [])
                   if member in ("*", m["name"]) for layer in m["layers"]]
         matched = [f"{owner}/{path}" for owner, path in layers if spec_edit.layer_matches(pattern, path)]
-        st.caption(f"Matches {formatting.plural(len(matched), 'layer')}" + (f": {', '.join(matched[:8])}" if matched else "") +
-                   ("…" if len(matched) > 8 else ""))
+        st.caption(f"Matches {formatting.plural(len(matched), 'layer')}"
+                   + (f": {', '.join(matched[:8])}" if matched else "") + ("…" if len(matched) > 8 else ""))
         st.button("Add rule", key="asm-rule-add", icon=":material/add:", on_click=members.edit,
                   args=(spec_edit.add_rule, member, pattern, action == "Unfreeze"))
     return spec

@@ -125,7 +125,8 @@ def what_will_train(spec, report, error) -> bool:
         st.error(f"The stack does not build: {formatting.plural(len(problems), 'problem')}.", icon=":material/error:")
         for index, problem in enumerate(problems[:MAX_PROBLEMS_SHOWN]):
             preflight.problem_card(spec, problem, index, "train")
-        st.page_link("app_pages/assemble.py", label="See the whole stack on the Assemble page", icon=":material/stacks:")
+        st.page_link("app_pages/assemble.py", label="See the whole stack on the Assemble page",
+                     icon=":material/stacks:")
         return False
     frozen = report.get("frozen_params", 0)
     st.markdown(f"**Parameters** {formatting.count(report['total_params'])}"
@@ -171,8 +172,8 @@ with right:
     if len(busy) >= runs.max_workers():
         queued = len(runs.list(("queued",)))
         waiting = f", {formatting.plural(queued, 'run')} waiting" if queued else ""
-        st.caption(f"Run {busy[0].id} ({busy[0].name}) is training{waiting}: a new run queues and starts when a worker is free (STACKLAB_MAX_WORKERS="
-                   f"{runs.max_workers()}).")
+        st.caption(f"Run {busy[0].id} ({busy[0].name}) is training{waiting}: a new run queues and starts when "
+                   f"a worker is free (STACKLAB_MAX_WORKERS={runs.max_workers()}).")
     if st.button("Train", key="train-start", type="primary", icon=":material/play_arrow:", disabled=not ready,
                  width="stretch"):
         try:

@@ -83,7 +83,7 @@ def test_a_run_without_files_or_still_active_or_too_large_is_refused(tmp_path, m
     with pytest.raises(ValueError, match="over the bundle limit of 1,000 bytes"):
         run_bundle(run_id)
     monkeypatch.setenv("STACKLAB_MAX_BUNDLE_BYTES", "lots")
-    with pytest.raises(ValueError, match="STACKLAB_MAX_BUNDLE_BYTES must be a positive number of bytes"):
+    with pytest.raises(ValueError, match="STACKLAB_MAX_BUNDLE_BYTES must be a positive whole number"):
         run_bundle(run_id)
     monkeypatch.delenv("STACKLAB_MAX_BUNDLE_BYTES")
     failed = runs.store().create(runs.get(run_id).spec)
