@@ -255,7 +255,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     quiet_streamlit_without_runtime()
-    from dashboard.live import POLL_S
+    from dashboard.widgets.live import POLL_S
 
     with tempfile.TemporaryDirectory(prefix="stacklab-bench-") as tmp:
         home = Path(tmp)

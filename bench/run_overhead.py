@@ -43,8 +43,8 @@ import json, sys, time
 import keras
 from core.data import load_dataset, split
 from core.spec import StackSpec
-from core.stacking import build
-from core.training import compile_model
+from core.build.stacking import build
+from core.training.loop import compile_model
 
 spec = StackSpec.from_json(open(sys.argv[1]).read())
 data = load_dataset(spec.dataset)
@@ -114,7 +114,7 @@ def through_runs(spec: StackSpec, latencies: list[float]) -> tuple[float, float]
     from core import runs
 
     run_id = runs.start(spec)
-    store = runs.store()
+    store = runs.current_store()
     last_epoch, next_status = 0, 0.0
     while True:
         rows = store.execute("SELECT epoch, ended_at FROM epochs WHERE run_id = ? AND epoch > ?",

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from core.run_store import RunNotFound, RunStoreError
+from core.runs.store import RunNotFound, RunStoreError
 from core.spec import SpecError, load_spec
 
 
@@ -98,7 +98,7 @@ def _import_keras() -> None:
         import keras
 
         if keras.backend.backend() == "tensorflow":
-            from core.backend import accelerators
+            from core.training.backend import accelerators
 
             accelerators()  # TensorFlow probes for GPUs once, and logs the probe (cuInit)
 
@@ -115,7 +115,7 @@ def _table(rows: list[list[str]]) -> str:
 def cmd_check(args) -> int:
     spec = load_spec(args.spec)
     _import_keras()
-    from core.stacking import check
+    from core.build.stacking import check
 
     report = check(spec)
     if args.json:
@@ -152,10 +152,10 @@ def cmd_train(args) -> int:
         spec = spec.replace(train=dataclasses.replace(spec.train, epochs=args.epochs))
         spec.check_values()  # --epochs 0, or fewer epochs than the fine-tune phase needs
     _import_keras()
-    from core.events import EpochEnd, PhaseChange, RunEnded
-    from core.export import export_run
-    from core.stacking import member_files
-    from core.training import train
+    from core.spec.events import EpochEnd, PhaseChange, RunEnded
+    from core.export.artifacts import export_run
+    from core.build.stacking import member_files
+    from core.training.loop import train
 
     stop = {"requested": False}
 
@@ -188,7 +188,7 @@ def cmd_inspect(args) -> int:
     path = Path(args.file)
     suffix = path.suffix.lower()
     if suffix in (".keras", ".h5", ".hdf5"):
-        from core.loading import ModelFileRefused, summarize_model_file
+        from core.model_files.loading import ModelFileRefused, summarize_model_file
 
         try:
             # Its config checks import Keras (they ask it which classes are its own), unless
@@ -241,7 +241,7 @@ def cmd_runs(args) -> int:
     if args.action == "list":
         runs.reconcile()
         rows = [["id", "name", "mode", "status", "epochs", "best", "duration"]]
-        for run in runs.list():
+        for run in runs.list_runs():
             best = f"{run.best['name']} {run.best['value']:.4f}" if run.best else "-"
             duration = f"{run.duration_s:.0f} s" if run.duration_s is not None else "-"
             rows.append([run.id, run.name, run.mode, run.status, f"{run.epochs_done}/{run.epochs_total}", best, duration])

@@ -154,7 +154,7 @@ def stack_dot(spec: StackSpec, report: Mapping[str, Any] | None = None, expanded
         spec: the draft stack.
         report: `client.check(spec)` as a dict, or None (then shapes and counts are left out).
         expanded: names of members drawn with their layers.
-        display_name: turns an upload reference into its file name (core.uploads.display_name).
+        display_name: turns an upload reference into its file name (core.storage.uploads.display_name).
         theme: "light" or "dark", the page's theme (st.context.theme.type).
 
     Returns:

@@ -25,7 +25,7 @@ import streamlit as st
 from core import runs
 from core.data import DataError, list_builtins, load_dataset
 from core.inspector import InspectorError, get_client
-from core.paths import run_model_path, stacklab_home
+from core.storage.paths import run_model_path, stacklab_home
 from core.spec import DatasetSpec, StackSpec
 from dashboard import state
 
@@ -192,7 +192,7 @@ def dataset_preview(dataset: DatasetSpec) -> tuple[str, Any]:
 def store_upload(uploaded) -> str | None:
     """Store a Streamlit UploadedFile in the upload store once per tab; returns its reference,
     or None after showing why the file type is not accepted."""
-    from core.uploads import store_bytes
+    from core.storage.uploads import store_bytes
 
     memo = state.stored_uploads()
     if uploaded.file_id not in memo:

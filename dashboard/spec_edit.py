@@ -36,7 +36,7 @@ DEFAULT_SPEC_FILE = ROOT / "examples" / "seed_sequential.json"
 # The seed trains 10 epochs; 5 already reach ~0.89 validation accuracy on digits28 and keep
 # a first run short.
 DEFAULT_EPOCHS = 5
-# What core.stacking accepts as a member name, and the names its steps use.
+# What core.build.stacking accepts as a member name, and the names its steps use.
 MEMBER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 RESERVED_NAMES = ("input", "output", "fusion", "ensemble", "fusion_concat", "raw_input_flatten",
                   "ensemble_average", "ensemble_concat")
@@ -254,7 +254,7 @@ def remove_adapter(spec: StackSpec, index: int) -> StackSpec:
 
 
 def layer_matches(pattern: str, path: str) -> bool:
-    """Whether a trainability regex selects a layer: the rule core.trainability applies."""
+    """Whether a trainability regex selects a layer: the rule core.build.trainability applies."""
     return layer_pattern_matches(re.compile(pattern), path)
 
 

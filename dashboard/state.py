@@ -4,7 +4,7 @@ Session state holds what belongs to one browser tab: this tab's copy of the draf
 the run this tab chose to watch, and small caches (stored uploads, inspections, evaluations,
 epoch rows already read). It is not the data model for runs: runs live in the run store,
 so a reload or a second tab shows the same runs. Nor is it the home of the draft: every edit
-is saved to `$STACKLAB_HOME/draft.json` (core.drafts), and a tab adopts the saved draft when
+is saved to `$STACKLAB_HOME/draft.json` (core.storage.drafts), and a tab adopts the saved draft when
 it is newer than its copy, so a reload, a new tab or a restarted server shows the same draft.
 
 Only this module reads or writes st.session_state. Pages give their widgets stable,
@@ -27,7 +27,7 @@ from typing import Any
 
 import streamlit as st
 
-from core import drafts
+from core.storage import drafts
 from core.spec import SpecError, StackSpec
 from dashboard.spec_edit import default_spec
 
@@ -45,7 +45,7 @@ RUNS_TABLE_IDS = "runs_table_ids"  # the run ids, in row order, that the table's
 EXPANDED_MEMBERS = "expanded_members"  # member names drawn with their layers in the diagram
 PAGE_ERROR = "page_error"  # a message a callback left for the page to show once
 DRAFT_GENERATION = "draft_generation"  # how many times the draft was replaced as a whole
-SAVED_DRAFT = "saved_draft"  # core.drafts.SavedDraft this tab's draft was last saved as or read from
+SAVED_DRAFT = "saved_draft"  # core.storage.drafts.SavedDraft this tab's draft was last saved as or read from
 DRAFT_STAMP = "draft_stamp"  # the draft file's stamp when this tab last looked at it
 PENDING_REPLACEMENT = "pending_replacement"  # (StackSpec, what it is) waiting for the user's yes
 PAGE_NOTICE = "page_notice"  # a sentence a callback left for the page to show once
@@ -76,7 +76,7 @@ def _adopt_saved_draft() -> None:
         return
     try:
         saved = drafts.load()
-    except SpecError as error:  # moved aside by core.drafts: nothing is lost, the page says where
+    except SpecError as error:  # moved aside by core.storage.drafts: nothing is lost, the page says where
         set_page_error(str(error))
         return
     known = st.session_state.get(SAVED_DRAFT)

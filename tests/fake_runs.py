@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from core import runs
-from core.events import EpochEnd, RunStarted
+from core.spec.events import EpochEnd, RunStarted
 from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec
 
 TINY = StackSpec(name="tiny", train=TrainSpec(epochs=2), dataset=DatasetSpec(name="iris"),
@@ -14,7 +14,7 @@ TINY = StackSpec(name="tiny", train=TrainSpec(epochs=2), dataset=DatasetSpec(nam
 
 def finished_run_with_artifacts() -> str:
     """A finished run as the store holds it, with artifact files (no worker, no Keras)."""
-    store = runs.store()
+    store = runs.current_store()
     run_id = runs.start(TINY)
     store.record(run_id, RunStarted(epochs=2, steps_per_epoch=4, total_params=10, trainable_params=10))
     for epoch in (1, 2):

@@ -6,11 +6,12 @@ Edits go to the draft spec (dashboard.state); every model question goes to the i
 
 import streamlit as st
 
-from core import drafts
+from core.storage import drafts
 from core.inspector import InspectorError
 from core.runs import RunStoreError
 from core.spec import STACKING_MODES, SpecError, StackSpec
-from dashboard import draft_widgets, forms, members, preflight, services, spec_edit, state
+from dashboard import services, spec_edit, state
+from dashboard.widgets import draft as draft_widgets, forms, members, preflight
 
 IMPORT_KEY = "asm-import"
 MODE_HELP = {

@@ -2,7 +2,7 @@
 
 The choice is the draft spec's `dataset`: the stack trains on what this page shows.
 Core calls: core.data (list_builtins, load_dataset via services.dataset_preview),
-core.uploads.store_bytes (uploads are stored content-addressed, so nothing is lost).
+core.storage.uploads.store_bytes (uploads are stored content-addressed, so nothing is lost).
 """
 
 import math
@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.data import DataError, DataLimits, csv_columns
 from core.spec import SCALINGS, TASKS, DatasetSpec
-from core.uploads import display_name
+from core.storage.uploads import display_name
 from dashboard import figures, formatting, services, spec_edit, state
 
 SOURCES = {"builtin": "Built-in dataset", "csv": "CSV file", "npz": "NPZ file (arrays x, y)"}

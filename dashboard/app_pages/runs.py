@@ -7,12 +7,14 @@ the inspector's client.evaluate; "use as a member" edits the draft spec.
 import pandas as pd
 import streamlit as st
 
-from core import runs, tensorboard_service
-from core.bundle import bundle_name, max_bundle_bytes, run_bundle
-from core.data import format_bytes
+from core import runs
+from core.runs import tensorboard as tensorboard_runs
+from core.runs.bundle import bundle_name, max_bundle_bytes, run_bundle
+from core.limits import format_bytes
 from core.inspector import InspectorError
 from core.runs import RunStoreError
-from dashboard import draft_widgets, figures, formatting, live, run_selection, services, spec_edit, state
+from dashboard import figures, formatting, run_selection, services, spec_edit, state
+from dashboard.widgets import draft as draft_widgets, live
 
 ARTIFACTS = {  # artifact name -> (button label, MIME type), in the order shown
     "history.csv": ("history.csv", "text/csv"),
@@ -147,17 +149,17 @@ def use_as_transfer_base(run) -> None:
 
 def start_tensorboard(run_ids: list[str]) -> None:
     try:
-        tensorboard_service.start(run_ids)
-    except tensorboard_service.TensorBoardError as error:
+        tensorboard_runs.start(run_ids)
+    except tensorboard_runs.TensorBoardError as error:
         st.toast(str(error), icon=":material/error:")
 
 
 def tensorboard(run_ids: list[str]) -> None:
     """Start TensorBoard on localhost for these runs, link to it, stop it (it also stops with the app)."""
-    board = tensorboard_service.current()
+    board = tensorboard_runs.current()
     words = f"{len(run_ids)} ticked runs" if len(run_ids) > 1 else f"run {run_ids[0]}"
     with st.container(horizontal=True, vertical_alignment="center", key="runs-tensorboard"):
-        if board is not None and set(board.run_ids) == set(tensorboard_service.log_folders(run_ids)):
+        if board is not None and set(board.run_ids) == set(tensorboard_runs.log_folders(run_ids)):
             st.link_button(f"Open TensorBoard ({words})", board.url, icon=":material/open_in_new:")
         else:
             st.button(f"TensorBoard for {words}", key="runs-tensorboard-start", icon=":material/insights:",
@@ -165,7 +167,7 @@ def tensorboard(run_ids: list[str]) -> None:
                       help="Starts TensorBoard on localhost with these runs' logs (runs/<id>/tensorboard/).")
         if board is not None:
             st.button("Stop TensorBoard", key="runs-tensorboard-stop", icon=":material/stop:",
-                      on_click=tensorboard_service.stop)
+                      on_click=tensorboard_runs.stop)
             st.caption(f"Serving {formatting.plural(len(board.run_ids), 'run')} at {board.url}; it stops with the app.")
 
 
@@ -254,7 +256,7 @@ def details(run_id: str) -> None:
 
 st.title("Runs")
 try:
-    all_runs = runs.list()
+    all_runs = runs.list_runs()
     if not all_runs:
         st.info("No runs yet. Start one on the Train page.")
         st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")

@@ -13,7 +13,8 @@ import streamlit as st
 from core import runs
 from core.runs import RunStoreError
 from core.spec import LOSSES, LR_SCHEDULES, METRICS, OPTIMIZERS, EarlyStoppingSpec, FineTuneSpec, TrainSpec
-from dashboard import formatting, live, preflight, services, spec_edit, state
+from dashboard import formatting, services, spec_edit, state
+from dashboard.widgets import live, preflight
 
 RUN_PICKER = "train-run-picker"
 MAX_PROBLEMS_SHOWN = 3  # the rest are on the Assemble page
@@ -147,10 +148,10 @@ def shown_run() -> str | None:
             return chosen
         except runs.RunNotFound:
             state.set_watched_run(None)
-    active = runs.list(runs.ACTIVE_STATUSES, limit=1)
+    active = runs.list_runs(runs.ACTIVE_STATUSES, limit=1)
     if active:
         return active[0].id
-    newest = runs.list(limit=1)
+    newest = runs.list_runs(limit=1)
     return newest[0].id if newest else None
 
 
@@ -168,9 +169,9 @@ with right:
     with st.spinner("Checking the stack…"):
         report, error = services.check_or_error(spec)
     ready = what_will_train(spec, report, error)
-    busy = runs.list(("running", "stopping"))
+    busy = runs.list_runs(("running", "stopping"))
     if len(busy) >= runs.max_workers():
-        queued = len(runs.list(("queued",)))
+        queued = len(runs.list_runs(("queued",)))
         waiting = f", {formatting.plural(queued, 'run')} waiting" if queued else ""
         st.caption(f"Run {busy[0].id} ({busy[0].name}) is training{waiting}: a new run queues and starts when "
                    f"a worker is free (STACKLAB_MAX_WORKERS={runs.max_workers()}).")
@@ -190,7 +191,7 @@ try:
     if run_id is None:
         st.info("No runs yet: press **Train** to start one. The curves appear here as it trains.")
     else:
-        recent = {run.id: run for run in runs.list(limit=30)}
+        recent = {run.id: run for run in runs.list_runs(limit=30)}
         if run_id not in recent:
             recent[run_id] = runs.get(run_id)
         state.set_widget_value(RUN_PICKER, run_id)

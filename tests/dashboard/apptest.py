@@ -8,7 +8,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from core import runs
-from core.events import BatchProgress, EpochEnd, PhaseChange, RunStarted
+from core.spec.events import BatchProgress, EpochEnd, PhaseChange, RunStarted
 from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec
 from dashboard import state
 
@@ -69,7 +69,7 @@ def elements(at: AppTest, kind: str) -> list:
 def fake_run(spec: StackSpec = TINY, epochs: int = 0, status: str | None = None, fine_tune_at: int | None = None,
              updates: bool = True) -> str:
     """A run written straight to the store (use with `no_workers`): events as a worker writes them."""
-    store = runs.store()
+    store = runs.current_store()
     run_id = runs.start(spec)
     store.record(run_id, RunStarted(epochs=spec.train.epochs, steps_per_epoch=4, total_params=67,
                                     trainable_params=67))

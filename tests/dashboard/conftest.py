@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from core import runs
+from core.runs import scheduler
 from core.inspector import get_client
 from tests.dashboard.apptest import TINY
 
@@ -52,7 +53,7 @@ def finished_run(inspector_home) -> str:
 def no_workers(monkeypatch):
     """Runs are queued and claimed but no worker process starts; tests write their events."""
     spawned = []
-    monkeypatch.setattr(runs, "_spawn", spawned.append)
+    monkeypatch.setattr(scheduler, "_spawn", spawned.append)
     return spawned
 
 

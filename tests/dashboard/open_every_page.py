@@ -21,7 +21,7 @@ os.environ["STACKLAB_HOME"] = tempfile.mkdtemp(prefix="stacklab-open-every-page-
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from core import runs  # noqa: E402
+from core.runs import scheduler  # noqa: E402
 from core.inspector import get_client  # noqa: E402
 from tests.fake_runs import finished_run_with_artifacts  # noqa: E402
 
@@ -29,7 +29,7 @@ WATCHED = ("tensorflow", "keras", "tf_keras", "jax", "torch", "core")
 
 
 def main() -> int:
-    runs._spawn = lambda run_id: None  # workers are other processes; keep this one alone
+    scheduler._spawn = lambda run_id: None  # workers are other processes; keep this one alone
     finished_run_with_artifacts()
     errors: list[str] = []
     opened: list[str] = []

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from core.paths import run_model_path
+from core.storage.paths import run_model_path
 from core.spec import AdapterSpec, DatasetSpec, LayerRule, MemberSpec, StackSpec
 from dashboard import state
 from tests.dashboard.apptest import TINY, app, elements, open_page, texts

@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from core.uploads import resolve
+from core.storage.uploads import resolve
 from dashboard import state
 from tests.dashboard.apptest import app, elements, open_page, texts
 

@@ -127,7 +127,7 @@ def test_delete_asks_for_confirmation(no_workers):
     assert not at.warning and runs.get(doomed)
     at.button(key="runs-delete").click().run()
     at.button(key="runs-delete-confirm").click().run()
-    assert [run.id for run in runs.list()] == [keep]
+    assert [run.id for run in runs.list_runs()] == [keep]
     assert list(at.dataframe[0].value["run"]) == [keep]
 
 
@@ -197,8 +197,8 @@ def test_the_run_in_detail_is_the_one_selected_last(no_workers):
 
 
 def test_tensorboard_starts_for_the_ticked_runs_and_stops(no_workers):
-    from core import tensorboard_service
-    from tests.core.test_tensorboard_service import run_with_logs
+    from core.runs import tensorboard
+    from tests.core.runs.test_tensorboard import run_with_logs
 
     first, second = fake_run(epochs=1, status="finished"), fake_run(epochs=1, status="finished")
     run_with_logs(first)
@@ -206,11 +206,11 @@ def test_tensorboard_starts_for_the_ticked_runs_and_stops(no_workers):
     at = select(runs_page(), 0, 1)
     try:
         at.button(key="runs-tensorboard-start").click().run()
-        board = tensorboard_service.current()
+        board = tensorboard.current()
         assert board is not None and set(board.run_ids) == {first, second}
         (link,) = [element for element in elements(at, "link_button")]
         assert link.proto.url == board.url and "2 ticked runs" in link.proto.label
         at.button(key="runs-tensorboard-stop").click().run()
-        assert tensorboard_service.current() is None and "runs-tensorboard-start" in buttons(at)
+        assert tensorboard.current() is None and "runs-tensorboard-start" in buttons(at)
     finally:
-        tensorboard_service.stop()
+        tensorboard.stop()

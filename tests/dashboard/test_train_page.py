@@ -11,7 +11,7 @@ import time
 import pytest
 
 from core import runs
-from core.events import BatchProgress
+from core.spec.events import BatchProgress
 from core.spec import AdapterSpec, DatasetSpec, EarlyStoppingSpec, FineTuneSpec, MemberSpec, StackSpec
 from dashboard import spec_edit, state
 from tests.dashboard.apptest import TINY, app, elements, fake_run, texts
@@ -92,9 +92,9 @@ def test_the_live_view_reads_only_new_epochs(no_workers, monkeypatch):
     monkeypatch.setattr(runs, "metrics", lambda rid, since_epoch=0: calls.append(since_epoch) or real(rid, since_epoch))
     at.run()
     assert calls == [2]
-    from core.events import EpochEnd
+    from core.spec.events import EpochEnd
 
-    runs.store().record(run_id, EpochEnd(epoch=3, phase="train", metrics={"loss": 0.2, "val_loss": 0.3},
+    runs.current_store().record(run_id, EpochEnd(epoch=3, phase="train", metrics={"loss": 0.2, "val_loss": 0.3},
                                          duration_s=0.5, learning_rate=1e-3))
     at.run()
     assert calls == [2, 2] and any('"x":[1,2,3]' in spec.replace(" ", "") for spec in charts(at))
@@ -118,7 +118,7 @@ def test_a_run_that_will_queue_says_so_and_names_the_run_it_waits_for(no_workers
     at = app()
     assert f"Run {active} (tiny) is training: a new run queues and starts when a worker is free" in texts(at)
     at.button(key="train-start").click().run()
-    (queued,) = runs.list(("queued",))
+    (queued,) = runs.list_runs(("queued",))
     assert at.selectbox(key="train-run-picker").value == queued.id
     assert f"Queued, first in line: it starts when run {active} (tiny, epoch 1/3) ends." in texts(at)
     assert f"Run {active} (tiny) is training, 1 run waiting" in texts(at.run())
@@ -138,7 +138,7 @@ def test_the_page_reruns_once_when_the_run_ends(no_workers, monkeypatch):
 
     def reconcile():  # the run ends while the fragment polls
         ended.append(True)
-        runs.store().update(run_id, status="finished", ended_at=time.time())
+        runs.current_store().update(run_id, status="finished", ended_at=time.time())
         return []
 
     monkeypatch.setattr(runs, "reconcile", reconcile)
@@ -183,7 +183,7 @@ def test_an_accepted_adapter_that_no_longer_fits_is_shown_with_its_remove_button
 
 def test_stopping_says_how_long_the_current_batch_takes(no_workers):
     run_id = fake_run(epochs=1)
-    runs.store().record(run_id, BatchProgress(epoch=2, step=3, steps=4, elapsed_s=60.0, step_time_s=30.0))
+    runs.current_store().record(run_id, BatchProgress(epoch=2, step=3, steps=4, elapsed_s=60.0, step_time_s=30.0))
     at = app()
     # One batch of 30 s left in this epoch, and the last epoch at 4 batches of 30 s.
     assert "batch 3 of 4 · about 2 min 30 s left" in elements(at, "progress")[0].proto.text

@@ -199,7 +199,9 @@ def finished_runs_without_training(server_runs, monkeypatch, count: int) -> list
     """Finished runs written straight to the server's run store (no worker, no training)."""
     from tests.fake_runs import finished_run_with_artifacts
 
-    monkeypatch.setattr(server_runs, "_spawn", lambda run_id: None)
+    from core.runs import scheduler
+
+    monkeypatch.setattr(scheduler, "_spawn", lambda run_id: None)
     return [finished_run_with_artifacts() for _ in range(count)]
 
 
@@ -219,7 +221,7 @@ def test_deleting_the_bottom_run_leaves_no_run_selected_in_its_place(tab, server
     ui.shot(tab, artifacts, "runs-after-delete")
     ui.tick_row(tab, 1)  # the bottom row now: the middle run
     expect(tab.get_by_role("heading", name=re.compile(middle))).to_be_visible()
-    left = [run.id for run in server_runs.list()]
+    left = [run.id for run in server_runs.list_runs()]
     assert oldest not in left and {newest, middle} <= set(left)
 
 
@@ -259,7 +261,7 @@ def mapped_ml_libraries(pid: int) -> set[str]:
 def inspector_process(server_pid: int) -> psutil.Process:
     for child in psutil.Process(server_pid).children():
         try:
-            if "core.inspector_server" in child.cmdline():
+            if "core.inspector.server" in child.cmdline():
                 return child
         except psutil.Error:  # a worker that just ended (a zombie until the server reaps it)
             continue

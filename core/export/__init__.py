@@ -1,0 +1,5 @@
+"""A run's artifacts: model.keras, history.csv, spec.json, and stack.py, a Keras script that rebuilds it.
+
+- `artifacts`: export_run and history.csv; `script`: the generated stack.py; `graph`,
+  `layers`, `source`: how a model's graph becomes Python source.
+"""

@@ -1,0 +1,46 @@
+"""Training runs, each in its own worker process; what the dashboard and the CLI call. No Keras.
+
+- `jobs`: start, list_runs, get, metrics, progress, phases, artifacts, stop, resume, delete, wait;
+- `store`: the run store (SQLite under $STACKLAB_HOME), its Run and Progress records;
+- `scheduler`: which queued run gets a worker (STACKLAB_MAX_WORKERS), which worker is gone;
+- `worker`: `python -m core.runs.worker RUN_ID`, the process that trains one run;
+- `bundle`: a run's files as one zip; `tensorboard`: TensorBoard for chosen runs.
+
+Example:
+    >>> from core import runs
+    >>> run_id = runs.start(spec)
+    >>> runs.wait(run_id).status
+    'finished'
+"""
+
+from core.runs.jobs import (
+    artifacts,
+    delete,
+    get,
+    list_runs,
+    metrics,
+    phases,
+    progress,
+    resume,
+    start,
+    stop,
+    wait,
+)
+from core.runs.scheduler import max_workers, reconcile, schedule
+from core.runs.store import (
+    ACTIVE_STATUSES,
+    RESUMABLE_STATUSES,
+    STATUSES,
+    Progress,
+    Run,
+    RunNotFound,
+    RunStore,
+    RunStoreError,
+    current_store,
+)
+
+__all__ = [
+    "ACTIVE_STATUSES", "RESUMABLE_STATUSES", "STATUSES", "Progress", "Run", "RunNotFound", "RunStore",
+    "RunStoreError", "artifacts", "current_store", "delete", "get", "list_runs", "max_workers", "metrics", "phases",
+    "progress", "reconcile", "resume", "schedule", "start", "stop", "wait",
+]

@@ -1,0 +1,177 @@
+"""`python -m core.runs.worker RUN_ID`: trains one run and writes everything to the run store.
+
+Two processes per run:
+- the supervisor (this module's `main`, no Keras import) starts the trainer, forwards a
+  SIGTERM to it as a stop request, and waits; if the trainer dies without recording an
+  end (killed by a signal, for example by the out-of-memory killer), the supervisor marks
+  the run failed with a reason naming the signal, then starts the next queued run;
+- the trainer (`--trainer`) builds, fits through `core.training.loop`, heartbeats, checkpoints
+  every epoch, exports the artifacts and records the end.
+
+A resumed run continues from its checkpoint; epoch rows written after that checkpoint are
+dropped first (their epochs are trained again), so every epoch appears exactly once, and
+the rows through it stay exactly as recorded (`RunStore.resume_epochs`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from core import runs
+from core.storage.paths import run_dir
+
+HEARTBEAT_S = 0.5
+SIGNAL_HINTS = {
+    signal.SIGKILL: "usually the out-of-memory killer (or `kill -9`): try a smaller batch size or model",
+    signal.SIGSEGV: "a crash in native code (TensorFlow, a driver)",
+    signal.SIGTERM: "terminated from outside",
+}
+
+
+def supervise(run_id: str) -> int:
+    """Run the trainer as a child process and record how it ended."""
+    store = runs.current_store()
+    env = dict(os.environ)
+    trainer = subprocess.Popen([sys.executable, "-m", "core.runs.worker", "--trainer", run_id], env=env)
+
+    def forward(signum, frame):
+        trainer.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = trainer.wait()
+    with store.transaction():
+        run = store.get(run_id)
+        # Another worker's run now: the trainer recorded its end and the run was resumed
+        # while this process was still exiting; the new worker owns the row.
+        resumed_since = run.worker_pid != os.getpid()
+        if run.status in runs.ACTIVE_STATUSES and not resumed_since:
+            if code < 0:
+                name = signal.Signals(-code).name
+                hint = SIGNAL_HINTS.get(-code, "")
+                reason = f"The training process was killed by {name} (signal {-code}){': ' + hint if hint else ''}. " \
+                         f"The last checkpoint (epoch {run.epochs_done}) is kept; resume continues from it."
+            else:
+                reason = (f"The training process exited with code {code} before finishing; see "
+                          f"{run_dir(run_id) / 'worker.log'}. Resume continues from the last checkpoint.")
+            store.update(run_id, status="failed", ended_at=time.time(), error=reason)
+    runs.schedule()  # this slot is free: start the next queued run
+    return 0
+
+
+class _Heartbeat(threading.Thread):
+    """Writes a heartbeat, reads stop requests, and ends the trainer if the supervisor died."""
+
+    def __init__(self, store: runs.RunStore, run_id: str, stop: threading.Event):
+        super().__init__(daemon=True, name="stacklab-heartbeat")
+        self.store, self.run_id, self.stop = store, run_id, stop
+        self.parent = os.getppid()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(HEARTBEAT_S):
+            if os.getppid() != self.parent:
+                # Orphaned: the supervisor was killed. The run will be marked interrupted;
+                # exiting now keeps a second worker from ever training the same run.
+                os._exit(3)
+            self.store.update(self.run_id, heartbeat_at=time.time())
+            if self.store.stop_requested(self.run_id):
+                self.stop.set()
+
+
+def _epoch_logger(folder: Path):
+    """A sink writing epoch metrics as TensorBoard scalars (`tensorboard --logdir runs/`)."""
+    from core.training.backend import tensorboard_writer
+    from core.spec.events import EpochEnd
+
+    try:
+        write = tensorboard_writer(folder / "tensorboard")
+    except ImportError as error:  # TensorBoard logs are a convenience; training goes on without them
+        print(f"TensorBoard logs are off: {error}", file=sys.stderr, flush=True)
+        return lambda event: None
+
+    def sink(event) -> None:
+        if isinstance(event, EpochEnd):
+            write(event.epoch, {**event.metrics, "learning_rate": event.learning_rate,
+                                **{f"update/{k}": v for k, v in event.member_updates.items()}})
+
+    return sink
+
+
+def train_run(run_id: str) -> int:
+    """The trainer: train the run, export its artifacts, record how it ended."""
+    from core.training.checkpoints import read_checkpoint
+    from core.data import load_dataset
+    from core.export.artifacts import export_run
+    from core.build.stacking import member_files
+    from core.training.loop import train
+
+    store = runs.current_store()
+    run = store.get(run_id)
+    folder = run_dir(run_id)
+    checkpoint = folder / "checkpoint.npz"
+    stop = threading.Event()
+    store.update(run_id, worker_pid=os.getppid(), heartbeat_at=time.time(), error="")
+    if run.stop_requested:
+        stop.set()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    heartbeat = _Heartbeat(store, run_id, stop)
+    heartbeat.start()
+    status, reason = "failed", ""
+    try:
+        resume = checkpoint.exists()
+        if resume:
+            # Rows written after the checkpoint belong to epochs the model never kept: drop
+            # them now, or a resumed run that ends before re-training them would keep them.
+            state = read_checkpoint(checkpoint)
+            store.resume_epochs(run_id, keep_through=state.epoch, history=state.history)
+        else:
+            store.truncate_epochs(run_id, 0)
+        log_epoch = _epoch_logger(folder)
+
+        def sink(event) -> None:
+            store.record(run_id, event)
+            log_epoch(event)
+
+        spec = run.spec
+        result = train(spec, load_dataset(spec.dataset), sink, should_stop=stop.is_set,
+                       checkpoint_path=checkpoint, resume=resume)
+        paths = export_run(result.model, spec, result.history, folder, member_sources=member_files(spec),
+                           compile_args=result.compile_args)
+        for name, path in paths.items():
+            store.add_artifact(run_id, name, path)
+        status, reason = result.status, result.reason
+        if status == "finished":
+            checkpoint.unlink(missing_ok=True)  # model.keras has everything now
+    except (ValueError, OSError) as error:  # bad spec, data or file: the message is the reason
+        (folder / "traceback.txt").write_text(traceback.format_exc())
+        reason = " ".join(line.strip() for line in str(error).splitlines()) or type(error).__name__
+    except Exception as error:  # noqa: BLE001 - a bug must still end the run with a reason
+        (folder / "traceback.txt").write_text(traceback.format_exc())
+        reason = f"{type(error).__name__}: {error} (traceback in {folder / 'traceback.txt'})"
+    finally:
+        heartbeat.done.set()
+    store.update(run_id, status=status, ended_at=time.time(), error=reason if status != "finished" else "",
+                 stop_requested=0)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) == 2 and args[0] == "--trainer":
+        return train_run(args[1])
+    if len(args) != 1:
+        print("usage: python -m core.runs.worker RUN_ID", file=sys.stderr)
+        return 2
+    return supervise(args[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""A run's live view: status, epoch progress with ETA, one chart per metric, member updates, Stop.
+
+Everything shown is read from the run store, so a reload or a second tab shows the same
+run. While the run is active the view is a fragment that reruns every POLL_S seconds and
+reads only the epochs it has not seen; when the run ends it reruns the whole page once,
+so widgets outside the fragment (the Train button, the run picker) catch up.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import streamlit as st
+
+from core import runs
+from dashboard import figures, formatting, services, state
+
+POLL_S = 1.0  # seconds between the live view's reads of the run store
+STATUS_ICONS = {
+    "queued": ":material/schedule:", "running": ":material/play_circle:", "stopping": ":material/pause_circle:",
+    "finished": ":material/check_circle:", "stopped": ":material/stop_circle:", "failed": ":material/error:",
+    "interrupted": ":material/warning:",
+}
+STATUS_COLORS = {"queued": "gray", "running": "blue", "stopping": "orange", "finished": "green",
+                 "stopped": "gray", "failed": "red", "interrupted": "orange"}
+
+
+def status_badge(status: str) -> None:
+    st.badge(status, icon=STATUS_ICONS.get(status), color=STATUS_COLORS.get(status, "gray"))
+
+
+def _figure(chart_key: str, source: Any, build: Callable[..., Any], *args: Any) -> Any:
+    """The figure of `chart_key`, `build(*args)`, built again only when `source` (what it shows) changed.
+
+    The live view reruns every POLL_S seconds while new epochs come far less often, and
+    building the Plotly figures was most of a rerun's work.
+    """
+    cache = state.chart_cache()
+    cached = cache.get(chart_key)
+    if cached is None or cached[0] != source:
+        cached = cache[chart_key] = (source, build(*args))
+    return cached[1]
+
+
+def curves(rows: Sequence[Mapping[str, Any]], phases: Sequence[Mapping[str, Any]], key: str) -> None:
+    """One chart per metric (training and validation together), then the member updates."""
+    # An epoch row rewritten (a resumed run trains it again) gets a new recorded_at.
+    source = (tuple((row["epoch"], row.get("recorded_at")) for row in rows),
+              tuple((phase["epoch"], phase["phase"]) for phase in phases))
+    names = formatting.metric_names(rows)
+    columns = st.columns(2)
+    for index, name in enumerate(names):
+        with columns[index % 2]:
+            chart_key = f"{key}-curve-{name}"
+            figure = _figure(chart_key, source, figures.metric_curves, rows, phases, name)
+            st.plotly_chart(figure, key=chart_key, config={"displayModeBar": False})
+    if any(row.get("member_updates") for row in rows):
+        with columns[len(names) % 2]:
+            figure = _figure(f"{key}-updates", source, figures.member_updates, rows, phases)
+            st.plotly_chart(figure, key=f"{key}-updates", config={"displayModeBar": False})
+
+
+def _progress(run: runs.Run, rows: Sequence[Mapping[str, Any]]) -> None:
+    progress = services.progress_dict(run.id)
+    durations = [row["duration_s"] for row in rows]
+    fraction = formatting.progress_fraction(run.epochs_total, run.epochs_done, progress)
+    current = min(run.epochs_done + 1, run.epochs_total)
+    text = f"Epoch {current} of {run.epochs_total}"
+    if progress and progress["epoch"] == run.epochs_done + 1:
+        text += f" · batch {progress['step']} of {progress['steps']}"
+    eta = formatting.eta_seconds(run.epochs_total, run.epochs_done, durations, progress)
+    if eta is not None:
+        text += f" · about {formatting.duration(eta)} left" if eta >= 0.5 else " · finishing"
+    elif progress is None:
+        text += " · starting: the worker loads TensorFlow and builds the stack…"
+    else:
+        text += " · estimating the time left…"
+    if run.phase == "fine_tune":
+        text += " · fine-tuning"
+    st.progress(fraction, text=text)
+
+
+def _outcome(run: runs.Run) -> None:
+    if run.status == "finished":
+        st.success(f"Finished {formatting.plural(run.epochs_done, 'epoch')} in {formatting.duration(run.duration_s)}. "
+                   f"Best: {formatting.best(run.best)}. Download the model on the Runs page.",
+                   icon=":material/check_circle:")
+        st.page_link("app_pages/runs.py", label="Open the Runs page", icon=":material/history:")
+    elif run.status == "stopped":
+        st.info(f"Stopped after {formatting.plural(run.epochs_done, 'epoch')}; the model of the last finished epoch "
+                f"is kept. Resume it on the Runs page.", icon=":material/stop_circle:")
+    elif run.status in ("failed", "interrupted"):
+        st.error(f"The run {run.status} after {formatting.plural(run.epochs_done, 'epoch')}: {run.error}",
+                 icon=":material/error:")
+
+
+def queue_words(run_id: str) -> str:
+    """What a queued run waits for: 'Queued, first in line: it starts when run X (name) ends ...'."""
+    waiting = [run.id for run in reversed(runs.list_runs(("queued",)))]  # oldest first: the order they start in
+    place = waiting.index(run_id) + 1 if run_id in waiting else 1
+    active = runs.list_runs(("running", "stopping"))
+    ahead = " and ".join(f"run {run.id} ({run.name}, epoch {run.epochs_done}/{run.epochs_total})" for run in active)
+    line = "first in line" if place == 1 else f"{formatting.ordinal(place)} in line"
+    before = f" and the {formatting.plural(place - 1, 'run')} queued before it have trained" if place > 1 else ""
+    return (f"Queued, {line}: it starts when {ahead or 'a worker slot'} ends{before}. At most "
+            f"{formatting.plural(runs.max_workers(), 'run')} train at once (STACKLAB_MAX_WORKERS).")
+
+
+def stopping_words(progress: Mapping[str, Any] | None, now: float) -> str:
+    """'Stopping after the current batch (about 25 s)': a batch is not interrupted, and on a slow
+    model it can take long, so say how long from the measured batch time."""
+    step_time = (progress or {}).get("step_time_s")
+    if step_time is None:
+        return "Stopping after the current batch; the last finished epoch is kept."
+    left = max(step_time - (now - progress["updated_at"]), 0.0)
+    return (f"Stopping after the current batch (about {formatting.duration(left)}; a batch takes "
+            f"{formatting.duration(step_time)}); the last finished epoch is kept.")
+
+
+def stop(run_id: str) -> None:
+    """The Stop button: the run stops at its next batch, keeping its last finished epoch."""
+    try:
+        runs.stop(run_id)
+    except (runs.RunNotFound, runs.RunStoreError) as error:
+        st.toast(str(error), icon=":material/error:")
+        return
+    st.toast(stopping_words(services.progress_dict(run_id), time.time()), icon=":material/stop:")
+
+
+def run_view(run_id: str) -> None:
+    """The live view of one run; polls while the run is active."""
+    was_active = runs.get(run_id).is_active
+
+    @st.fragment(run_every=POLL_S if was_active else None)
+    def view() -> None:
+        try:
+            if was_active:
+                runs.reconcile()  # a worker that died is marked interrupted; queued runs get a slot
+            run = runs.get(run_id)
+        except runs.RunNotFound:
+            st.rerun(scope="app")  # deleted in another tab: the page picks the run to show again
+        except runs.RunStoreError as error:
+            st.error(str(error))  # a locked store: the next poll tries again
+            return
+        rows = services.new_epoch_rows(run)
+        header = st.columns([4, 1], vertical_alignment="center")
+        with header[0]:
+            status_badge(run.status)
+            st.caption(f"Run {run.id} · {run.name} · {run.mode} · dataset {run.dataset.name} · "
+                       f"started {formatting.timestamp(run.started_at or run.created_at)}")
+        if run.is_active:
+            if run.status in ("running", "stopping"):
+                header[1].button("Stop", key="train-stop", icon=":material/stop:", disabled=run.status == "stopping",
+                                 on_click=stop, args=(run.id,), width="stretch")
+            if run.status == "queued":
+                st.info(queue_words(run.id), icon=":material/schedule:")
+            else:
+                _progress(run, rows)
+            if run.status == "stopping":
+                st.info(stopping_words(services.progress_dict(run.id), time.time()), icon=":material/pause_circle:")
+        else:
+            _outcome(run)
+        if rows:
+            curves(rows, runs.phases(run.id), "train")
+        elif run.is_active:
+            st.caption("The charts appear when the first epoch ends.")
+        if was_active and not run.is_active:
+            st.rerun(scope="app")  # once: the page (Train button, run list) shows the end
+
+    view()
+
