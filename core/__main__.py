@@ -1,5 +1,6 @@
-"""Command line: `python -m core check|train|inspect|datasets ...`.
+"""Command line: `stacklab ...` (installed), or `python -m core ...` from a checkout.
 
+    python -m core dashboard [STREAMLIT ARGS]    serve the dashboard (streamlit run dashboard/app.py)
     python -m core check SPEC.json [--json]      pre-flight report; exit 1 if it doesn't build
     python -m core train SPEC.json --out DIR     train headless, write the export artifacts
     python -m core inspect FILE                  a model or data file, loaded as an upload is
@@ -25,8 +26,10 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from core.processes import PROJECT_ROOT
 from core.runs.store import RunNotFound, RunStoreError
 from core.spec import SpecError, load_spec
+from core.spec.shapes import format_shape
 
 
 def _fail(message: str) -> int:
@@ -103,10 +106,6 @@ def _import_keras() -> None:
             accelerators()  # TensorFlow probes for GPUs once, and logs the probe (cuInit)
 
 
-def _shape(shape) -> str:
-    return "-" if shape is None else "(batch, " + ", ".join(str(d) for d in shape) + ")"
-
-
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
@@ -122,11 +121,11 @@ def cmd_check(args) -> int:
         print(json.dumps({"name": spec.name, **report.to_dict()}, indent=2))
         return 0 if report.ok else 1
     print(f"Stack '{spec.name}' ({spec.mode}) on {spec.dataset.name if spec.dataset.source == 'builtin' else spec.dataset.path}: "
-          f"input {_shape(report.input_shape)} -> output {_shape(report.output_shape)}")
+          f"input {format_shape(report.input_shape)} -> output {format_shape(report.output_shape)}")
     rows = [["member", "source", "input", "output", "params", "trainable"]]
     for member in report.members:
         rows.append([member.name + (" (head)" if member.role == "head" else ""), member.source,
-                     _shape(member.input_shape), _shape(member.output_shape),
+                     format_shape(member.input_shape), format_shape(member.output_shape),
                      f"{member.total_params:,}", f"{member.trainable_params:,}"])
     print(_table(rows))
     for adapter in report.adapters:
@@ -270,9 +269,33 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def streamlit_home() -> Path:
+    """The folder whose .streamlit/config.toml hardens the dashboard (localhost only, no XSRF
+    holes, no usage stats): the checkout, or where `pip install` put it (share/stacklab)."""
+    for folder in (PROJECT_ROOT, Path(sys.prefix) / "share" / "stacklab"):
+        if (folder / ".streamlit" / "config.toml").is_file():
+            return folder
+    raise FileNotFoundError(f"No .streamlit/config.toml in {PROJECT_ROOT} or {Path(sys.prefix) / 'share' / 'stacklab'}: "
+                            f"reinstall StackLab (`pip install .` in its checkout).")
+
+
+def cmd_dashboard(args) -> int:
+    """Serve the dashboard with Streamlit, with the project's Streamlit settings."""
+    import subprocess
+
+    app = PROJECT_ROOT / "dashboard" / "app.py"
+    command = [sys.executable, "-m", "streamlit", "run", str(app), *args.streamlit_args]
+    return subprocess.call(command, cwd=streamlit_home())
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core", description="StackLab: stacked Keras models.")
+    program = "stacklab" if Path(sys.argv[0]).name == "stacklab" else "python -m core"
+    parser = argparse.ArgumentParser(prog=program, description="StackLab: stacked Keras models.")
     commands = parser.add_subparsers(dest="command", required=True)
+    dashboard = commands.add_parser("dashboard", help="serve the dashboard on http://localhost:8501")
+    dashboard.add_argument("streamlit_args", nargs=argparse.REMAINDER,
+                           help="passed on to `streamlit run`, e.g. --server.port 8600")
+    dashboard.set_defaults(run=cmd_dashboard)
     check = commands.add_parser("check", help="pre-flight report of a spec (no training)")
     check.add_argument("spec")
     check.add_argument("--json", action="store_true", help="print the report as JSON")

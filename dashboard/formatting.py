@@ -11,6 +11,8 @@ import math
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
 
+from core.spec.shapes import format_shape
+
 # Metrics where larger is better; everything else (loss, mae, ...) is better smaller.
 HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall")
 
@@ -22,10 +24,7 @@ def count(value: int | None) -> str:
 
 def shape(dims: Sequence[Any] | None) -> str:
     """[28, 28, 1] -> '(28, 28, 1)'; [10] -> '(10,)'; None -> '?'. The batch axis is implied."""
-    if dims is None:
-        return "?"
-    items = ["?" if d is None else str(d) for d in dims]
-    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+    return format_shape(dims, batch=False)
 
 
 def duration(seconds: float | None) -> str:

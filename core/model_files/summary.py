@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from core.spec.shapes import format_shape
+
 if TYPE_CHECKING:
     import keras
 
@@ -71,7 +73,7 @@ class ModelSummary:
         """A Keras-like summary table, for the CLI."""
         rows = [("layer", "class", "output shape", "params", "trainable")]
         rows += [
-            (row["name"], row["class"], _shape_text(row["output_shape"]),
+            (row["name"], row["class"], format_shape(row["output_shape"]),
              f"{row['params']:,}", "yes" if row["trainable"] else "no")
             for row in self.layers
         ]
@@ -79,7 +81,7 @@ class ModelSummary:
         lines = [
             f"{self.file.file_name}: {self.model_class} '{self.name}' (.{self.file.format}, "
             f"{self.file.size_bytes:,} bytes, sha256 {self.file.sha256[:12]})",
-            f"inputs {_shape_text(self.input_shapes)} -> outputs {_shape_text(self.output_shapes)}",
+            f"inputs {format_shape(self.input_shapes)} -> outputs {format_shape(self.output_shapes)}",
         ]
         for row in rows:
             cells = [cell.rjust(width) if column == 3 else cell.ljust(width)
@@ -90,19 +92,6 @@ class ModelSummary:
             f"non-trainable {self.non_trainable_params:,})"
         )
         return "\n".join(lines)
-
-
-def _shape_text(shape: Any) -> str:
-    """[28, 28, 1] -> "(batch, 28, 28, 1)"; several shapes are joined; None -> "?"."""
-    from core.spec.shapes import format_shape
-
-    if shape is None:
-        return "?"
-    if isinstance(shape, dict):
-        shape = list(shape.values())
-    if shape and all(isinstance(item, (list, dict)) or item is None for item in shape):
-        return ", ".join(_shape_text(item) for item in shape)
-    return format_shape(tuple(shape))
 
 
 # ---------------------------------------------------------------------------------------

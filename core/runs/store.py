@@ -13,192 +13,25 @@ import secrets
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from core.runs.records import (  # noqa: F401  (re-exported: the store's records are part of its interface)
+    ACTIVE_STATUSES,
+    RESUMABLE_STATUSES,
+    STATUSES,
+    Progress,
+    Run,
+    RunNotFound,
+    RunStoreError,
+    WorkerSigns,
+    best_metric,
+)
+from core.runs.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
+from core.spec import StackSpec
 from core.spec.events import BatchProgress, EpochEnd, Event, PhaseChange, RunStarted
 from core.storage.paths import run_dir, stacklab_home
-from core.spec import DatasetSpec, StackSpec
-
-SCHEMA_VERSION = 3
-# What turns a store of schema version N into N + 1 (a store made by an older StackLab).
-# Each is one statement; a step that needs data from the rows is done by `_backfill`.
-_MIGRATIONS = {
-    # 2: seconds per batch measured in the current epoch, for the time left.
-    1: "ALTER TABLE progress ADD COLUMN step_time_s REAL",
-    # 3: the best validation metric, kept when an epoch is recorded (not recomputed from
-    # every epoch row each time the runs are listed).
-    2: "ALTER TABLE runs ADD COLUMN best TEXT NOT NULL DEFAULT '{}'",
-}
-STATUSES = ("queued", "running", "stopping", "finished", "stopped", "failed", "interrupted")
-ACTIVE_STATUSES = ("queued", "running", "stopping")
-RESUMABLE_STATUSES = ("stopped", "failed", "interrupted")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    ended_at REAL,
-    parent_id TEXT,
-    error TEXT NOT NULL DEFAULT '',
-    worker_pid INTEGER,
-    worker_started REAL,
-    heartbeat_at REAL,
-    stop_requested INTEGER NOT NULL DEFAULT 0,
-    best TEXT NOT NULL DEFAULT '{}',
-    resume_requested INTEGER NOT NULL DEFAULT 0,
-    epochs_total INTEGER NOT NULL DEFAULT 0,
-    epochs_done INTEGER NOT NULL DEFAULT 0,
-    phase TEXT NOT NULL DEFAULT 'train',
-    total_params INTEGER,
-    trainable_params INTEGER
-);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
-CREATE TABLE IF NOT EXISTS epochs (
-    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    epoch INTEGER NOT NULL,
-    phase TEXT NOT NULL,
-    metrics TEXT NOT NULL,
-    duration_s REAL NOT NULL,
-    learning_rate REAL,
-    member_updates TEXT NOT NULL DEFAULT '{}',
-    ended_at REAL,
-    recorded_at REAL NOT NULL,
-    PRIMARY KEY (run_id, epoch)
-);
-CREATE TABLE IF NOT EXISTS progress (
-    run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
-    epoch INTEGER NOT NULL,
-    step INTEGER NOT NULL,
-    steps INTEGER NOT NULL,
-    elapsed_s REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    step_time_s REAL
-);
-CREATE TABLE IF NOT EXISTS phases (
-    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    epoch INTEGER NOT NULL,
-    phase TEXT NOT NULL,
-    learning_rate REAL NOT NULL,
-    trainable_params INTEGER NOT NULL,
-    unfrozen_layers TEXT NOT NULL,
-    PRIMARY KEY (run_id, epoch)
-);
-CREATE TABLE IF NOT EXISTS artifacts (
-    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    path TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (run_id, name)
-);
-"""
-
-
-class RunStoreError(RuntimeError):
-    """The run store cannot be used (damaged or locked database); the message says what to do."""
-
-
-class RunNotFound(KeyError):
-    def __str__(self) -> str:
-        return f"No run with id '{self.args[0]}'. `python -m core runs list` shows the runs."
-
-
-@dataclass(frozen=True)
-class Run:
-    id: str
-    name: str
-    mode: str
-    spec: StackSpec
-    dataset: DatasetSpec
-    status: str
-    created_at: float
-    started_at: float | None
-    ended_at: float | None
-    parent_id: str | None
-    error: str
-    worker_pid: int | None
-    heartbeat_at: float | None
-    stop_requested: bool
-    epochs_total: int
-    epochs_done: int
-    phase: str
-    total_params: int | None
-    trainable_params: int | None
-    best: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def folder(self) -> Path:
-        return run_dir(self.id)
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.started_at is None:
-            return None
-        return (self.ended_at or time.time()) - self.started_at
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "name": self.name, "mode": self.mode, "status": self.status,
-            "dataset": self.dataset.name if self.dataset.source == "builtin" else self.dataset.path,
-            "created_at": _iso(self.created_at), "started_at": _iso(self.started_at),
-            "ended_at": _iso(self.ended_at), "duration_s": self.duration_s, "parent_id": self.parent_id,
-            "error": self.error, "worker_pid": self.worker_pid, "epochs_total": self.epochs_total,
-            "epochs_done": self.epochs_done, "phase": self.phase, "total_params": self.total_params,
-            "trainable_params": self.trainable_params, "best": self.best,
-        }
-
-
-@dataclass(frozen=True)
-class Progress:
-    epoch: int
-    step: int
-    steps: int
-    elapsed_s: float
-    updated_at: float
-    # Seconds per batch measured in this epoch after its first batch (which also traces and
-    # compiles); None until a few batches were timed.
-    step_time_s: float | None = None
-
-
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class WorkerSigns:
-    """Signs that a run's worker lives: its process's start time (pids get reused), its last
-    heartbeat, and when the run started (for a worker that has not reported yet)."""
-
-    worker_started: float | None
-    heartbeat_at: float | None
-    started_at: float | None
-
-
-def best_metric(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The best validation metric over epoch rows: val_accuracy (max) or val_loss (min)."""
-    for name, better in (("val_accuracy", max), ("val_auc", max), ("val_loss", min), ("loss", min)):
-        values = [(row["metrics"][name], row["epoch"]) for row in rows if name in row["metrics"]]
-        if values:
-            value, epoch = better(values, key=lambda pair: pair[0])
-            return {"name": name, "value": value, "epoch": epoch}
-    return {}
-
 
 # The fields of an epoch row that are not metrics; every other key of a history row is one.
 HISTORY_FIELDS = ("epoch", "phase", "learning_rate", "duration_s", "member_updates", "ended_at")
@@ -290,12 +123,12 @@ class RunStore:
             # Read again under the write lock: another process may have migrated meanwhile.
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
-                for statement in _SCHEMA.split(";"):  # IF NOT EXISTS: two processes may create it at once
+                for statement in SCHEMA.split(";"):  # IF NOT EXISTS: two processes may create it at once
                     if statement.strip():
                         self._db.execute(statement)
             else:
                 for step in range(version, SCHEMA_VERSION):
-                    self._db.execute(_MIGRATIONS[step])
+                    self._db.execute(MIGRATIONS[step])
                 if version < 3:
                     run_ids = [row[0] for row in self._db.execute("SELECT id FROM runs").fetchall()]
                     for run_id in run_ids:

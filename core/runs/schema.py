@@ -1,0 +1,79 @@
+"""The run store's tables, and how a store made by an older StackLab becomes this one's."""
+
+SCHEMA_VERSION = 3
+# What turns a store of schema version N into N + 1 (a store made by an older StackLab).
+# Each is one statement; a step that needs data from the rows is done by `_backfill`.
+MIGRATIONS = {
+    # 2: seconds per batch measured in the current epoch, for the time left.
+    1: "ALTER TABLE progress ADD COLUMN step_time_s REAL",
+    # 3: the best validation metric, kept when an epoch is recorded (not recomputed from
+    # every epoch row each time the runs are listed).
+    2: "ALTER TABLE runs ADD COLUMN best TEXT NOT NULL DEFAULT '{}'",
+}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    parent_id TEXT,
+    error TEXT NOT NULL DEFAULT '',
+    worker_pid INTEGER,
+    worker_started REAL,
+    heartbeat_at REAL,
+    stop_requested INTEGER NOT NULL DEFAULT 0,
+    best TEXT NOT NULL DEFAULT '{}',
+    resume_requested INTEGER NOT NULL DEFAULT 0,
+    epochs_total INTEGER NOT NULL DEFAULT 0,
+    epochs_done INTEGER NOT NULL DEFAULT 0,
+    phase TEXT NOT NULL DEFAULT 'train',
+    total_params INTEGER,
+    trainable_params INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    phase TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    duration_s REAL NOT NULL,
+    learning_rate REAL,
+    member_updates TEXT NOT NULL DEFAULT '{}',
+    ended_at REAL,
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS progress (
+    run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    steps INTEGER NOT NULL,
+    elapsed_s REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    step_time_s REAL
+);
+CREATE TABLE IF NOT EXISTS phases (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    phase TEXT NOT NULL,
+    learning_rate REAL NOT NULL,
+    trainable_params INTEGER NOT NULL,
+    unfrozen_layers TEXT NOT NULL,
+    PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+"""
