@@ -95,9 +95,10 @@ def test_activations_over_the_limit_say_which_batch_size_fits(monkeypatch):
     monkeypatch.setenv("STACKLAB_MAX_ACTIVATION_BYTES", "4400")
     (problem,) = check(spec).problems
     assert problem.kind == "budget"
-    assert problem.message.startswith("One batch of 1000 would hold about 44,000 bytes of layer outputs (the "
-                                      "largest: 'encoder/encoder_dense1' (batch, 8)), over the limit of 4,400 "
-                                      "bytes (STACKLAB_MAX_ACTIVATION_BYTES). Lower train.batch_size to 100 or less")
+    # 44,000 and 4,400 bytes, as core.limits.format_bytes writes them.
+    assert problem.message.startswith("One batch of 1000 would hold about 43.0 KiB of layer outputs (the "
+                                      "largest: 'encoder/encoder_dense1' (batch, 8)), over the limit of 4.3 KiB "
+                                      "(STACKLAB_MAX_ACTIVATION_BYTES). Lower train.batch_size to 100 or less")
     assert check(spec.replace(train=TrainSpec(batch_size=100))).ok
 
 
