@@ -9,7 +9,10 @@ PY := $(VENV)/bin/python
 dashboard: $(VENV)/.run-deps
 	$(PY) -m streamlit run dashboard/app.py
 
+# Lint and the import contracts first (seconds), then the whole suite.
 test: $(VENV)/.dev-deps chromium
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 $(VENV)/bin/python:
