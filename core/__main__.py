@@ -30,6 +30,7 @@ from core.processes import PROJECT_ROOT
 from core.runs.store import RunNotFound, RunStoreError
 from core.spec import SpecError, load_spec
 from core.spec.shapes import format_shape
+from core.storage.paths import shipped_file
 
 
 def _fail(message: str) -> int:
@@ -269,23 +270,14 @@ def cmd_runs(args) -> int:
     return 0
 
 
-def streamlit_home() -> Path:
-    """The folder whose .streamlit/config.toml hardens the dashboard (localhost only, no XSRF
-    holes, no usage stats): the checkout, or where `pip install` put it (share/stacklab)."""
-    for folder in (PROJECT_ROOT, Path(sys.prefix) / "share" / "stacklab"):
-        if (folder / ".streamlit" / "config.toml").is_file():
-            return folder
-    raise FileNotFoundError(f"No .streamlit/config.toml in {PROJECT_ROOT} or {Path(sys.prefix) / 'share' / 'stacklab'}: "
-                            f"reinstall StackLab (`pip install .` in its checkout).")
-
-
 def cmd_dashboard(args) -> int:
     """Serve the dashboard with Streamlit, with the project's Streamlit settings."""
     import subprocess
 
     app = PROJECT_ROOT / "dashboard" / "app.py"
     command = [sys.executable, "-m", "streamlit", "run", str(app), *args.streamlit_args]
-    return subprocess.call(command, cwd=streamlit_home())
+    # Streamlit reads .streamlit/config.toml from its working directory.
+    return subprocess.call(command, cwd=shipped_file(".streamlit/config.toml").parents[1])
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -9,9 +9,27 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
+from core.processes import PROJECT_ROOT
+
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def shipped_file(relative: str) -> Path:
+    """A file StackLab ships beside its packages ("examples/seed_sequential.json",
+    ".streamlit/config.toml"): in the checkout, or where `pip install` put it (share/stacklab).
+
+    Raises:
+        FileNotFoundError: it is in neither place.
+    """
+    for folder in (PROJECT_ROOT, Path(sys.prefix) / "share" / "stacklab"):
+        if (folder / relative).is_file():
+            return folder / relative
+    raise FileNotFoundError(f"StackLab's {relative} is neither in {PROJECT_ROOT} nor in "
+                            f"{Path(sys.prefix) / 'share' / 'stacklab'}: reinstall StackLab (`pip install .` "
+                            f"in its checkout).")
 
 
 def stacklab_home() -> Path:
