@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from core.spec import MODE_OPTIONS, AdapterSpec, MemberSpec, StackSpec
+from core.spec import rules
 from dashboard import formatting
 
 TRAINABLE = {"fillcolor": "#dbeafe", "color": "#1d4ed8", "style": "filled,rounded"}
@@ -88,32 +89,6 @@ def _style(state: str) -> dict[str, str]:
     return {"trainable": TRAINABLE, "partly frozen": PARTLY, "frozen": FROZEN}[state]
 
 
-def _edges(spec: StackSpec) -> list[tuple[str, str]]:
-    """(producer, consumer) pairs in the names adapters use: member names, "input", "fusion",
-    "ensemble", "output"."""
-    members = [m.name for m in spec.members]
-    head = spec.head.name if spec.head is not None else None
-    edges: list[tuple[str, str]] = []
-    if spec.mode in ("sequential", "transfer"):
-        chain = ["input", *members, *([head] if head else []), "output"]
-        edges = list(zip(chain, chain[1:]))
-    elif spec.mode == "fusion":
-        edges = [("input", m) for m in members] + [(m, "fusion") for m in members]
-        if spec.option("include_raw_input"):
-            edges.append(("input", "fusion"))
-        edges += [("fusion", head), (head, "output")] if head else [("fusion", "output")]
-    elif spec.mode == "ensemble":
-        edges = [("input", m) for m in members] + [(m, "ensemble") for m in members]
-        use_head = spec.option("combine") == "meta_head" and head
-        edges += [("ensemble", head), (head, "output")] if use_head else [("ensemble", "output")]
-    return edges
-
-
-def _adapters_on(edge: tuple[str, str], adapters: Sequence[AdapterSpec]) -> list[AdapterSpec]:
-    producer, consumer = edge
-    return [a for a in adapters if a.after == producer and a.before in ("", consumer)]
-
-
 def _layer_cluster(member: MemberSpec, layers: Sequence[Mapping[str, Any]], label: str,
                    style: dict[str, str]) -> tuple[list[str], str, str]:
     """A subgraph listing a member's layers in order; returns its lines, first and last node ids."""
@@ -171,12 +146,12 @@ def stack_dot(spec: StackSpec, report: Mapping[str, Any] | None = None, expanded
              f'fontcolor={_quote(text_color)}];']
     dataset = spec.dataset.name if spec.dataset.source == "builtin" else spec.dataset.source.upper() + " upload"
     combine = spec.option("combine") or MODE_OPTIONS["ensemble"]["combine"]
-    steps = {"input": _with_shape(f"input: {dataset}", (report or {}).get("input_shape")),
-             "output": _with_shape("output", (report or {}).get("output_shape"))}
+    steps = {rules.INPUT: _with_shape(f"input: {dataset}", (report or {}).get("input_shape")),
+             rules.OUTPUT: _with_shape("output", (report or {}).get("output_shape"))}
     if spec.mode == "fusion":
-        steps["fusion"] = "concatenate"
+        steps[rules.FUSION] = "concatenate"
     if spec.mode == "ensemble":
-        steps["ensemble"] = "average" if combine == "average" else "concatenate"
+        steps[rules.ENSEMBLE] = "average" if combine == "average" else "concatenate"
     for name, text in steps.items():
         lines.append(f"  {_node_id('step', name)} [label={_quote(text)}, {_attrs(STEP)}];")
     entry: dict[str, str] = {}
@@ -201,15 +176,15 @@ def stack_dot(spec: StackSpec, report: Mapping[str, Any] | None = None, expanded
             node = _node_id("member", member.name)
             lines.append(f"  {node} [label={_quote(label)}, {_attrs(style)}];")
             entry[member.name] = exit_[member.name] = node
-    for name in ("input", "output", "fusion", "ensemble"):
+    for name in rules.STEPS:
         entry.setdefault(name, _node_id("step", name))
         exit_.setdefault(name, _node_id("step", name))
-    raw_input = spec.mode == "fusion" and spec.option("include_raw_input")
-    for index, edge in enumerate(_edges(spec)):
+    # The edges and the adapters on each are core.spec.rules': the ones core.build wires.
+    for index, edge in enumerate(rules.stack_edges(spec)):
         producer, consumer = edge
         tail = exit_[producer]
-        steps = _adapters_on(edge, adapters)
-        if raw_input and edge == ("input", "fusion"):
+        steps = [adapter for adapter in adapters if rules.on_edge(adapter, edge)]
+        if edge == rules.RAW_INPUT_EDGE:
             # The raw input is fused as it is (flattened by the fusion step): a branch of the
             # stack, not an adapter the user accepted.
             lines.append(f"  {tail} -> {entry[consumer]} [label={_quote(' raw input, flattened')}, style=dashed];")

@@ -30,16 +30,14 @@ from core.spec import (
     layer_pattern_matches,
     load_spec,
 )
+from core.spec import rules
+from core.spec.rules import allows_head, needs_head
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC_FILE = ROOT / "examples" / "seed_sequential.json"
 # The seed trains 10 epochs; 5 already reach ~0.89 validation accuracy on digits28 and keep
 # a first run short.
 DEFAULT_EPOCHS = 5
-# What core.build.stacking accepts as a member name, and the names its steps use.
-MEMBER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-RESERVED_NAMES = ("input", "output", "fusion", "ensemble", "fusion_concat", "raw_input_flatten",
-                  "ensemble_average", "ensemble_concat")
 DEFAULT_HEAD = MemberSpec("head", template="dense_head", params={"hidden_units": []})
 
 
@@ -60,7 +58,7 @@ def unique_name(spec: StackSpec, base: str) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9_]", "_", base).strip("_")[:60] or "member"
     if not cleaned[0].isalpha():
         cleaned = f"m_{cleaned}"
-    taken = set(names(spec)) | set(RESERVED_NAMES)
+    taken = set(names(spec)) | set(rules.RESERVED_NAMES)
     candidate, counter = cleaned, 2
     while candidate in taken:
         candidate, counter = f"{cleaned}_{counter}", counter + 1
@@ -68,14 +66,11 @@ def unique_name(spec: StackSpec, base: str) -> str:
 
 
 def check_name(spec: StackSpec, name: str, current: str | None = None) -> None:
-    """Raise ValueError saying why `name` cannot name a member (for a rename of `current`)."""
-    if not MEMBER_NAME.match(name):
-        raise ValueError(f"'{name}' cannot name a member: use a letter first, then letters, digits or '_' "
-                         f"(at most 64 characters).")
-    if name in RESERVED_NAMES:
-        raise ValueError(f"'{name}' is reserved for a step of the stack; choose another name.")
-    if name != current and name in names(spec):
-        raise ValueError(f"A member named '{name}' already exists; choose another name.")
+    """Raise ValueError saying why `name` cannot name a member (for a rename of `current`):
+    the rule `core.build` applies (`core.spec.rules.member_name_problem`)."""
+    reason = rules.member_name_problem(name, [other for other in names(spec) if other != current])
+    if reason:
+        raise ValueError(reason)
 
 
 def add_member(spec: StackSpec, member: MemberSpec) -> StackSpec:
@@ -142,18 +137,6 @@ def rename_member(spec: StackSpec, old: str, new: str) -> StackSpec:
         trainability=tuple(dataclasses.replace(r, member=swap(r.member)) for r in spec.trainability),
         train=dataclasses.replace(spec.train, fine_tune=tune),
     )
-
-
-def needs_head(mode: str, options: Mapping[str, Any]) -> bool:
-    """Whether a mode requires a head: fusion, transfer, and ensemble with a meta-head."""
-    if mode in ("fusion", "transfer"):
-        return True
-    return mode == "ensemble" and options.get("combine", MODE_OPTIONS["ensemble"]["combine"]) == "meta_head"
-
-
-def allows_head(mode: str, options: Mapping[str, Any]) -> bool:
-    """Whether a head is used at all: required ones, and the optional last step of a sequential stack."""
-    return mode == "sequential" or needs_head(mode, options)
 
 
 def generated_name(mode: str, dataset_name: str) -> str:
@@ -240,13 +223,9 @@ def set_mode(spec: StackSpec, mode: str, options: Mapping[str, Any] | None = Non
 
 
 def apply_fix(spec: StackSpec, fix: Iterable[Mapping[str, Any]]) -> StackSpec:
-    """Accept a problem's suggested adapters (AdapterSpec dicts), skipping any already there."""
-    adapters = list(spec.adapters)
-    for item in fix:
-        adapter = AdapterSpec.from_dict(item)
-        if adapter not in adapters:
-            adapters.append(adapter)
-    return spec.replace(adapters=tuple(adapters))
+    """Accept a problem's suggested adapters (the report's AdapterSpec dicts), skipping any
+    already there (`core.spec.rules.accept_fix`)."""
+    return rules.accept_fix(spec, [AdapterSpec.from_dict(item) for item in fix])
 
 
 def remove_adapter(spec: StackSpec, index: int) -> StackSpec:
@@ -307,13 +286,13 @@ def feature_layer(layers: Iterable[Mapping[str, Any]]) -> str | None:
 
 def transfer_from_run(run_spec: StackSpec, run_id: str, cut_at: str | None = None) -> StackSpec:
     """A transfer stack: the run's model (frozen, cut at `cut_at`) under a new head, on the run's
-    dataset, with a fine-tune phase in the second half of the run (at least 2 epochs: one on
-    the frozen base, one fine-tuning)."""
+    dataset, with a fine-tune phase in the second half of the run (`rules.default_fine_tune_start`;
+    enough epochs for one on the frozen base and one fine-tuning)."""
     base = MemberSpec(name="base", source="run", run_id=run_id, cut_at=cut_at)
-    epochs = max(run_spec.train.epochs, 2)
+    epochs = max(run_spec.train.epochs, rules.earliest_fine_tune_start())
     return StackSpec(
         name=f"transfer_{run_spec.name}"[:64], mode="transfer", members=(base,), head=DEFAULT_HEAD,
         options={"freeze_base": True}, dataset=run_spec.dataset,
         train=dataclasses.replace(run_spec.train, epochs=epochs,
-                                  fine_tune=FineTuneSpec(start_epoch=max(2, epochs // 2 + 1))),
+                                  fine_tune=FineTuneSpec(start_epoch=rules.default_fine_tune_start(epochs))),
     )

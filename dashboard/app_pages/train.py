@@ -13,6 +13,7 @@ import streamlit as st
 from core import runs
 from core.runs import RunStoreError
 from core.spec import LOSSES, LR_SCHEDULES, METRICS, OPTIMIZERS, EarlyStoppingSpec, FineTuneSpec, TrainSpec
+from core.spec.rules import default_fine_tune_start, earliest_fine_tune_start
 from dashboard import formatting, services, spec_edit, state
 from dashboard.widgets import live, preflight
 
@@ -65,9 +66,10 @@ def settings(train: TrainSpec, member_names: list[str]) -> TrainSpec:
         if st.toggle("Unfreeze the top layers of frozen members partway through", train.fine_tune is not None,
                      key=state.widget_key(*key, "fine-tune")):
             # By default the head trains on the frozen base for the first half of the run.
-            tune = train.fine_tune or FineTuneSpec(start_epoch=max(2, int(epochs) // 2 + 1))
+            tune = train.fine_tune or FineTuneSpec(start_epoch=default_fine_tune_start(epochs))
             columns = st.columns(3)
-            start = columns[0].number_input("Start at epoch", min_value=2, max_value=1000, value=tune.start_epoch,
+            start = columns[0].number_input("Start at epoch", min_value=earliest_fine_tune_start(), max_value=1000,
+                                            value=tune.start_epoch,
                                             key=state.widget_key(*key, "fine-tune-start"),
                                             help="The epochs before it train the head on the frozen base.")
             top = columns[1].number_input("Unfreeze top layers (0 = all)", min_value=0, max_value=10000,

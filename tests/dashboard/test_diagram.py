@@ -109,3 +109,12 @@ def test_names_cannot_break_out_of_their_quotes():
     spec = StackSpec(members=(MemberSpec('evil"] -> x [label="', template="mlp"),))
     dot = stack_dot(spec, None)
     assert '\\"' in dot and '"member:evil\\"] -> x [label=\\""' in dot
+
+
+def test_an_adapter_after_the_fusion_step_sits_on_the_edge_into_the_head():
+    # "fusion" is the producer core.build gives the head's input (core.spec.rules.stack_edges).
+    spec = StackSpec(mode="fusion", members=(MemberSpec("a", template="mlp"), MemberSpec("b", template="mlp")),
+                     head=MemberSpec("head", template="conv1d_encoder"))
+    adapter = AdapterSpec(after="fusion", kind="reshape", before="head", target_shape=(16, 1))
+    found = edges(stack_dot(spec, report_for(spec, adapters=(adapter,))))
+    assert ("step:fusion", "adapter:4:0") in found and ("adapter:4:0", "member:head") in found

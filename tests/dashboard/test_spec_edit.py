@@ -3,6 +3,7 @@
 import pytest
 
 from core.spec import AdapterSpec, DatasetSpec, FineTuneSpec, LayerRule, MemberSpec, StackSpec, TrainSpec
+from core.spec import rules
 from dashboard import spec_edit
 
 
@@ -43,6 +44,24 @@ def test_rename_follows_every_reference():
 def test_rename_refuses_bad_names(name, message):
     with pytest.raises(ValueError, match=message):
         spec_edit.rename_member(three_members(), "b", name)
+
+
+@pytest.mark.parametrize("name", ["a", "9lives", "has space", "fusion_concat", "x" * 65])
+def test_the_name_check_is_the_rule_core_build_applies(name):
+    # core.build reports the same sentence for the same name (core.spec.rules.member_name_problem).
+    expected = rules.member_name_problem(name, ["a", "c"])
+    assert expected
+    with pytest.raises(ValueError) as raised:
+        spec_edit.check_name(three_members(), name, current="b")
+    assert str(raised.value) == expected
+
+
+def test_a_transfer_from_a_run_fine_tunes_in_the_second_half():
+    run_spec = StackSpec(members=(MemberSpec("a", template="mlp"),), train=TrainSpec(epochs=10))
+    spec = spec_edit.transfer_from_run(run_spec, "run1", cut_at="dense")
+    assert spec.train.fine_tune.start_epoch == rules.default_fine_tune_start(10) == 6
+    short = spec_edit.transfer_from_run(run_spec.replace(train=TrainSpec(epochs=1)), "run1")
+    assert (short.train.epochs, short.train.fine_tune.start_epoch) == (2, 2)
 
 
 def test_remove_drops_the_adapters_rules_and_fine_tune_entries_naming_it():
