@@ -57,12 +57,12 @@ class Need:
         """Why `received` does not fit, or None when it does."""
         if self.shape is not None:
             if len(received) != len(self.shape) or any(
-                e is not None and r is not None and e != r for r, e in zip(received, self.shape)
+                want is not None and got is not None and want != got for got, want in zip(received, self.shape)
             ):
                 return f"expects {format_shape(self.shape)}"
             return None
         if self.ranks and len(received) not in self.ranks:
-            return f"expects {' or '.join(RANK_WORDS.get(r, f'rank {r}') for r in self.ranks)}"
+            return f"expects {' or '.join(RANK_WORDS.get(rank, f'rank {rank}') for rank in self.ranks)}"
         return self.extra(received) if self.extra else None
 
     @classmethod
@@ -102,7 +102,7 @@ class FixChoice:
 
 def labels(adapters) -> str:
     """'Flatten + Dense(10, softmax)'."""
-    return " + ".join(a.label() for a in adapters)
+    return " + ".join(adapter.label() for adapter in adapters)
 
 
 def choose_fix(received: tuple, need: Need, producer: str, consumer: str, target: str,
@@ -184,64 +184,66 @@ def candidates(received: tuple, need: Need, producer: str, consumer: str,
     Unchecked: `choose_fix` tries them. `origin` is the shape the producer flattened into
     `received` (a vector), so a reshape can restore it rather than guess.
     """
-    r = tuple(received)
+    received = tuple(received)
 
     def make(kind: str, **kwargs) -> AdapterSpec:
         return AdapterSpec(after=producer, before=consumer, kind=kind, **kwargs)
 
     if need.shape is not None:
-        return [Candidate(fix) for fix in _fixed_shape_fixes(r, need, make)]
+        return [Candidate(fix) for fix in _fixed_shape_fixes(received, need, make)]
     ranks = need.ranks
-    if not ranks or len(r) in ranks:
+    if not ranks or len(received) in ranks:
         return []
-    if 1 in ranks and len(r) > 1:
-        return _to_vector(r, make)
+    if 1 in ranks and len(received) > 1:
+        return _to_vector(received, make)
     if 2 in ranks:
-        found = _to_sequence(r, make, origin)
+        found = _to_sequence(received, make, origin)
         if found:
             return found
     if 3 in ranks:
-        return _to_image(r, make, origin)
+        return _to_image(received, make, origin)
     return []
 
 
 def _known(shape: tuple) -> bool:
-    return all(d is not None for d in shape)
+    return all(dim is not None for dim in shape)
 
 
 def _reshape(make, target: tuple, note: str = "") -> Candidate:
-    return Candidate((make("reshape", target_shape=tuple(int(d) for d in target)),), note)
+    return Candidate((make("reshape", target_shape=tuple(int(dim) for dim in target)),), note)
 
 
-def _to_vector(r: tuple, make) -> list[Candidate]:
-    pool = [Candidate((make("global_average_pooling"),))] if len(r) in (2, 3) else []
-    if len(r) == 3 and (not _known(r) or math.prod(r) > MAX_FLATTEN_SIZE):
-        if _known(r):
-            pool = [Candidate(pool[0].adapters, f"it averages each channel over the {r[0]}x{r[1]} positions: "
-                                                f"flattening {math.prod(r):,} values would put millions of "
-                                                f"weights in the next Dense layer")]
+def _to_vector(received: tuple, make) -> list[Candidate]:
+    pool = [Candidate((make("global_average_pooling"),))] if len(received) in (2, 3) else []
+    if len(received) == 3 and (not _known(received) or math.prod(received) > MAX_FLATTEN_SIZE):
+        if _known(received):
+            pool = [Candidate(pool[0].adapters, f"it averages each channel over the {received[0]}x{received[1]} "
+                                                f"positions: flattening {math.prod(received):,} values would put "
+                                                f"millions of weights in the next Dense layer")]
         return pool
     return [Candidate((make("flatten"),))] + pool
 
 
-def _to_sequence(r: tuple, make, origin: tuple | None) -> list[Candidate]:
-    if len(r) == 3 and _known(r):
-        return _map_as_sequence(r, make, "")
-    if len(r) != 1 or r[0] is None:
+def _to_sequence(received: tuple, make, origin: tuple | None) -> list[Candidate]:
+    if len(received) == 3 and _known(received):
+        return _map_as_sequence(received, make, "")
+    if len(received) != 1 or received[0] is None:
         return []
-    n = r[0]
-    found = [_reshape(make, (n, 1))]
-    if origin is not None and _known(origin) and math.prod(origin) == n:
+    length = received[0]
+    found = [_reshape(make, (length, 1))]
+    if origin is not None and _known(origin) and math.prod(origin) == length:
         if len(origin) == 3:
             found += _map_as_sequence(origin, make, "flattened ")
         elif len(origin) == 2:
             found.append(_reshape(make, origin, f"it restores the flattened {format_shape(origin)} sequence"))
-    if n > LONG_SEQUENCE_STEPS:
+    if length > LONG_SEQUENCE_STEPS:
         # The fewest values per step that bring the sequence under the limit.
-        width = next((w for w in range(math.ceil(n / LONG_SEQUENCE_STEPS), n + 1) if n % w == 0), n)
-        if width < n:
-            found.append(_reshape(make, (n // width, width),
-                                  f"it reads the {n:,} values as {n // width:,} steps of {width} consecutive values"))
+        width = next((values for values in range(math.ceil(length / LONG_SEQUENCE_STEPS), length + 1)
+                      if length % values == 0), length)
+        if width < length:
+            found.append(_reshape(make, (length // width, width),
+                                  f"it reads the {length:,} values as {length // width:,} steps of {width} "
+                                  f"consecutive values"))
     return _distinct(found)
 
 
@@ -254,57 +256,60 @@ def _distinct(found: list[Candidate]) -> list[Candidate]:
     return distinct
 
 
-def _map_as_sequence(r: tuple, make, flattened: str) -> list[Candidate]:
+def _map_as_sequence(feature_map: tuple, make, flattened: str) -> list[Candidate]:
     """A feature map as a sequence: positions x channels, or rows (one channel) first."""
-    h, w, c = r
-    what = f"the {flattened}{format_shape(r)} {'feature map' if c > 1 else 'image'}"
-    positions = _reshape(make, (h * w, c), f"it reads {what} as {h * w:,} positions of {c} channels")
-    rows = _reshape(make, (h, w * c), f"it reads {what} as {h:,} rows of {w * c} values")
-    return [positions, rows] if c > 1 else [rows, positions]
+    height, width, channels = feature_map
+    what = f"the {flattened}{format_shape(feature_map)} {'feature map' if channels > 1 else 'image'}"
+    positions = _reshape(make, (height * width, channels),
+                         f"it reads {what} as {height * width:,} positions of {channels} channels")
+    rows = _reshape(make, (height, width * channels),
+                    f"it reads {what} as {height:,} rows of {width * channels} values")
+    return [positions, rows] if channels > 1 else [rows, positions]
 
 
-def _to_image(r: tuple, make, origin: tuple | None) -> list[Candidate]:
-    if len(r) == 2 and _known(r):
-        return [_reshape(make, (r[0], r[1], 1))]
-    if len(r) != 1 or r[0] is None:
+def _to_image(received: tuple, make, origin: tuple | None) -> list[Candidate]:
+    if len(received) == 2 and _known(received):
+        return [_reshape(make, (received[0], received[1], 1))]
+    if len(received) != 1 or received[0] is None:
         return []
-    n = r[0]
+    size = received[0]
     found = []
-    if origin is not None and len(origin) == 3 and _known(origin) and math.prod(origin) == n:
+    if origin is not None and len(origin) == 3 and _known(origin) and math.prod(origin) == size:
         found.append(_reshape(make, origin, f"it restores the {format_shape(origin)} map flattened before it"))
     for channels in (1, 3):
-        side = math.isqrt(n // channels)
-        if n % channels == 0 and side * side * channels == n:
+        side = math.isqrt(size // channels)
+        if size % channels == 0 and side * side * channels == size:
             found.append(_reshape(make, (side, side, channels)))
     return _distinct(found)
 
 
-def _fixed_shape_fixes(r: tuple, need: Need, make) -> list[tuple[AdapterSpec, ...]]:
-    e = need.shape
+def _fixed_shape_fixes(received: tuple, need: Need, make) -> list[tuple[AdapterSpec, ...]]:
+    expected = need.shape
     found: list[tuple[AdapterSpec, ...]] = []
 
     def dense(units) -> AdapterSpec:
         return make("dense", units=int(units), activation=need.dense_activation)
 
-    if _known(r) and _known(e) and len(r) != len(e) and math.prod(r) == math.prod(e):
-        found.append((make("reshape", target_shape=tuple(e)),))
-    if len(e) == 1 and e[0] is not None:
-        if len(r) == 1:
-            found.append((dense(e[0]),))
+    if (_known(received) and _known(expected) and len(received) != len(expected)
+            and math.prod(received) == math.prod(expected)):
+        found.append((make("reshape", target_shape=tuple(expected)),))
+    if len(expected) == 1 and expected[0] is not None:
+        if len(received) == 1:
+            found.append((dense(expected[0]),))
         else:
-            if len(r) == 3 and r[-1] == e[0]:
+            if len(received) == 3 and received[-1] == expected[0]:
                 found.append((make("global_average_pooling"),))
-            found += [c.adapters + (dense(e[0]),) for c in _to_vector(r, make)]
-    elif len(e) == 3 and len(r) == 3:
+            found += [candidate.adapters + (dense(expected[0]),) for candidate in _to_vector(received, make)]
+    elif len(expected) == 3 and len(received) == 3:
         fixes = []
-        if r[:2] != e[:2] and e[0] is not None and e[1] is not None:
-            fixes.append(make("resizing", target_shape=(int(e[0]), int(e[1]))))
-        if r[2] != e[2] and e[2] is not None:
-            fixes.append(dense(e[2]))
+        if received[:2] != expected[:2] and expected[0] is not None and expected[1] is not None:
+            fixes.append(make("resizing", target_shape=(int(expected[0]), int(expected[1]))))
+        if received[2] != expected[2] and expected[2] is not None:
+            fixes.append(dense(expected[2]))
         if fixes:
             found.append(tuple(fixes))
-    elif len(e) == len(r) and r[:-1] == e[:-1] and e[-1] is not None:
-        found.append((dense(e[-1]),))
+    elif len(expected) == len(received) and received[:-1] == expected[:-1] and expected[-1] is not None:
+        found.append((dense(expected[-1]),))
     return found
 
 

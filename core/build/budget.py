@@ -141,12 +141,12 @@ def _itemsize(dtype) -> int:
 
 def _elements(shape: Sequence) -> int:
     # An unknown dimension (a sequence of any length) counts as 1: the estimate stays a lower bound.
-    return math.prod(d if isinstance(d, int) and d > 0 else 1 for d in shape)
+    return math.prod(dim if isinstance(dim, int) and dim > 0 else 1 for dim in shape)
 
 
 def _outputs(layer) -> list:
     """The output tensors of every call of `layer` (a shared layer is called several times)."""
-    tensors = [t for node in getattr(layer, "_inbound_nodes", ()) for t in node.outputs]
+    tensors = [tensor for node in getattr(layer, "_inbound_nodes", ()) for tensor in node.outputs]
     return tensors or ([layer.output] if getattr(layer, "_inbound_nodes", None) else [])
 
 
@@ -168,8 +168,8 @@ def estimate(created: Sequence, wired: "keras.Model | None", members: Mapping[st
         variables, roots = wired.weights, [wired]
     else:
         variables, roots = created, list(members.values())
-    params = sum(_elements(v.shape) for v in variables)
-    weight_bytes = sum(_elements(v.shape) * _itemsize(v.dtype) for v in variables)
+    params = sum(_elements(variable.shape) for variable in variables)
+    weight_bytes = sum(_elements(variable.shape) * _itemsize(variable.dtype) for variable in variables)
     per_sample, largest, largest_bytes = 0, "", -1
     for root in roots:
         for path, leaf, _ in iter_leaves(root, prefix=f"{root.name}/" if wired is None else ""):
@@ -212,7 +212,8 @@ def refusals(size: Estimate, limits: Limits | None = None) -> list[Problem]:
         remedy = (f"Lower train.batch_size to {fits} or less" if fits >= 1
                   else "Even one sample is over it: shrink the layers (fewer filters, more pooling)")
         problems.append(Problem(
-            kind="budget", member=biggest, expected=f"at most {format_bytes(limits.max_activation_bytes)} of activations",
+            kind="budget", member=biggest,
+            expected=f"at most {format_bytes(limits.max_activation_bytes)} of activations",
             message=(f"One batch of {size.batch_size} would hold about {format_bytes(size.activation_bytes)} of layer "
                      f"outputs (the largest: {size.largest_output}), over the limit of "
                      f"{format_bytes(limits.max_activation_bytes)} ({ACTIVATION_ENV}). {remedy}, or raise "

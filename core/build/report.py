@@ -18,7 +18,7 @@ class StackError(ValueError):
 
     def __init__(self, problems: list["Problem"]):
         self.problems = list(problems)
-        lines = "\n".join(f"- {p.message}" for p in self.problems)
+        lines = "\n".join(f"- {problem.message}" for problem in self.problems)
         super().__init__(f"The stack cannot be built ({len(self.problems)} problem(s)):\n{lines}")
 
 
@@ -50,8 +50,8 @@ class Problem:
         return {
             "kind": self.kind, "member": self.member, "message": self.message,
             "received": list(self.received) if self.received is not None else None,
-            "expected": self.expected, "fix": [a.to_dict() for a in self.fix],
-            "fix_label": " + ".join(a.label() for a in self.fix),
+            "expected": self.expected, "fix": [adapter.to_dict() for adapter in self.fix],
+            "fix_label": " + ".join(adapter.label() for adapter in self.fix),
             "adapter_index": self.adapter_index, "fix_warning": self.fix_warning,
         }
 
@@ -113,10 +113,10 @@ class StackReport:
             "non_trainable_params": self.non_trainable_params,
             "frozen_params": self.frozen_params,
             "never_trainable_params": self.non_trainable_params - self.frozen_params,
-            "members": [m.to_dict() for m in self.members],
-            "problems": [p.to_dict() for p in self.problems],
+            "members": [member.to_dict() for member in self.members],
+            "problems": [problem.to_dict() for problem in self.problems],
             "warnings": list(self.warnings),
-            "adapters": [a.to_dict() for a in self.adapters],
+            "adapters": [adapter.to_dict() for adapter in self.adapters],
             "task": self.task,
         }
 

@@ -55,13 +55,13 @@ class ParamCounts:
 
 
 def _size(variables) -> int:
-    return int(sum(np.prod(v.shape) for v in variables))
+    return int(sum(np.prod(variable.shape) for variable in variables))
 
 
 def _frozen_size(layer: keras.layers.Layer, trainable_variables) -> int:
     """Weights of `layer` that training would update were it not frozen, but does not now."""
-    training = {id(v) for v in trainable_variables}
-    learnable = {id(v): v for v in learnable_variables(layer)}  # by id: a shared layer counts once
+    training = {id(variable) for variable in trainable_variables}
+    learnable = {id(variable): variable for variable in learnable_variables(layer)}  # by id: a shared layer counts once
     return _size(v for key, v in learnable.items() if key not in training)
 
 
@@ -99,7 +99,7 @@ def iter_leaves(layer: keras.layers.Layer, prefix: str = "") -> Iterator[tuple[s
             yield path, child, child.trainable and layer.trainable
 
 
-def layer_table(model: keras.Model) -> list[dict]:
+def trainability_rows(model: keras.Model) -> list[dict]:
     """One row per leaf layer: path, name, class, output shape, params, trainable, frozen.
 
     `frozen_params` counts the leaf's weights that are frozen by the stack's choices (see
@@ -133,8 +133,8 @@ def _set_tree(layer: keras.layers.Layer, desired: dict[str, bool], prefix: str =
         if isinstance(child, keras.Model):
             # A container must be trainable for any of its leaves to train; setting it
             # resets its children, so it is set before them.
-            leaves = [p for p in desired if p.startswith(f"{path}/")]
-            child.trainable = any(desired[p] for p in leaves)
+            leaves = [leaf for leaf in desired if leaf.startswith(f"{path}/")]
+            child.trainable = any(desired[leaf] for leaf in leaves)
             any_trainable |= _set_tree(child, desired, prefix=f"{path}/")
         else:
             child.trainable = desired.get(path, child.trainable)
@@ -152,7 +152,7 @@ def apply_trainability(model: keras.Model, spec: StackSpec) -> None:
     Raises:
         ValueError: a rule names a member that is not in the stack, or its regex is invalid.
     """
-    members = {m.name: m for m in spec.all_members()}
+    members = {member.name: member for member in spec.all_members()}
     head_name = spec.head.name if spec.head is not None else None
     freeze_base = spec.mode == "transfer" and spec.option("freeze_base")
     desired: dict[str, bool] = {}
@@ -174,7 +174,7 @@ def apply_trainability(model: keras.Model, spec: StackSpec) -> None:
                 desired[path] = rule.trainable
     for name in members:
         layer = model.get_layer(name)
-        own = {p: v for p, v in desired.items() if p.startswith(f"{name}/")}
+        own = {path: trainable for path, trainable in desired.items() if path.startswith(f"{name}/")}
         layer.trainable = any(own.values())
         _set_tree(layer, own, prefix=f"{name}/")
 
@@ -182,8 +182,8 @@ def apply_trainability(model: keras.Model, spec: StackSpec) -> None:
 def frozen_members(model: keras.Model, spec: StackSpec) -> list[str]:
     """Members (not the head) of which no weight trains."""
     head_name = spec.head.name if spec.head is not None else None
-    names = [m.name for m in spec.members if m.name != head_name]
-    return [n for n in names if count_params(model.get_layer(n)).trainable == 0]
+    names = [member.name for member in spec.members if member.name != head_name]
+    return [name for name in names if count_params(model.get_layer(name)).trainable == 0]
 
 
 def unfreeze_top(model: keras.Model, spec: StackSpec, fine_tune: FineTuneSpec) -> list[str]:
@@ -199,7 +199,7 @@ def unfreeze_top(model: keras.Model, spec: StackSpec, fine_tune: FineTuneSpec) -
     Raises:
         ValueError: `fine_tune.members` names a member that is not in the stack.
     """
-    known = [m.name for m in spec.all_members()]
+    known = [member.name for member in spec.all_members()]
     for name in fine_tune.members:
         if name not in known:
             raise ValueError(f"fine_tune.members names '{name}', which is not in the stack. Members: {known}.")

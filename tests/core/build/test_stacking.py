@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from core.spec import AdapterSpec, LayerRule, MemberSpec, StackSpec
-from core.build.stacking import STACKING_MODES, StackError, build, check, with_fix
+from core.build.stacking import STACKING_MODES, StackError, build, check
+from core.spec.rules import accept_fix
 from core.spec.tasks import TaskInfo
 from core.build.trainability import count_params
 
@@ -107,7 +108,7 @@ def test_accepting_the_fix_or_auto_adapters_makes_it_build():
     mismatched = spec.replace(members=(spec.members[0], MemberSpec("seq", template="rnn_encoder"),
                                        spec.members[1]))
     report = check(mismatched, IMAGES)
-    fixed = with_fix(mismatched, report.problems[0])
+    fixed = accept_fix(mismatched, report.problems[0].fix)
     assert check(fixed, IMAGES).ok
     auto = check(mismatched.replace(auto_adapters=True), IMAGES)
     assert auto.ok and auto.adapters == report.problems[0].fix
@@ -158,7 +159,7 @@ def test_ensemble_average_and_meta_head():
     (StackSpec(mode="ensemble", members=(small_cnn(),)), "Mode 'ensemble' combines two or more"),
     (StackSpec(mode="fusion", members=(small_cnn(),), head=small_head()), "Fusion concatenates two or more"),
     (StackSpec(members=(MemberSpec("x", template="resnet9000"), small_head())), "template 'resnet9000', which does not exist"),
-    (StackSpec(members=(small_cnn("same"), small_head("same"))), "Two members are named 'same'"),
+    (StackSpec(members=(small_cnn("same"), small_head("same"))), "A member named 'same' already exists"),
     (StackSpec(members=(small_cnn("has space"), small_head())), "Member name 'has space' is not allowed"),
     (StackSpec(members=(small_cnn("input"), small_head())), "Member name 'input' is reserved"),
     (StackSpec(members=(small_cnn(), small_head()), adapters=(AdapterSpec(after="ghost", kind="flatten"),)),
@@ -246,7 +247,7 @@ def test_every_offered_fix_builds_when_accepted(shape, template):
         return
     fixed = spec
     for problem in fixable:
-        fixed = with_fix(fixed, problem)
+        fixed = accept_fix(fixed, problem.fix)
     after = check(fixed, task)
     assert after.ok, [p.message for p in after.problems]
     assert check(spec.replace(auto_adapters=True), task).ok
@@ -298,7 +299,7 @@ def test_a_gru_after_cnn_features_gets_the_shorter_reshape():
     assert problem.fix == (AdapterSpec(after="features", before="seq", kind="reshape", target_shape=(169, 32)),)
     assert "169 positions of 32 channels" in problem.message
     assert "Reshape(5408, 1) would make a sequence of 5,408 steps" in problem.message
-    fixed = check(with_fix(spec, problem), DIGITS)
+    fixed = check(accept_fix(spec, problem.fix), DIGITS)
     assert fixed.ok and fixed.warnings == ()
     # A long reshape accepted earlier still builds, with a warning naming the cheaper one.
     long = spec.replace(adapters=(AdapterSpec(after="features", before="seq", kind="reshape",

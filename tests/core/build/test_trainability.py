@@ -7,7 +7,7 @@ import pytest
 from core.spec import FineTuneSpec, LayerRule, MemberSpec, StackSpec
 from core.build.stacking import build
 from core.spec.tasks import TaskInfo
-from core.build.trainability import count_params, frozen_members, iter_leaves, layer_table, unfreeze_top
+from core.build.trainability import count_params, frozen_members, iter_leaves, trainability_rows, unfreeze_top
 
 TASK = TaskInfo("multiclass", (6,), num_classes=3)
 
@@ -61,12 +61,12 @@ def test_layer_rules_by_regex_apply_in_order():
         assert changed == (path in trainable), path
 
 
-def test_counts_match_keras_and_the_layer_table():
+def test_counts_match_keras_and_the_trainability_rows():
     model = build(stack(trainability=(LayerRule(member="encoder", layers="encoder_dense1"),)), TASK)
     counts = count_params(model)
     assert counts.total == model.count_params()
     assert counts.trainable == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    rows = {row["path"]: row for row in layer_table(model)}
+    rows = {row["path"]: row for row in trainability_rows(model)}
     assert rows["encoder/encoder_dense1"]["trainable"] is False
     assert rows["encoder/encoder_dense1"]["trainable_params"] == 0
     assert rows["encoder/encoder_dense1"]["params"] == 6 * 8  # no bias before batch norm
@@ -153,7 +153,7 @@ def test_frozen_counts_weights_frozen_by_the_stack_and_not_batch_norm_statistics
     assert count_params(model.get_layer("encoder")).frozen == 0
 
 
-def test_the_report_and_layer_table_count_what_a_rule_froze():
+def test_the_report_and_trainability_rows_count_what_a_rule_froze():
     from core.build.stacking import check
 
     report = check(stack(trainability=(LayerRule(member="encoder", layers="encoder_dense1"),)), TASK)
