@@ -42,14 +42,14 @@ from core.model_files import child
 from core.storage import uploads
 from core.model_files.container_checks import MODEL_FORMATS, check_model_file, copy_regular_file
 from core.model_files.limits import LoadLimits, ModelFileRefused, first_line, refusals_for, refuse
-from core.model_files.summary import ModelFileReport, ModelSummary, layer_table
+from core.model_files.summary import ModelFileReport, ModelSummary, top_level_layers
 
 if TYPE_CHECKING:
     import keras
 
 __all__ = [
     "LoadLimits", "ModelFileRefused", "ModelFileReport", "ModelSummary",
-    "inspect_model_file", "summarize_model_file", "load_model_file", "cut_model", "layer_table",
+    "inspect_model_file", "summarize_model_file", "load_model_file", "cut_model", "top_level_layers",
     "how_to_make",
 ]
 # A folder whose files are made by scripts rather than kept in git (examples/) says which
@@ -165,7 +165,7 @@ def cut_model(model: "keras.Model", layer_name: str, name: str | None = None) ->
 
     Args:
         model: a Sequential or Functional model, e.g. from `load_model_file`.
-        layer_name: the last layer to keep (a top-level layer, see `layer_table`).
+        layer_name: the last layer to keep (a top-level layer, see `top_level_layers`).
         name: the new model's name; default "<model>_to_<layer>".
 
     Raises:

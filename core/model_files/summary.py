@@ -1,9 +1,9 @@
 """What a model file was found to be: the static report, the verified summary, its layers.
 
 Everything here is plain data, so the verifying child process can send a summary back as
-one JSON line. `ModelFileReport` is what static inspection found; `ModelSummary` adds what loading the file produced, from
-`summary_fields(model)`, including `layer_table(model)`: one row per top-level layer, the
-layers `core.model_files.loading.cut_model` can cut at.
+one JSON line. `ModelFileReport` is what static inspection found; `ModelSummary` adds what
+loading the file produced, from `summary_fields(model)`, including `top_level_layers(model)`:
+one row per top-level layer, the layers `core.model_files.loading.cut_model` can cut at.
 
 Example:
     >>> summary = ModelSummary(file=report, **summary_fields(model))
@@ -57,7 +57,7 @@ class ModelSummary:
     output_shapes: list
     total_params: int
     trainable_params: int
-    layers: list[dict]  # rows of `layer_table`
+    layers: list[dict]  # rows of `top_level_layers`
 
     @property
     def non_trainable_params(self) -> int:
@@ -107,15 +107,15 @@ def summary_fields(model: "keras.Model") -> dict[str, Any]:
         "output_shapes": [list(tensor.shape[1:]) for tensor in model.outputs or []],
         "total_params": _count(model.weights),
         "trainable_params": _count(model.trainable_weights),
-        "layers": layer_table(model),
+        "layers": top_level_layers(model),
     }
 
 
-def layer_table(model: "keras.Model") -> list[dict]:
+def top_level_layers(model: "keras.Model") -> list[dict]:
     """One row per top-level layer: name, class, output_shape (no batch axis), params, trainable.
 
     Top-level layers are the ones `core.model_files.loading.cut_model` can cut at;
-    `core.build.trainability.layer_table` lists the leaf layers inside nested models instead.
+    `core.build.trainability.trainability_rows` lists the leaf layers inside nested models instead.
     """
     return [
         {

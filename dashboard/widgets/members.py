@@ -1,4 +1,4 @@
-"""The Assemble page's member editors: one card per member, the layer table, adding members.
+"""The Assemble page's member editors: one card per member, the per-layer trainability editor, adding members.
 
 Each card edits one MemberSpec of the draft: its name, its source (a template and its
 parameters, an uploaded model file or an earlier run, either cut at a layer), whether it
@@ -113,12 +113,13 @@ def _file_body(member: MemberSpec, key: tuple) -> MemberSpec:
 
 
 def _fingerprint(spec: StackSpec, member: MemberSpec) -> str:
-    """Changes whenever what the layer table shows may change, so its editor starts afresh."""
+    """Changes whenever what the layer trainability editor shows may change, so it starts afresh."""
     text = repr((member, spec.mode, spec.options, [r for r in spec.trainability if r.member in (member.name, "*")]))
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
-def layer_table(spec: StackSpec, member: MemberSpec, report_member: Mapping[str, Any] | None) -> StackSpec:
+def layer_trainability_editor(spec: StackSpec, member: MemberSpec,
+                              report_member: Mapping[str, Any] | None) -> StackSpec:
     """Per-layer trainability as a checkbox column; each change becomes a LayerRule."""
     layers = (report_member or {}).get("layers", [])
     if not layers:
@@ -190,7 +191,7 @@ def member_card(spec: StackSpec, member: MemberSpec, role: str, position: int, c
                       f"{formatting.count(report_member['trainable_params'])} of "
                       f"{formatting.count(report_member['total_params'])} params trainable")
         with st.expander(f"Layers and trainability{counts}", key=state.widget_key("exp", member.name, "layers")):
-            spec = layer_table(spec, member, report_member)
+            spec = layer_trainability_editor(spec, member, report_member)
         if name != member.name:
             try:
                 spec = spec_edit.rename_member(spec, member.name, name)

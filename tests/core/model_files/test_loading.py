@@ -88,8 +88,8 @@ def test_cut_model_lists_the_layers_when_the_name_is_unknown():
         loading.cut_model(build_sequential(), "missing")
 
 
-def test_layer_table_rows():
-    rows = loading.layer_table(build_functional())
+def test_top_level_layers_rows():
+    rows = loading.top_level_layers(build_functional())
     by_name = {row["name"]: row for row in rows}
     assert by_name["left"] == {"name": "left", "class": "Dense", "output_shape": [4],
                                "params": 28, "trainable": False}
