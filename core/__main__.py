@@ -284,9 +284,8 @@ def make_parser() -> argparse.ArgumentParser:
     program = "stacklab" if Path(sys.argv[0]).name == "stacklab" else "python -m core"
     parser = argparse.ArgumentParser(prog=program, description="StackLab: stacked Keras models.")
     commands = parser.add_subparsers(dest="command", required=True)
-    dashboard = commands.add_parser("dashboard", help="serve the dashboard on http://localhost:8501")
-    dashboard.add_argument("streamlit_args", nargs=argparse.REMAINDER,
-                           help="passed on to `streamlit run`, e.g. --server.port 8600")
+    dashboard = commands.add_parser("dashboard", help="serve the dashboard on http://localhost:8501; other "
+                                                      "options go to `streamlit run`, e.g. --server.port 8600")
     dashboard.set_defaults(run=cmd_dashboard)
     check = commands.add_parser("check", help="pre-flight report of a spec (no training)")
     check.add_argument("spec")
@@ -315,7 +314,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "dashboard":  # only the dashboard passes options on (to Streamlit)
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.streamlit_args = extra
     try:
         return args.run(args)
     except (SpecError, ValueError, OSError, RunNotFound, RunStoreError) as error:

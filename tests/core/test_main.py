@@ -211,3 +211,38 @@ def test_every_file_an_example_spec_needs_is_in_git_or_made_by_a_declared_script
                 assert f"examples/{name}" in tracked or (examples / made_by[name]).is_file(), (path.name, name)
     for script in set(made_by.values()):
         assert f"examples/{script}" in tracked
+
+
+def test_the_dashboard_command_serves_the_app_with_the_projects_streamlit_settings(tmp_path):
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "STACKLAB_HOME": str(tmp_path)}
+    server = subprocess.Popen([sys.executable, "-m", "core", "dashboard", "--server.headless", "true",
+                               "--server.port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://localhost:{port}/_stcore/health", timeout=2) as answer:
+                    assert answer.read() == b"ok"
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
+                time.sleep(0.3)
+    finally:
+        os.killpg(server.pid, 15)
+        output = server.communicate(timeout=30)[0]
+    # .streamlit/config.toml was read, though the command ran from another folder: bound to
+    # localhost, Streamlit names one URL, and no network URL.
+    assert f"URL: http://localhost:{port}" in output and "Network URL" not in output, output
+
+
+def test_only_the_dashboard_passes_unknown_options_on():
+    result = cli("datasets", "--server.port", "1")
+    assert result.returncode == 2 and "unrecognized arguments: --server.port 1" in result.stderr
