@@ -10,7 +10,7 @@ from core.spec.events import EventLog
 from core.runs.store import epoch_from_history_row
 from core.spec import EarlyStoppingSpec, FineTuneSpec, MemberSpec, StackSpec, TrainSpec
 from core.spec.tasks import TaskInfo
-from core.training.loop import resolve_compile_args, train
+from core.training.loop import train
 
 
 def tiny_dataset(n=96, kind="multiclass", seed=0) -> Dataset:
@@ -88,7 +88,7 @@ def test_stop_request_keeps_the_last_finished_epoch():
         return any(e.kind == "progress" and e.epoch == 2 for e in log.events) or len(snapshots) >= 2
 
     spec = tiny_spec(epochs=5, batch_size=4)
-    import core.training.loop as training
+    import core.training.callbacks as training
     old = training.PROGRESS_INTERVAL_S
     training.PROGRESS_INTERVAL_S = 0.0
     try:
@@ -145,25 +145,6 @@ def test_early_stopping_ends_training():
     assert len(result.history) < 30
 
 
-@pytest.mark.parametrize("kind, train_spec, message", [
-    ("multiclass", TrainSpec(metrics=("auc",)), "Metric 'auc' is computed for binary tasks only"),
-    ("regression", TrainSpec(metrics=("accuracy",)), "Metric 'accuracy' needs a classification task"),
-    ("multiclass", TrainSpec(loss="mse"), "Loss 'mse' does not suit a multiclass task"),
-    ("multiclass", TrainSpec(loss="binary_crossentropy"), "needs a binary task"),
-])
-def test_settings_that_do_not_suit_the_task(kind, train_spec, message):
-    with pytest.raises(ValueError, match=message):
-        resolve_compile_args(train_spec, tiny_dataset(kind=kind).task)
-
-
-def test_auto_resolves_loss_and_metrics_from_the_task():
-    assert resolve_compile_args(TrainSpec(), tiny_dataset().task)["loss"] == "sparse_categorical_crossentropy"
-    binary = resolve_compile_args(TrainSpec(metrics=("auto", "auc")), tiny_dataset(kind="binary").task)
-    assert binary["loss"] == "binary_crossentropy" and binary["metrics"] == ["accuracy", "auc"]
-    regression = resolve_compile_args(TrainSpec(), tiny_dataset(kind="regression").task)
-    assert (regression["loss"], regression["metrics"]) == ("mse", ["mae"])
-
-
 def test_early_stopping_on_validation_needs_validation_data():
     spec = tiny_spec(validation_split=0.0, early_stopping=EarlyStoppingSpec())
     with pytest.raises(ValueError, match="validation_split is 0"):
@@ -197,7 +178,7 @@ class _StopDuring:
 
 @pytest.fixture
 def progress_every_batch(monkeypatch):
-    import core.training.loop as training
+    import core.training.callbacks as training
 
     monkeypatch.setattr(training, "PROGRESS_INTERVAL_S", 0.0)
 
