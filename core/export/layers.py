@@ -12,6 +12,7 @@ confirmed by building the application and comparing every layer's config, become
 constructor call.
 
 Example:
+    >>> from core.export.source import flat
     >>> flat(layer_expression(keras.layers.Dense(4, name="dense"), frozen_parent=False))
     'keras.layers.Dense(4, name="dense")'
 """
@@ -26,7 +27,7 @@ from typing import Any, Mapping
 import keras
 
 from core.export.source import (
-    Bracket, Call, Expr, Unrenderable, dict_expr, flat, inline_literal, is_keyword_name,
+    Bracket, Call, Expr, Unrenderable, dict_expr, inline_literal, is_keyword_name,
     keyword_items, literal, prefixed, sequence_expr,
 )
 
@@ -71,24 +72,43 @@ def layer_expression(layer, frozen_parent: bool) -> Expr:
 
 def op_call(node, arguments: list[Expr]) -> Expr:
     """`keras.ops.flip(x, axis=-1)` for an operation node, checked like a layer."""
+    try:
+        return _function_call(node, arguments)
+    except Unrenderable:  # no function form: the operation's full config rebuilds it
+        return Call(deserialize_call(node.operation), arguments)
+
+
+def _function_call(node, arguments: list[Expr]) -> Bracket:
+    """The keras.ops call that replays `node`'s operation, or Unrenderable saying why there is none."""
     operation = node.operation
     function_name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(operation).__name__).lower()
     function = getattr(keras.ops, function_name, None)
     options = {k: v for k, v in operation.get_config().items() if k != "name"}
+    if function is None or not all(is_keyword_name(k) for k in options):
+        raise Unrenderable(f"no keras.ops.{function_name} call for {options}")
+    option_items = keyword_items(options)  # Unrenderable: an option with no literal form
+    inputs = [keras.KerasTensor(t.shape, dtype=t.dtype) for t in node.arguments.keras_tensors]
+    args, kwargs = node.arguments.fill_in({id(t): n for t, n in zip(node.arguments.keras_tensors, inputs)})
+    if set(kwargs) & set(options):
+        raise Unrenderable(f"keras.ops.{function_name} is called with {sorted(kwargs)} and configured with them")
     try:
-        if function is None or not all(is_keyword_name(k) for k in options):
-            raise Unrenderable(f"no keras.ops.{function_name} call for {options}")
-        option_items = keyword_items(options)
-        inputs = [keras.KerasTensor(t.shape, dtype=t.dtype) for t in node.arguments.keras_tensors]
-        replay = node.arguments.fill_in({id(t): n for t, n in zip(node.arguments.keras_tensors, inputs)})
-        result = function(*replay[0], **replay[1], **options)
-        again = keras.tree.flatten(result)[0]._keras_history[0]
-        if type(again) is not type(operation) or {
-                k: v for k, v in again.get_config().items() if k != "name"} != options:
-            raise Unrenderable(f"keras.ops.{function_name} does not reproduce {options}")
-        return Bracket(f"keras.ops.{function_name}(", arguments + option_items)
-    except Exception:  # no function form: the operation's full config rebuilds it
-        return Call(deserialize_call(operation), arguments)
+        # The operation's config is its constructor's arguments; whether the function takes
+        # them as keywords (einsum takes its subscripts first) is for its signature to say.
+        inspect.signature(function).bind(*args, **kwargs, **options)
+    except TypeError:  # how inspect reports arguments that do not fit a signature
+        raise Unrenderable(f"keras.ops.{function_name} does not take {sorted(options)} as keywords") from None
+    try:
+        result = function(*args, **kwargs, **options)
+    except ValueError:  # keras.ops check shapes, axes and dtypes with ValueError: not this call
+        raise Unrenderable(f"keras.ops.{function_name} refuses {options} for these inputs") from None
+    outputs = keras.tree.flatten(result)
+    if not outputs or not isinstance(outputs[0], keras.KerasTensor):
+        raise Unrenderable(f"keras.ops.{function_name} gives no symbolic tensor")
+    again = outputs[0]._keras_history[0]
+    if type(again) is not type(operation) or {
+            k: v for k, v in again.get_config().items() if k != "name"} != options:
+        raise Unrenderable(f"keras.ops.{function_name} does not reproduce {options}")
+    return Bracket(f"keras.ops.{function_name}(", arguments + option_items)
 
 
 def serialized_config(obj) -> dict[str, Any]:
@@ -109,18 +129,21 @@ def _constructor(obj, config: Mapping[str, Any], skip: tuple[str, ...] = ()) -> 
     """
     cls = type(obj)
     path = _public_path(cls)
+    signature = inspect.signature(cls.__init__)
     parameters = [
-        p for p in list(inspect.signature(cls.__init__).parameters.values())[1:]
+        p for p in list(signature.parameters.values())[1:]
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     ]
+    names = {p.name for p in parameters}
+    takes_more = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
     required = [p.name for p in parameters if p.default is p.empty]
     if any(name not in config for name in required):
         raise Unrenderable(f"{path} needs arguments its config does not hold")
     try:
-        defaults = cls(**{name: _revived(config[name]) for name in required}).get_config()
-    except Exception as error:  # any failure only means: no readable form, fall back
-        raise Unrenderable(str(error)) from None
-    order = [p.name for p in parameters] + [k for k in config if k not in {p.name for p in parameters}]
+        defaults = cls(**{name: _argument_value(config[name]) for name in required}).get_config()
+    except ValueError as error:  # Keras checks arguments with ValueError: no call with these alone
+        raise Unrenderable(f"{path} refuses its required arguments alone: {error}") from None
+    order = [p.name for p in parameters] + [k for k in config if k not in names]
     order = [k for k in order if k in config and k not in skip]
     if not all(is_keyword_name(k) for k in order):
         raise Unrenderable(f"{path} has a config key that is not a Python name")
@@ -129,22 +152,32 @@ def _constructor(obj, config: Mapping[str, Any], skip: tuple[str, ...] = ()) -> 
     target = _comparable({k: v for k, v in config.items() if k not in skip})
     rendered: dict[str, Expr] = {}
 
+    def positional_count(selected: list[str]) -> int:
+        """How many of `selected` lead as positional arguments: the required ones in front."""
+        count = 0
+        while count < len(selected) and selected[count] in required:
+            count += 1
+        return count
+
     def expression(selected: list[str]) -> Bracket:
         for key in selected:
             if key not in rendered:
-                rendered[key] = _value_expr(config[key])
-        items: list[Expr] = []
-        positional = True
-        for key in selected:
-            positional = positional and key in required
-            items.append(rendered[key] if positional else prefixed(f"{key}=", rendered[key]))
+                rendered[key] = _value_expr(config[key])  # Unrenderable: no literal form
+        leading = positional_count(selected)
+        items = [rendered[key] if index < leading else prefixed(f"{key}=", rendered[key])
+                 for index, key in enumerate(selected)]
         return Bracket(f"{path}(", items)
 
     def matches(selected: list[str]) -> bool:
-        source = flat(expression(selected))  # may raise Unrenderable: no literal form
+        """Whether the call `expression(selected)` stands for rebuilds the config."""
+        expression(selected)
+        if not takes_more and any(key not in names for key in selected):
+            return False  # a config key the constructor has no argument for
+        leading = positional_count(selected)
+        values = [_argument_value(config[key]) for key in selected]
         try:
-            got = eval(source, {"keras": keras}).get_config()  # eval of our own literals
-        except Exception:  # an argument combination the class refuses: not a match
+            got = cls(*values[:leading], **dict(zip(selected[leading:], values[leading:]))).get_config()
+        except ValueError:  # Keras checks arguments with ValueError: a combination the class refuses
             return False
         return _comparable({k: v for k, v in got.items() if k not in skip}) == target
 
@@ -162,11 +195,37 @@ def _is_serialized_object(value: Any) -> bool:
     return isinstance(value, Mapping) and "class_name" in value and "module" in value
 
 
-def _revived(value: Any) -> Any:
-    """A config value as the constructor takes it: serialized objects (a wrapped layer) revived."""
-    if _is_serialized_object(value):
+def _deserialized(value: Mapping[str, Any]) -> Any:
+    """The object a serialized config (an initializer, a wrapped layer) stands for.
+
+    Raises:
+        Unrenderable: Keras cannot rebuild it here: deserialize_keras_object raises TypeError
+            for a class it cannot locate and ValueError for what safe mode refuses (a lambda).
+    """
+    try:
         return keras.saving.deserialize_keras_object(dict(value))
+    except (TypeError, ValueError) as error:
+        raise Unrenderable(str(error)) from None
+
+
+def _argument_value(value: Any) -> Any:
+    """The value the source `_value_expr(value)` evaluates to: a config value as the
+    constructor takes it (serialized objects rebuilt, dtype policies by name)."""
+    if _is_dtype_name(value):
+        return value["config"]["name"]
+    if _is_serialized_object(value):
+        return _deserialized(value)
+    if isinstance(value, Mapping):
+        return {key: _argument_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_argument_value(item) for item in value)
     return value
+
+
+def _is_dtype_name(value: Any) -> bool:
+    """A plain DTypePolicy config: dtype="float32" means the same policy."""
+    return isinstance(value, Mapping) and value.get("class_name") == "DTypePolicy" and list(
+        value.get("config", {})) == ["name"]
 
 
 def _public_path(cls) -> str:
@@ -183,14 +242,10 @@ def _public_path(cls) -> str:
 
 
 def _value_expr(value: Any) -> Expr:
-    if isinstance(value, Mapping) and value.get("class_name") == "DTypePolicy" and list(
-            value.get("config", {})) == ["name"]:
-        return literal(value["config"]["name"])  # dtype="float32" means the same policy
+    if _is_dtype_name(value):
+        return literal(value["config"]["name"])
     if _is_serialized_object(value):
-        try:
-            obj = keras.saving.deserialize_keras_object(dict(value))
-        except Exception as error:
-            raise Unrenderable(str(error)) from None
+        obj = _deserialized(value)
         return _constructor(obj, obj.get_config())
     if isinstance(value, Mapping):
         return dict_expr(value, _value_expr)
@@ -259,7 +314,7 @@ def application_call(model: keras.Model) -> Bracket | None:
         arguments["name"] = model.name
     try:
         candidate = function(**arguments)
-    except Exception:  # shapes or options this application refuses: not a match
+    except ValueError:  # Keras Applications check shapes and options with ValueError: not a match
         return None
     if candidate.name != model.name or _layer_signature(candidate) != _layer_signature(model):
         return None
