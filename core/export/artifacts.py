@@ -28,6 +28,7 @@ import keras
 from core.storage.atomic import atomic_target, write_text_atomically
 from core.export.script import generate_script
 from core.spec import StackSpec
+from core.spec.events import PHASE_TRAIN
 
 __all__ = ["export_run", "generate_script", "write_history_csv"]
 
@@ -62,7 +63,7 @@ def write_history_csv(history: list[Mapping[str, Any]], path: str | Path) -> Pat
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
     for index, row in enumerate(rows):
-        writer.writerow({"epoch": index + 1, "phase": "train", **row})
+        writer.writerow({"epoch": index + 1, "phase": PHASE_TRAIN, **row})
     return write_text_atomically(Path(path), buffer.getvalue())
 
 
@@ -100,7 +101,7 @@ def export_run(
         member_sources: member name -> model file the member was loaded from; each is
             copied to `members/<member><suffix>` and `stack.py` loads it from there.
         compile_args: optimizer, learning_rate, weight_decay, loss and metrics with "auto"
-            resolved, as `core.training.loop` compiled with (`TrainResult.compile_args`);
+            resolved, as the trainer compiled with (`TrainResult.compile_args`);
             without it, "auto" is guessed from the model's output activation.
 
     Returns:

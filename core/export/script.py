@@ -147,7 +147,7 @@ def _script_header(model: keras.Model, spec: StackSpec, member_files: Mapping[st
 
 def _fine_tune_trainable(model: keras.Model, spec: StackSpec) -> dict[str, list[str]]:
     """Per member that the fine-tune phase changes, the paths (below the member) of its layers
-    that train afterwards: unfreezes `model` as core.training.loop does and reads it back."""
+    that train afterwards: unfreezes `model` as the trainer does and reads it back."""
     unfrozen = unfreeze_top(model, spec, spec.train.fine_tune)
     changed = dict.fromkeys(path.split("/", 1)[0] for path in unfrozen)
     return {name: [path for path, _, trainable in iter_leaves(model.get_layer(name)) if trainable]

@@ -1,8 +1,8 @@
 """Typed records that training emits, and the sink protocol that receives them.
 
-`core.training.loop` turns Keras callbacks into these events; the run store writes them to
-SQLite, the CLI prints them. No Keras import here, so the store and the dashboard can use
-the types without loading TensorFlow.
+`core.training.callbacks` turns Keras callback hooks into these events; the run store writes
+them to SQLite, the CLI prints them. No Keras import here, so the store and the dashboard
+can use the types without loading TensorFlow.
 
 Epochs are counted from 1, as a user reads them, and keep counting across the fine-tune
 phase: a run of 5 + 3 epochs emits epochs 1..8.
@@ -10,14 +10,13 @@ phase: a run of 5 + 3 epochs emits epochs 1..8.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-RUN_END_STATUSES = ("finished", "stopped", "failed")
 # Batches timed (after an epoch's first) before a batch time is reported: one is noisy.
 MIN_TIMED_STEPS = 2
-PHASES = ("train", "fine_tune")
+# The phases of a run (EpochEnd.phase, PhaseChange.phase): training, then fine-tuning.
+PHASE_TRAIN, PHASE_FINE_TUNE = "train", "fine_tune"
 
 
 @dataclass(frozen=True)
@@ -75,33 +74,19 @@ class PhaseChange:
 
 @dataclass(frozen=True)
 class RunEnded:
-    status: str  # one of RUN_END_STATUSES
+    status: str  # "finished", "stopped" or "failed"
     epochs_done: int
     reason: str = ""
     kind: str = "ended"
 
 
 Event = RunStarted | BatchProgress | EpochEnd | PhaseChange | RunEnded
-EVENT_TYPES = {cls.kind: cls for cls in (RunStarted, BatchProgress, EpochEnd, PhaseChange, RunEnded)}
 
 
 class EventSink(Protocol):
     """Receives training events. Called on the training thread; keep it quick."""
 
     def __call__(self, event: Event) -> None: ...
-
-
-def event_to_dict(event: Event) -> dict[str, Any]:
-    return dataclasses.asdict(event)
-
-
-def event_from_dict(data: dict[str, Any]) -> Event:
-    cls = EVENT_TYPES[data["kind"]]
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in data.items() if k in names}
-    if "unfrozen_layers" in values:
-        values["unfrozen_layers"] = tuple(values["unfrozen_layers"])
-    return cls(**values)
 
 
 class EventLog:

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import keras
 
 from core.spec import FineTuneSpec, TrainSpec
+from core.spec.events import PHASE_FINE_TUNE, PHASE_TRAIN
 from core.spec.tasks import TaskInfo
 
 # ---- the description ----------------------------------------------------------------------
@@ -83,7 +84,6 @@ METRIC_OBJECTS: dict[str, KerasCall] = {
 REDUCE_ON_PLATEAU = {"factor": 0.5, "patience": 2}
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 BINARY_ONLY_METRICS = ("auc", "precision", "recall")
-PHASE_TRAIN, PHASE_FINE_TUNE = "train", "fine_tune"
 
 
 def optimizer_call(optimizer: str, weight_decay: float, lr_schedule: str) -> KerasCall:

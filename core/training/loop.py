@@ -34,14 +34,14 @@ from core.build.stacking import ADAPT_SAMPLE_ROWS, build
 from core.build.trainability import count_params, unfreeze_top
 from core.data import Dataset, load_dataset, split
 from core.spec import StackSpec, TrainSpec
-from core.spec.events import EventSink, PhaseChange, RunEnded, RunStarted
+from core.spec.events import PHASE_FINE_TUNE, PHASE_TRAIN, EventSink, PhaseChange, RunEnded, RunStarted
 from core.spec.tasks import TaskInfo
 from core.training import backend
 from core.training.callbacks import EventCallback
 from core.training.checkpoints import CheckpointState, CheckpointWriter, read_checkpoint, restore
 from core.training.compile import (
-    PHASE_FINE_TUNE, PHASE_TRAIN, check_fine_tune, compile_model, decay_epochs, fine_tune_learning_rate,
-    fit_callbacks, phases, resolve_compile_args,
+    check_fine_tune, compile_model, decay_epochs, fine_tune_learning_rate, fit_callbacks, phases,
+    resolve_compile_args,
 )
 
 # Importable from here as before: the compile policy's entry points the trainer uses.
