@@ -25,7 +25,7 @@ from core.export.training_code import (
 )
 from core.spec import StackSpec, TrainSpec
 from core.spec.tasks import TaskInfo
-from core.training.compile import fine_tunes, resolve_auto, uses_steps
+from core.training.compile import ONE_HOT_LOSSES, fine_tunes, resolve_auto, uses_steps
 
 
 def generate_script(
@@ -94,7 +94,7 @@ def generate_script(
         ]))
     if fine_tune_trainable:
         definitions += [LEAVES_FUNCTION, unfreeze_function(spec.train, fine_tune_trainable)]
-    one_hot = model.outputs[0].shape[-1] if compile_args.get("loss") == "categorical_crossentropy" else 0
+    one_hot = model.outputs[0].shape[-1] if compile_args.get("loss") in ONE_HOT_LOSSES else 0
     definitions.append(main_block(spec.train, adapt=bool(adapted), one_hot_classes=one_hot,
                                   unfreezes=bool(fine_tune_trainable)))
     header = _script_header(model, spec, member_files, frozen_at_start, bool(fine_tune_trainable))

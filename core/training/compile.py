@@ -83,6 +83,8 @@ METRIC_OBJECTS: dict[str, KerasCall] = {
 # lr_schedule="reduce_on_plateau": halve the rate after 2 epochs without improvement.
 REDUCE_ON_PLATEAU = {"factor": 0.5, "patience": 2}
 REGRESSION_LOSSES = ("mse", "mae", "huber")
+# Losses that want one-hot labels: the trainer and the script turn integer labels into them.
+ONE_HOT_LOSSES = ("categorical_crossentropy",)
 BINARY_ONLY_METRICS = ("auc", "precision", "recall")
 
 

@@ -38,7 +38,7 @@ def evaluate_run(run_id: str) -> dict:
         ("validation" or "all"), num_samples, note, cached; for classification class_names,
         confusion_matrix (rows: true class, columns: predicted class), accuracy and per_class
         rows (class, precision, recall, f1, support; None where undefined); for regression
-        y_true and y_pred (at most 2000 points), mae, rmse and r2.
+        y_true and y_pred (at most MAX_PLOT_POINTS points), mae, rmse and r2.
 
     Raises:
         ValueError: an invalid run id, or a model whose output does not fit the dataset.

@@ -40,7 +40,7 @@ from core.training import backend
 from core.training.callbacks import EventCallback
 from core.training.checkpoints import CheckpointState, CheckpointWriter, read_checkpoint, restore
 from core.training.compile import (
-    check_fine_tune, compile_model, decay_epochs, fine_tune_learning_rate, fit_callbacks, phases,
+    ONE_HOT_LOSSES, check_fine_tune, compile_model, decay_epochs, fine_tune_learning_rate, fit_callbacks, phases,
     resolve_compile_args,
 )
 
@@ -64,7 +64,7 @@ class TrainResult:
 
 
 def _targets(y: np.ndarray, loss: str, task: TaskInfo) -> np.ndarray:
-    if loss == "categorical_crossentropy":
+    if loss in ONE_HOT_LOSSES:
         return keras.utils.to_categorical(y, task.num_classes)
     return y
 

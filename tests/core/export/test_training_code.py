@@ -95,6 +95,7 @@ def _fit_recorder(monkeypatch) -> list[dict]:
         calls.append({
             "epochs": kwargs["epochs"], "initial_epoch": kwargs.get("initial_epoch", 0),
             "batch_size": kwargs["batch_size"], "compile": compiled(self),
+            "label_shape": np.shape(args[1])[1:],  # (3,): one-hot labels for categorical cross-entropy
             "trainable_weights": len(self.trainable_weights),
             "callbacks": [(type(c).__name__, {key: value for key, value in vars(c).items()
                                                if isinstance(value, (bool, int, float, str))})
@@ -121,6 +122,7 @@ TRANSFER = dict(
     TrainSpec(epochs=3, batch_size=8, validation_split=0.25, optimizer="adamw", lr_schedule="cosine",
               fine_tune=FineTuneSpec(start_epoch=3)),
     TrainSpec(epochs=2, batch_size=8, validation_split=0.0, optimizer="rmsprop", lr_schedule="reduce_on_plateau",
+              loss="categorical_crossentropy",
               early_stopping=EarlyStoppingSpec(monitor="loss", patience=10, min_delta=0.001)),
 ], ids=["exponential_fine_tune", "cosine_fine_tune", "plateau"])
 def test_the_script_fits_in_the_same_phases_as_the_run(train_spec, tmp_path, monkeypatch):
