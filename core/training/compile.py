@@ -53,16 +53,16 @@ LEARNING_RATE = Runtime(("learning_rate",))
 # Quantities a step schedule needs: the epochs it decays over and the steps in one epoch.
 STEP_QUANTITIES = ("epochs", "steps_per_epoch")
 
-# Per optimizer: the Keras class and the arguments StackLab always passes (plain SGD
-# without momentum trains the templates far slower). A weight decay of 0 leaves each
-# optimizer its own default: none, except AdamW's 0.004 (Keras's default for AdamW).
-OPTIMIZERS: dict[str, KerasCall] = {
+# Per optimizer (core.spec.OPTIMIZERS): the Keras class and the arguments StackLab always
+# passes (SGD with the usual momentum of 0.9). A weight decay of 0 leaves each optimizer
+# its own default: none, except AdamW's 0.004 (Keras's default for AdamW).
+OPTIMIZER_CALLS: dict[str, KerasCall] = {
     "adam": KerasCall("optimizers.Adam"),
     "adamw": KerasCall("optimizers.AdamW"),
     "sgd": KerasCall("optimizers.SGD", kwargs={"momentum": 0.9}),
     "rmsprop": KerasCall("optimizers.RMSprop"),
 }
-# Per schedule: the learning rate the optimizer gets.
+# Per schedule (core.spec.LR_SCHEDULES): the learning rate the optimizer gets.
 LEARNING_RATES: dict[str, Any] = {
     "constant": LEARNING_RATE,
     "reduce_on_plateau": LEARNING_RATE,  # a callback lowers it (`callback_calls`)
@@ -94,11 +94,11 @@ def optimizer_call(optimizer: str, weight_decay: float, lr_schedule: str) -> Ker
     Raises:
         ValueError: an optimizer or schedule this policy does not know.
     """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer {optimizer!r}. Expected one of {sorted(OPTIMIZERS)}.")
+    if optimizer not in OPTIMIZER_CALLS:
+        raise ValueError(f"Unknown optimizer {optimizer!r}. Expected one of {sorted(OPTIMIZER_CALLS)}.")
     if lr_schedule not in LEARNING_RATES:
         raise ValueError(f"Unknown lr_schedule {lr_schedule!r}. Expected one of {sorted(LEARNING_RATES)}.")
-    base = OPTIMIZERS[optimizer]
+    base = OPTIMIZER_CALLS[optimizer]
     kwargs = {"learning_rate": LEARNING_RATES[lr_schedule], **base.kwargs}
     if weight_decay:
         kwargs["weight_decay"] = float(weight_decay)
