@@ -88,13 +88,13 @@ def test_stop_request_keeps_the_last_finished_epoch():
         return any(e.kind == "progress" and e.epoch == 2 for e in log.events) or len(snapshots) >= 2
 
     spec = tiny_spec(epochs=5, batch_size=4)
-    import core.training.callbacks as training
-    old = training.PROGRESS_INTERVAL_S
-    training.PROGRESS_INTERVAL_S = 0.0
+    import core.training.callbacks as callbacks
+    old = callbacks.PROGRESS_INTERVAL_S
+    callbacks.PROGRESS_INTERVAL_S = 0.0
     try:
         result = train(spec, tiny_dataset(n=400), log, should_stop=should_stop, extra_callbacks=[Snapshot()])
     finally:
-        training.PROGRESS_INTERVAL_S = old
+        callbacks.PROGRESS_INTERVAL_S = old
     assert result.status == "stopped"
     assert [row["epoch"] for row in result.history] == [1]
     assert [e.epoch for e in log.of_kind("epoch")] == [1]
@@ -178,9 +178,9 @@ class _StopDuring:
 
 @pytest.fixture
 def progress_every_batch(monkeypatch):
-    import core.training.callbacks as training
+    import core.training.callbacks as callbacks
 
-    monkeypatch.setattr(training, "PROGRESS_INTERVAL_S", 0.0)
+    monkeypatch.setattr(callbacks, "PROGRESS_INTERVAL_S", 0.0)
 
 
 class _WeightsAtStart(keras.callbacks.Callback):
