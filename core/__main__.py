@@ -121,7 +121,8 @@ def cmd_check(args) -> int:
     if args.json:
         print(json.dumps({"name": spec.name, **report.to_dict()}, indent=2))
         return 0 if report.ok else 1
-    print(f"Stack '{spec.name}' ({spec.mode}) on {spec.dataset.name if spec.dataset.source == 'builtin' else spec.dataset.path}: "
+    data = spec.dataset.name if spec.dataset.source == "builtin" else spec.dataset.path
+    print(f"Stack '{spec.name}' ({spec.mode}) on {data}: "
           f"input {format_shape(report.input_shape)} -> output {format_shape(report.output_shape)}")
     rows = [["member", "source", "input", "output", "params", "trainable"]]
     for member in report.members:
@@ -130,7 +131,8 @@ def cmd_check(args) -> int:
                      f"{member.total_params:,}", f"{member.trainable_params:,}"])
     print(_table(rows))
     for adapter in report.adapters:
-        print(f"adapter: {adapter.kind} after '{adapter.after}'" + (f" before '{adapter.before}'" if adapter.before else ""))
+        before = f" before '{adapter.before}'" if adapter.before else ""
+        print(f"adapter: {adapter.kind} after '{adapter.after}'{before}")
     print(f"Total params: {report.total_params:,} (trainable {report.trainable_params:,}, "
           f"non-trainable {report.non_trainable_params:,})")
     for warning in report.warnings:
@@ -152,9 +154,9 @@ def cmd_train(args) -> int:
         spec = spec.replace(train=dataclasses.replace(spec.train, epochs=args.epochs))
         spec.check_values()  # --epochs 0, or fewer epochs than the fine-tune phase needs
     _import_keras()
-    from core.spec.events import EpochEnd, PhaseChange, RunEnded
-    from core.export.artifacts import export_run
     from core.build.stacking import member_files
+    from core.export.artifacts import export_run
+    from core.spec.events import EpochEnd, PhaseChange, RunEnded
     from core.training.loop import train
 
     stop = {"requested": False}
@@ -179,7 +181,7 @@ def cmd_train(args) -> int:
     result = train(spec, sink=sink, should_stop=lambda: stop["requested"])
     paths = export_run(result.model, spec, result.history, Path(args.out),
                        member_sources=member_files(spec), compile_args=result.compile_args)
-    for name, path in paths.items():
+    for path in paths.values():
         print(f"wrote {path}")
     return {"finished": 0, "stopped": 130, "failed": 1}[result.status]
 
@@ -244,7 +246,8 @@ def cmd_runs(args) -> int:
         for run in runs.list_runs():
             best = f"{run.best['name']} {run.best['value']:.4f}" if run.best else "-"
             duration = f"{run.duration_s:.0f} s" if run.duration_s is not None else "-"
-            rows.append([run.id, run.name, run.mode, run.status, f"{run.epochs_done}/{run.epochs_total}", best, duration])
+            epochs = f"{run.epochs_done}/{run.epochs_total}"
+            rows.append([run.id, run.name, run.mode, run.status, epochs, best, duration])
         print(_table(rows) if len(rows) > 1 else "No runs yet. Start one with `python -m core runs start SPEC.json`.")
         return 0
     if args.target is None:

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from core.spec import MODE_OPTIONS, AdapterSpec, MemberSpec, StackSpec
-from core.spec import rules
+from core.spec import MODE_OPTIONS, AdapterSpec, MemberSpec, StackSpec, rules
 from dashboard import formatting
 
 TRAINABLE = {"fillcolor": "#dbeafe", "color": "#1d4ed8", "style": "filled,rounded"}

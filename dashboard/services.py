@@ -25,8 +25,8 @@ import streamlit as st
 from core import runs
 from core.data import DataError, list_builtins, load_dataset
 from core.inspector import InspectorError, get_client
-from core.storage.paths import run_model_path, stacklab_home
 from core.spec import DatasetSpec, StackSpec
+from core.storage.paths import run_model_path, stacklab_home
 from dashboard import state
 
 PREVIEW_SAMPLES = 24

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from core.spec import (
@@ -29,12 +28,12 @@ from core.spec import (
     compile_layer_pattern,
     layer_pattern_matches,
     load_spec,
+    rules,
 )
-from core.spec import rules
 from core.spec.rules import allows_head, needs_head
+from core.storage.paths import shipped_file
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SPEC_FILE = ROOT / "examples" / "seed_sequential.json"
+DEFAULT_SPEC_FILE = "examples/seed_sequential.json"  # in the checkout, or shipped with an installed StackLab
 # The seed trains 10 epochs; 5 already reach ~0.89 validation accuracy on digits28 and keep
 # a first run short.
 DEFAULT_EPOCHS = 5
@@ -44,7 +43,7 @@ DEFAULT_HEAD = MemberSpec("head", template="dense_head", params={"hidden_units":
 def default_spec() -> StackSpec:
     """The seed's sequential stack (CNN features -> dense head) on digits28, 5 epochs, under a
     generated name ('sequential_digits28') that follows its mode and dataset until renamed."""
-    spec = load_spec(DEFAULT_SPEC_FILE)
+    spec = load_spec(shipped_file(DEFAULT_SPEC_FILE))
     return spec.replace(name=generated_name(spec.mode, spec.dataset.name),
                         train=dataclasses.replace(spec.train, epochs=DEFAULT_EPOCHS))
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import streamlit as st
 
-from core.storage import drafts
 from core.spec import SpecError, StackSpec
+from core.storage import drafts
 from dashboard.spec_edit import default_spec
 
 DRAFT = "draft_spec"  # StackSpec: the stack being assembled

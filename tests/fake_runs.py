@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from core import runs
-from core.spec.events import EpochEnd, RunStarted
 from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec
+from core.spec.events import EpochEnd, RunStarted
 
 TINY = StackSpec(name="tiny", train=TrainSpec(epochs=2), dataset=DatasetSpec(name="iris"),
                  members=(MemberSpec("encoder", template="mlp"), MemberSpec("head", template="dense_head")))

@@ -25,8 +25,7 @@ from core.build import adapters as adapter_lib
 from core.build.adapters import Need
 from core.build.report import Problem
 from core.build.templates import TEMPLATES
-from core.spec import AdapterSpec, MemberSpec, StackSpec
-from core.spec import rules
+from core.spec import AdapterSpec, MemberSpec, StackSpec, rules
 from core.spec.shapes import format_shape
 from core.spec.tasks import TaskInfo
 from core.storage.paths import run_model_path

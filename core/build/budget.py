@@ -35,10 +35,10 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
-from core.limits import format_bytes, positive_from_env
 from core.build.report import Problem
-from core.spec.shapes import format_shape
 from core.build.trainability import count_params, iter_leaves
+from core.limits import format_bytes, positive_from_env
+from core.spec.shapes import format_shape
 
 if TYPE_CHECKING:
     import keras

@@ -41,8 +41,7 @@ from core.build.assembler import Assembler
 from core.build.report import MemberReport, Problem, StackError, StackReport  # noqa: F401  (re-exported)
 from core.build.templates import TEMPLATES
 from core.build.trainability import apply_trainability, count_params, trainability_rows
-from core.spec import MemberSpec, StackSpec
-from core.spec import rules
+from core.spec import MemberSpec, StackSpec, rules
 from core.spec.tasks import TaskInfo
 from core.storage.paths import run_model_path
 

@@ -24,10 +24,10 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib import format as npy_format
 
+from core.data.csv_files import check_file_size, dataset_from_arrays
 from core.data.dataset import Dataset
 from core.data.limits import DEFAULT_LIMITS, DataError, DataLimits
 from core.limits import format_bytes
-from core.data.csv_files import check_file_size, dataset_from_arrays
 from core.spec import DatasetSpec
 
 # The compression ratio is checked only for members inflating to more than this: a small

@@ -25,10 +25,10 @@ from typing import Any, Mapping
 
 import keras
 
-from core.storage.atomic import atomic_target, write_text_atomically
 from core.export.script import generate_script
 from core.spec import StackSpec
 from core.spec.events import PHASE_TRAIN
+from core.storage.atomic import atomic_target, write_text_atomically
 
 __all__ = ["export_run", "generate_script", "write_history_csv"]
 

@@ -24,14 +24,31 @@ from typing import Any
 import keras
 
 from core.export.layers import (
-    application_call, deserialize_call, input_call, layer_expression, op_call,
+    application_call,
+    deserialize_call,
+    input_call,
+    layer_expression,
+    op_call,
 )
 from core.export.source import (
-    RESERVED_NAMES, Bracket, Call, Expr, Unrenderable, claim_name, dict_expr, docstring_lines,
-    get_layer_call, identifier, inline_literal, is_keyword_name, layout, literal, prefixed,
-    prose, sequence_expr,
+    RESERVED_NAMES,
+    Bracket,
+    Call,
+    Expr,
+    Unrenderable,
+    claim_name,
+    dict_expr,
+    docstring_lines,
+    get_layer_call,
+    identifier,
+    inline_literal,
+    is_keyword_name,
+    layout,
+    literal,
+    prefixed,
+    prose,
+    sequence_expr,
 )
-
 
 # ---- walking graphs ---------------------------------------------------------------------------
 

@@ -27,10 +27,18 @@ from typing import Any, Mapping
 import keras
 
 from core.export.source import (
-    Bracket, Call, Expr, Unrenderable, dict_expr, inline_literal, is_keyword_name,
-    keyword_items, literal, prefixed, sequence_expr,
+    Bracket,
+    Call,
+    Expr,
+    Unrenderable,
+    dict_expr,
+    inline_literal,
+    is_keyword_name,
+    keyword_items,
+    literal,
+    prefixed,
+    sequence_expr,
 )
-
 
 # ---- layers and operations ----------------------------------------------------------------------
 

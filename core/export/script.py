@@ -21,7 +21,11 @@ from core.build.trainability import apply_trainability, child_layers, iter_leave
 from core.export.graph import ScriptWriter, graph_nodes, history_node
 from core.export.source import get_layer_call, prose
 from core.export.training_code import (
-    LEAVES_FUNCTION, TRAINED_FILE, compile_function, main_block, unfreeze_function,
+    LEAVES_FUNCTION,
+    TRAINED_FILE,
+    compile_function,
+    main_block,
+    unfreeze_function,
 )
 from core.spec import StackSpec, TrainSpec
 from core.spec.tasks import TaskInfo

@@ -22,8 +22,15 @@ import keras
 from core.export.source import Bracket, Expr, layout, literal, prefixed, quoted
 from core.spec import TrainSpec
 from core.training.compile import (
-    STEP_QUANTITIES, KerasCall, Runtime, callback_calls, compile_kwargs, decay_epochs, fine_tune_learning_rate,
-    fine_tunes, uses_steps,
+    STEP_QUANTITIES,
+    KerasCall,
+    Runtime,
+    callback_calls,
+    compile_kwargs,
+    decay_epochs,
+    fine_tune_learning_rate,
+    fine_tunes,
+    uses_steps,
 )
 
 # Where `python stack.py DATA.npz` saves what it trained: not model.keras, which sits next to

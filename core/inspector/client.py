@@ -45,15 +45,21 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from core.limits import format_bytes, positive_from_env
-from core.processes import child_env, signal_name
 from core.inspector.process import InspectorProcess
 from core.inspector.protocol import (
-    DEFAULT_MEMORY_BYTES, DEFAULT_START_TIMEOUT_S, DEFAULT_TIMEOUT_S, LOG_NAME, MEMORY_ENV, MEMORY_EXIT_CODE,
-    START_TIMEOUT_ENV, TIMEOUT_ENV,
+    DEFAULT_MEMORY_BYTES,
+    DEFAULT_START_TIMEOUT_S,
+    DEFAULT_TIMEOUT_S,
+    LOG_NAME,
+    MEMORY_ENV,
+    MEMORY_EXIT_CODE,
+    START_TIMEOUT_ENV,
+    TIMEOUT_ENV,
 )
-from core.storage.paths import stacklab_home
+from core.limits import format_bytes, positive_from_env
+from core.processes import child_env, signal_name
 from core.spec import StackSpec, resolve_paths
+from core.storage.paths import stacklab_home
 from core.storage.uploads import display_name, is_ref
 
 

@@ -25,10 +25,10 @@ from typing import Any, Callable, Mapping
 
 import psutil
 
-from core.limits import format_bytes, positive_from_env
-from core.processes import reserve_stdout
 from core.inspector.protocol import DEFAULT_MEMORY_BYTES, LOG_NAME, MEMORY_ENV, MEMORY_EXIT_CODE, TEST_OPS_ENV
+from core.limits import format_bytes, positive_from_env
 from core.model_files.limits import shortened
+from core.processes import reserve_stdout
 from core.spec import StackSpec
 
 # Keras and the library (core.model_files.loading, core.build.stacking, core.training.evaluation, ...) are imported in
@@ -76,10 +76,10 @@ def _handlers(started: float, watchdog: _Watchdog) -> dict[str, Callable[[Mappin
     """The requests this server answers; imports Keras and the library first."""
     import keras
 
-    from core.training.evaluation import evaluate_run
-    from core.model_files.loading import summarize_model_file
     from core.build.stacking import check
     from core.build.templates import TEMPLATES
+    from core.model_files.loading import summarize_model_file
+    from core.training.evaluation import evaluate_run
 
     def ping(args):
         return {"backend": keras.backend.backend(), "pid": os.getpid(),

@@ -20,12 +20,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.limits import format_bytes
 from core.model_files.container_checks import MODEL_FORMATS, check_model_file
 from core.model_files.limits import (
-    ENV_PREFIX, LoadLimits, ModelFileRefused, first_line, refusals_for, refuse,
+    ENV_PREFIX,
+    LoadLimits,
+    ModelFileRefused,
+    first_line,
+    refusals_for,
+    refuse,
 )
 from core.model_files.summary import summary_fields
-from core.limits import format_bytes
 from core.processes import PROJECT_ROOT, child_env, reserve_stdout, signal_name
 
 # One TensorFlow/BLAS thread and two malloc arenas keep the child's address space (what

@@ -31,8 +31,8 @@ from typing import Any
 
 import h5py
 
-from core.model_files.config_checks import check_model_config
 from core.limits import format_bytes
+from core.model_files.config_checks import check_model_config
 from core.model_files.limits import MIB, LoadLimits, first_line, refuse
 
 MODEL_FORMATS = {".keras": "keras", ".h5": "h5", ".hdf5": "h5"}

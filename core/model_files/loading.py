@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from core.model_files import child
-from core.storage import uploads
 from core.model_files.container_checks import MODEL_FORMATS, check_model_file, copy_regular_file
 from core.model_files.limits import LoadLimits, ModelFileRefused, first_line, refusals_for, refuse
 from core.model_files.summary import ModelFileReport, ModelSummary, top_level_layers
+from core.storage import uploads
 
 if TYPE_CHECKING:
     import keras

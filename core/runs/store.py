@@ -30,36 +30,8 @@ from core.runs.records import (  # noqa: F401  (re-exported: the store's records
 )
 from core.runs.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from core.spec import StackSpec
-from core.spec.events import BatchProgress, EpochEnd, Event, PhaseChange, RunStarted
+from core.spec.events import BatchProgress, EpochEnd, Event, PhaseChange, RunStarted, epoch_from_history_row
 from core.storage.paths import run_dir, stacklab_home
-
-# The fields of an epoch row that are not metrics; every other key of a history row is one.
-HISTORY_FIELDS = ("epoch", "phase", "learning_rate", "duration_s", "member_updates", "ended_at")
-
-
-def history_row(event: EpochEnd) -> dict[str, Any]:
-    """An epoch as one flat row, the form of `TrainResult.history` and a checkpoint's history.
-
-    Every field of the event is kept, so `epoch_from_history_row` gives the event back.
-
-    Example:
-        >>> event = EpochEnd(epoch=1, phase="train", metrics={"loss": 0.5}, duration_s=1.0,
-        ...                  learning_rate=0.01, member_updates={"a": 0.1}, ended_at=5.0)
-        >>> history_row(event)["loss"], epoch_from_history_row(history_row(event)) == event
-        (0.5, True)
-    """
-    return {"epoch": event.epoch, "phase": event.phase, **event.metrics, "learning_rate": event.learning_rate,
-            "duration_s": event.duration_s, "member_updates": dict(event.member_updates),
-            "ended_at": event.ended_at}
-
-
-def epoch_from_history_row(row: dict[str, Any]) -> EpochEnd:
-    """The epoch event behind a `history_row` (rows of older checkpoints lack the newer fields)."""
-    return EpochEnd(
-        epoch=row["epoch"], phase=row["phase"],
-        metrics={key: value for key, value in row.items() if key not in HISTORY_FIELDS},
-        duration_s=row.get("duration_s", 0.0), learning_rate=row.get("learning_rate"),
-        member_updates=dict(row.get("member_updates") or {}), ended_at=row.get("ended_at") or 0.0)
 
 
 def _is_busy(error: sqlite3.Error) -> bool:

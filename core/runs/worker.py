@@ -88,8 +88,8 @@ class _Heartbeat(threading.Thread):
 
 def _epoch_logger(folder: Path):
     """A sink writing epoch metrics as TensorBoard scalars (`tensorboard --logdir runs/`)."""
-    from core.training.backend import tensorboard_writer
     from core.spec.events import EpochEnd
+    from core.training.backend import tensorboard_writer
 
     try:
         write = tensorboard_writer(folder / "tensorboard")
@@ -107,10 +107,10 @@ def _epoch_logger(folder: Path):
 
 def train_run(run_id: str) -> int:
     """The trainer: train the run, export its artifacts, record how it ended."""
-    from core.training.checkpoints import read_checkpoint
+    from core.build.stacking import member_files
     from core.data import load_dataset
     from core.export.artifacts import export_run
-    from core.build.stacking import member_files
+    from core.training.checkpoints import read_checkpoint
     from core.training.loop import train
 
     store = runs.current_store()

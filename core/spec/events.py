@@ -11,7 +11,7 @@ phase: a run of 5 + 3 epochs emits epochs 1..8.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 # Batches timed (after an epoch's first) before a batch time is reported: one is noisy.
 MIN_TIMED_STEPS = 2
@@ -100,3 +100,32 @@ class EventLog:
 
     def of_kind(self, kind: str) -> list[Event]:
         return [e for e in self.events if e.kind == kind]
+
+
+# The fields of an epoch row that are not metrics; every other key of a history row is one.
+HISTORY_FIELDS = ("epoch", "phase", "learning_rate", "duration_s", "member_updates", "ended_at")
+
+
+def history_row(event: EpochEnd) -> dict[str, Any]:
+    """An epoch as one flat row, the form of `TrainResult.history` and a checkpoint's history.
+
+    Every field of the event is kept, so `epoch_from_history_row` gives the event back.
+
+    Example:
+        >>> event = EpochEnd(epoch=1, phase="train", metrics={"loss": 0.5}, duration_s=1.0,
+        ...                  learning_rate=0.01, member_updates={"a": 0.1}, ended_at=5.0)
+        >>> history_row(event)["loss"], epoch_from_history_row(history_row(event)) == event
+        (0.5, True)
+    """
+    return {"epoch": event.epoch, "phase": event.phase, **event.metrics, "learning_rate": event.learning_rate,
+            "duration_s": event.duration_s, "member_updates": dict(event.member_updates),
+            "ended_at": event.ended_at}
+
+
+def epoch_from_history_row(row: dict[str, Any]) -> EpochEnd:
+    """The epoch event behind a `history_row` (rows of older checkpoints lack the newer fields)."""
+    return EpochEnd(
+        epoch=row["epoch"], phase=row["phase"],
+        metrics={key: value for key, value in row.items() if key not in HISTORY_FIELDS},
+        duration_s=row.get("duration_s", 0.0), learning_rate=row.get("learning_rate"),
+        member_updates=dict(row.get("member_updates") or {}), ended_at=row.get("ended_at") or 0.0)

@@ -27,7 +27,13 @@ from typing import Any, Mapping
 
 from core.limits import format_bytes
 from core.spec.base import (
-    MAX_SPEC_BYTES_ENV, Range, SpecError, _choice, _SpecBase, max_spec_bytes, too_deep_message,
+    MAX_SPEC_BYTES_ENV,
+    Range,
+    SpecError,
+    _choice,
+    _SpecBase,
+    max_spec_bytes,
+    too_deep_message,
 )
 
 SCHEMA_VERSION = 1

@@ -25,9 +25,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.spec import SpecError, StackSpec
 from core.storage.atomic import write_text_atomically
 from core.storage.paths import stacklab_home
-from core.spec import SpecError, StackSpec
 
 DRAFT_FILE = "draft.json"
 FORMAT_VERSION = 1

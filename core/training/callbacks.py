@@ -18,8 +18,7 @@ import keras
 import numpy as np
 
 from core.build.trainability import learnable_variables
-from core.runs.store import history_row
-from core.spec.events import MIN_TIMED_STEPS, BatchProgress, EpochEnd, EventSink
+from core.spec.events import MIN_TIMED_STEPS, BatchProgress, EpochEnd, EventSink, history_row
 
 # Batch progress at most 4 times a second: more costs the run without showing more.
 PROGRESS_INTERVAL_S = 0.25

@@ -15,11 +15,11 @@ import math
 import keras
 import numpy as np
 
-from core.storage.atomic import write_text_atomically
 from core.data import load_dataset, split
+from core.spec import StackSpec
+from core.storage.atomic import write_text_atomically
 from core.storage.paths import run_dir, run_model_path
 from core.storage.plain import to_plain
-from core.spec import StackSpec
 
 MAX_PLOT_POINTS = 2000
 CACHE_NAME = "evaluation.json"

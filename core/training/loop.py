@@ -40,7 +40,13 @@ from core.training import backend
 from core.training.callbacks import EventCallback
 from core.training.checkpoints import CheckpointState, CheckpointWriter, read_checkpoint, restore
 from core.training.compile import (
-    ONE_HOT_LOSSES, check_fine_tune, compile_model, decay_epochs, fine_tune_learning_rate, fit_callbacks, phases,
+    ONE_HOT_LOSSES,
+    check_fine_tune,
+    compile_model,
+    decay_epochs,
+    fine_tune_learning_rate,
+    fit_callbacks,
+    phases,
     resolve_compile_args,
 )
 
@@ -51,7 +57,7 @@ __all__ = ["TrainResult", "compile_model", "resolve_compile_args", "train"]
 @dataclass
 class TrainResult:
     model: keras.Model
-    # One row per finished epoch (`core.runs.store.history_row`): epoch, phase, the metrics,
+    # One row per finished epoch (`core.spec.events.history_row`): epoch, phase, the metrics,
     # learning_rate, duration_s, member_updates and ended_at.
     history: list[dict[str, Any]]
     status: str  # finished, stopped or failed

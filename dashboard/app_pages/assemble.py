@@ -6,12 +6,13 @@ Edits go to the draft spec (dashboard.state); every model question goes to the i
 
 import streamlit as st
 
-from core.storage import drafts
 from core.inspector import InspectorError
 from core.runs import RunStoreError
 from core.spec import STACKING_MODES, SpecError, StackSpec
+from core.storage import drafts
 from dashboard import services, spec_edit, state
-from dashboard.widgets import draft as draft_widgets, forms, members, preflight
+from dashboard.widgets import draft as draft_widgets
+from dashboard.widgets import forms, members, preflight
 
 IMPORT_KEY = "asm-import"
 MODE_HELP = {

@@ -8,13 +8,14 @@ import pandas as pd
 import streamlit as st
 
 from core import runs
+from core.inspector import InspectorError
+from core.limits import format_bytes
+from core.runs import RunStoreError
 from core.runs import tensorboard as tensorboard_runs
 from core.runs.bundle import bundle_name, max_bundle_bytes, run_bundle
-from core.limits import format_bytes
-from core.inspector import InspectorError
-from core.runs import RunStoreError
 from dashboard import figures, formatting, run_selection, services, spec_edit, state
-from dashboard.widgets import draft as draft_widgets, live
+from dashboard.widgets import draft as draft_widgets
+from dashboard.widgets import live
 
 ARTIFACTS = {  # artifact name -> (button label, MIME type), in the order shown
     "history.csv": ("history.csv", "text/csv"),

@@ -8,8 +8,8 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from core import runs
-from core.spec.events import BatchProgress, EpochEnd, PhaseChange, RunStarted
 from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec
+from core.spec.events import BatchProgress, EpochEnd, PhaseChange, RunStarted
 from dashboard import state
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from core import runs
-from core.runs import scheduler
 from core.inspector import get_client
+from core.runs import scheduler
 from tests.dashboard.apptest import TINY
 
 

@@ -21,8 +21,8 @@ os.environ["STACKLAB_HOME"] = tempfile.mkdtemp(prefix="stacklab-open-every-page-
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from core.runs import scheduler  # noqa: E402
 from core.inspector import get_client  # noqa: E402
+from core.runs import scheduler  # noqa: E402
 from tests.fake_runs import finished_run_with_artifacts  # noqa: E402
 
 WATCHED = ("tensorflow", "keras", "tf_keras", "jax", "torch", "core")

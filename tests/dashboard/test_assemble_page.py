@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from core.storage.paths import run_model_path
 from core.spec import AdapterSpec, DatasetSpec, LayerRule, MemberSpec, StackSpec
+from core.storage.paths import run_model_path
 from dashboard import state
 from tests.dashboard.apptest import TINY, app, elements, open_page, texts
 

@@ -2,8 +2,7 @@
 
 import pytest
 
-from core.spec import AdapterSpec, DatasetSpec, FineTuneSpec, LayerRule, MemberSpec, StackSpec, TrainSpec
-from core.spec import rules
+from core.spec import AdapterSpec, DatasetSpec, FineTuneSpec, LayerRule, MemberSpec, StackSpec, TrainSpec, rules
 from dashboard import spec_edit
 
 

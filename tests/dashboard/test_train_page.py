@@ -11,8 +11,8 @@ import time
 import pytest
 
 from core import runs
-from core.spec.events import BatchProgress
 from core.spec import AdapterSpec, DatasetSpec, EarlyStoppingSpec, FineTuneSpec, MemberSpec, StackSpec
+from core.spec.events import BatchProgress
 from dashboard import spec_edit, state
 from tests.dashboard.apptest import TINY, app, elements, fake_run, texts
 

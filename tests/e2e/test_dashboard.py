@@ -197,9 +197,8 @@ def test_a_refused_upload_shows_why_and_training_still_works(tab, server, server
 
 def finished_runs_without_training(server_runs, monkeypatch, count: int) -> list[str]:
     """Finished runs written straight to the server's run store (no worker, no training)."""
-    from tests.fake_runs import finished_run_with_artifacts
-
     from core.runs import scheduler
+    from tests.fake_runs import finished_run_with_artifacts
 
     monkeypatch.setattr(scheduler, "_spawn", lambda run_id: None)
     return [finished_run_with_artifacts() for _ in range(count)]

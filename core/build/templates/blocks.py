@@ -7,11 +7,8 @@ from typing import Any
 
 import keras
 
-from core.spec.tasks import TaskInfo
-
 from core.build.templates.registry import InputCheck, ParamSpec, output_activation, output_units, safe_layer_name
-
-
+from core.spec.tasks import TaskInfo
 
 
 def dense_layers(x, units: list[int], activation: str, dropout_rate: float, batch_norm: bool, name: str):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-
 import keras
 
-
 from core.build.templates.blocks import (
-    OUTPUT_PARAMS, conv_blocks, conv_input_check, dense_layers, output_layer, pool_to_vector, with_defaults,
+    OUTPUT_PARAMS,
+    conv_blocks,
+    conv_input_check,
+    dense_layers,
+    output_layer,
+    pool_to_vector,
+    with_defaults,
 )
 from core.build.templates.registry import ParamSpec, Template, register
-
-
 
 
 def build_cnn_features(input_shape, task, params, name, sample=None) -> keras.Model:

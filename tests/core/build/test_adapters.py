@@ -3,9 +3,9 @@ import pytest
 
 from core.build import adapters
 from core.build.adapters import LONG_SEQUENCE_STEPS, Need, candidates, choose_fix
+from core.build.templates import TEMPLATES
 from core.spec import AdapterSpec
 from core.spec.tasks import TaskInfo
-from core.build.templates import TEMPLATES
 
 TASK = TaskInfo("multiclass", (4,), num_classes=3)
 

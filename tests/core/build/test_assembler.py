@@ -5,8 +5,7 @@ import pytest
 
 from core.build.assembler import Assembler
 from core.build.stacking import STACKING_MODES, build, check
-from core.spec import AdapterSpec, MemberSpec, StackSpec
-from core.spec import rules
+from core.spec import AdapterSpec, MemberSpec, StackSpec, rules
 from core.spec.tasks import TaskInfo
 
 IMAGES = TaskInfo("multiclass", (12, 12, 1), num_classes=3)

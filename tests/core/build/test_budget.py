@@ -12,8 +12,8 @@ import psutil
 import pytest
 
 from core.build import budget
-from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec
 from core.build.stacking import StackError, build, check
+from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec
 
 ROOT = Path(__file__).resolve().parents[3]
 GIB = 2**30

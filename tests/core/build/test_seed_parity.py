@@ -13,8 +13,8 @@ from pathlib import Path
 import keras
 import pytest
 
-from core.spec import load_spec
 from core.build.stacking import build
+from core.spec import load_spec
 from core.spec.tasks import TaskInfo
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -4,11 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from core.spec import AdapterSpec, LayerRule, MemberSpec, StackSpec
 from core.build.stacking import STACKING_MODES, StackError, build, check
+from core.build.trainability import count_params
+from core.spec import AdapterSpec, LayerRule, MemberSpec, StackSpec
 from core.spec.rules import accept_fix
 from core.spec.tasks import TaskInfo
-from core.build.trainability import count_params
 
 IMAGES = TaskInfo("multiclass", (12, 12, 1), num_classes=3)
 VECTORS = TaskInfo("multiclass", (6,), num_classes=3)
@@ -158,7 +158,8 @@ def test_ensemble_average_and_meta_head():
     (StackSpec(mode="transfer", head=small_head()), "Mode 'transfer' needs a pretrained member"),
     (StackSpec(mode="ensemble", members=(small_cnn(),)), "Mode 'ensemble' combines two or more"),
     (StackSpec(mode="fusion", members=(small_cnn(),), head=small_head()), "Fusion concatenates two or more"),
-    (StackSpec(members=(MemberSpec("x", template="resnet9000"), small_head())), "template 'resnet9000', which does not exist"),
+    (StackSpec(members=(MemberSpec("x", template="resnet9000"), small_head())),
+     "template 'resnet9000', which does not exist"),
     (StackSpec(members=(small_cnn("same"), small_head("same"))), "A member named 'same' already exists"),
     (StackSpec(members=(small_cnn("has space"), small_head())), "Member name 'has space' is not allowed"),
     (StackSpec(members=(small_cnn("input"), small_head())), "Member name 'input' is reserved"),

@@ -4,10 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from core.spec import FineTuneSpec, LayerRule, MemberSpec, StackSpec
 from core.build.stacking import build
-from core.spec.tasks import TaskInfo
 from core.build.trainability import count_params, frozen_members, iter_leaves, trainability_rows, unfreeze_top
+from core.spec import FineTuneSpec, LayerRule, MemberSpec, StackSpec
+from core.spec.tasks import TaskInfo
 
 TASK = TaskInfo("multiclass", (6,), num_classes=3)
 

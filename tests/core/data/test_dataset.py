@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 from numpy.lib import format as npy_format
 
-from core.data import builtin as builtin_arrays
 from core.data import (
     BUILTIN_DATASETS,
     DataError,
     DataLimits,
     Dataset,
     csv_columns,
-    load_dataset,
     list_builtins,
+    load_dataset,
     scale_features,
     split,
 )
+from core.data import builtin as builtin_arrays
 from core.data.csv_files import dataset_from_arrays
 from core.spec import DatasetSpec
 from core.spec.tasks import TaskInfo

@@ -12,10 +12,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from core.build.templates import TEMPLATES
 from core.export.artifacts import generate_script
 from core.spec import EarlyStoppingSpec, MemberSpec, StackSpec, TrainSpec
 from core.spec.tasks import TaskInfo
-from core.build.templates import TEMPLATES
 
 IMAGE = (12, 12, 1)
 TASK = TaskInfo("multiclass", IMAGE, num_classes=3)

@@ -13,10 +13,15 @@ import pytest
 from core.export.artifacts import export_run, write_history_csv
 from core.spec import StackSpec
 from tests.core.export.export_stacks import (
-    COMPILE_ARGS, IMAGE, file_member_stack, import_script, member, sequential_stack,
-    trainable_count, write_script,
+    COMPILE_ARGS,
+    IMAGE,
+    file_member_stack,
+    import_script,
+    member,
+    sequential_stack,
+    trainable_count,
+    write_script,
 )
-
 
 HISTORY = [
     {"epoch": 1, "phase": "train", "loss": 1.2, "accuracy": 0.4, "val_loss": 1.3,

@@ -5,8 +5,16 @@ import shutil
 import pytest
 
 from tests.core.export.export_stacks import (
-    assert_same_stack, branchy_stack, ensemble_stack, file_member_stack, frozen_batchnorm_stack,
-    fusion_stack, import_script, sequence_stack, sequential_stack, write_script,
+    assert_same_stack,
+    branchy_stack,
+    ensemble_stack,
+    file_member_stack,
+    frozen_batchnorm_stack,
+    fusion_stack,
+    import_script,
+    sequence_stack,
+    sequential_stack,
+    write_script,
 )
 
 

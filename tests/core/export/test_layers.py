@@ -8,8 +8,14 @@ import pytest
 from core.export.artifacts import generate_script
 from core.spec import MemberSpec, StackSpec
 from tests.core.export.export_stacks import (
-    COMPILE_ARGS, assert_same_stack, branchy_stack, frozen_batchnorm_stack, import_script,
-    mobilenet_stack, sequence_stack, write_script,
+    COMPILE_ARGS,
+    assert_same_stack,
+    branchy_stack,
+    frozen_batchnorm_stack,
+    import_script,
+    mobilenet_stack,
+    sequence_stack,
+    write_script,
 )
 
 

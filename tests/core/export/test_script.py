@@ -8,12 +8,19 @@ import keras
 import numpy as np
 import pytest
 
+from core.build.trainability import apply_trainability, iter_leaves, unfreeze_top
 from core.export.artifacts import generate_script
 from core.spec import FineTuneSpec, TrainSpec
-from core.build.trainability import apply_trainability, iter_leaves, unfreeze_top
 from tests.core.export.export_stacks import (
-    IMAGE, all_layers, assert_same_stack, ensemble_stack, import_script, sequential_stack, tabular_stack,
-    trainable_count, write_script,
+    IMAGE,
+    all_layers,
+    assert_same_stack,
+    ensemble_stack,
+    import_script,
+    sequential_stack,
+    tabular_stack,
+    trainable_count,
+    write_script,
 )
 
 

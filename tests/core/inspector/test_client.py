@@ -18,11 +18,11 @@ import keras
 import psutil
 import pytest
 
-from core.storage import uploads
+from core.build.templates import TEMPLATES
 from core.inspector import InspectorClient, InspectorError
 from core.inspector.protocol import GIB, TEST_OPS_ENV
 from core.spec import AdapterSpec, DatasetSpec, MemberSpec, StackSpec, TrainSpec
-from core.build.templates import TEMPLATES
+from core.storage import uploads
 
 ROOT = Path(__file__).resolve().parents[3]
 SEED = StackSpec(name="seed", members=(

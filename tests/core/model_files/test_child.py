@@ -8,8 +8,7 @@ import sys
 
 import pytest
 
-from core.model_files import loading
-from core.model_files import child
+from core.model_files import child, loading
 from core.model_files.loading import LoadLimits, ModelFileRefused
 from tests.core.model_files.loading_models import LIMITS, dense_config, rewrite_keras
 

@@ -12,10 +12,9 @@ import keras
 import numpy as np
 import pytest
 
-from core.model_files import loading
-from core.model_files import child
-from core.storage import uploads
+from core.model_files import child, loading
 from core.model_files.loading import LoadLimits, ModelFileRefused
+from core.storage import uploads
 from tests.core.model_files.loading_models import LIMITS, build_functional, build_sequential
 
 pytest_plugins = ["tests.core.model_files.loading_fixtures"]  # the fixtures saved and summaries

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from core import runs
-from core.runs.bundle import bundle_name, run_bundle
 from core.export.artifacts import export_run
+from core.runs.bundle import bundle_name, run_bundle
 from tests.core.export.export_stacks import COMPILE_ARGS, IMAGE, file_member_stack, import_script
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -11,11 +11,14 @@ import pytest
 from core import runs
 from core.runs import scheduler
 from core.runs import store as run_store
-from core.spec.events import BatchProgress, EpochEnd, PhaseChange, RunStarted
 from core.runs.store import (
-    RunNotFound, RunStore, RunStoreError, best_metric, epoch_from_history_row, history_row,
+    RunNotFound,
+    RunStore,
+    RunStoreError,
+    best_metric,
 )
 from core.spec import MemberSpec, StackSpec, TrainSpec
+from core.spec.events import BatchProgress, EpochEnd, PhaseChange, RunStarted, epoch_from_history_row, history_row
 
 
 def spec(name="demo") -> StackSpec:

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from core import runs
-from core.spec.events import EpochEnd
 from core.spec import DatasetSpec, FineTuneSpec, MemberSpec, StackSpec, TrainSpec
+from core.spec.events import EpochEnd
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow

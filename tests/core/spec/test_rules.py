@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.spec import AdapterSpec, FineTuneSpec, MemberSpec, SpecError, StackSpec
-from core.spec import rules
+from core.spec import AdapterSpec, FineTuneSpec, MemberSpec, SpecError, StackSpec, rules
 
 ROOT = Path(__file__).resolve().parents[3]
 

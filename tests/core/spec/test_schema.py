@@ -46,7 +46,8 @@ def test_member_source_is_inferred_from_its_fields():
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"mode": "stacked"}, r"'mode' must be one of \['sequential', 'fusion', 'transfer', 'ensemble'\], received 'stacked'"),
+        ({"mode": "stacked"},
+         r"'mode' must be one of \['sequential', 'fusion', 'transfer', 'ensemble'\], received 'stacked'"),
         ({"membres": []}, r"Unknown key 'membres' in StackSpec. Allowed keys: .*'members'"),
         ({"members": [{"name": "a", "source": "url"}]}, r"'members\[0\].source' must be one of"),
         ({"members": [{"template": "mlp"}]}, r"Missing required key 'members\[0\].name'"),
@@ -54,8 +55,10 @@ def test_member_source_is_inferred_from_its_fields():
         ({"train": {"learning_rate": "fast"}}, r"'train.learning_rate' must be a number"),
         ({"train": {"metrics": ["acc"]}}, r"'train.metrics\[0\]' must be one of \['auto', 'accuracy'"),
         ({"train": {"early_stopping": {"patiense": 2}}}, r"Unknown key 'train.early_stopping.patiense'"),
-        ({"mode": "fusion", "options": {"combine": "average"}}, r"Unknown option 'options.combine' for mode 'fusion'. Allowed options: \['include_raw_input'\]"),
-        ({"mode": "ensemble", "options": {"combine": "vote"}}, r"'options.combine' must be one of \['average', 'meta_head'\]"),
+        ({"mode": "fusion", "options": {"combine": "average"}},
+         r"Unknown option 'options.combine' for mode 'fusion'. Allowed options: \['include_raw_input'\]"),
+        ({"mode": "ensemble", "options": {"combine": "vote"}},
+         r"'options.combine' must be one of \['average', 'meta_head'\]"),
         ({"dataset": {"source": "parquet"}}, r"'dataset.source' must be one of \['builtin', 'csv', 'npz'\]"),
         ({"schema_version": 99}, r"'schema_version' 99 is not supported"),
         ({"members": {"name": "a"}}, r"'members' must be a list"),

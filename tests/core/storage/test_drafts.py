@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from core.storage import drafts
 from core.spec import FineTuneSpec, MemberSpec, SpecError, StackSpec, TrainSpec
+from core.storage import drafts
 
 FIRST = StackSpec(name="first", members=(MemberSpec("a", template="mlp"),))
 SECOND = StackSpec(name="second", mode="fusion", members=(MemberSpec("b", template="mlp"),))

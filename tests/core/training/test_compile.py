@@ -11,8 +11,19 @@ from core.data import Dataset
 from core.spec import LR_SCHEDULES, METRICS, OPTIMIZERS, EarlyStoppingSpec, FineTuneSpec, SpecError, TrainSpec
 from core.spec.tasks import TaskInfo
 from core.training.compile import (
-    LEARNING_RATES, METRIC_OBJECTS, OPTIMIZER_CALLS, KerasCall, Runtime, compile_model,
-    fine_tune_learning_rate, fit_callbacks, instantiate, phases, resolve_auto, resolve_compile_args, uses_steps,
+    LEARNING_RATES,
+    METRIC_OBJECTS,
+    OPTIMIZER_CALLS,
+    KerasCall,
+    Runtime,
+    compile_model,
+    fine_tune_learning_rate,
+    fit_callbacks,
+    instantiate,
+    phases,
+    resolve_auto,
+    resolve_compile_args,
+    uses_steps,
 )
 from core.training.loop import _check_settings
 

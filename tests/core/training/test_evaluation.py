@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from core.data import load_dataset, split
-from core.training.evaluation import evaluate_run
 from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec
+from core.training.evaluation import evaluate_run
 
 
 def fake_run(home: Path, run_id: str, dataset: str, validation_split: float, model: keras.Model) -> Path:

@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 
 from core.data import Dataset
-from core.training.checkpoints import read_checkpoint
-from core.spec.events import EventLog
-from core.runs.store import epoch_from_history_row
 from core.spec import EarlyStoppingSpec, FineTuneSpec, MemberSpec, StackSpec, TrainSpec
+from core.spec.events import EventLog, epoch_from_history_row
 from core.spec.tasks import TaskInfo
+from core.training.checkpoints import read_checkpoint
 from core.training.loop import train
 
 

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from keras.src.utils import file_utils  # keras.applications download through this module
 
-from core.build.templates import applications
-from core.spec.tasks import TaskInfo
-from core.build.templates import TEMPLATES, ParamSpec
+from core.build.templates import TEMPLATES, ParamSpec, applications
 from core.build.templates.blocks import min_conv_input
+from core.spec.tasks import TaskInfo
 
 # One small compatible case per template: input shape, parameters, output shape with a
 # 3-class task. A template registered without a case here fails test_every_template_has_a_case.
@@ -88,7 +87,7 @@ def test_builds_on_a_small_input_and_trains_one_step(name):
     assert model.name == "member"
     assert model.input_shape == (None, *input_shape)
     assert model.output_shape == output_shape
-    assert all(layer.name.startswith("member_") for layer in model.layers), [l.name for l in model.layers]
+    assert all(layer.name.startswith("member_") for layer in model.layers), [layer.name for layer in model.layers]
     if template.output == "predictions":
         assert model.get_layer("member_output").activation.__name__ == "softmax"
     eager = name == "applications_backbone"
@@ -130,7 +129,8 @@ def test_input_problem_explains_an_incompatible_rank(name):
     problem = template.input_problem(wrong)
     assert isinstance(problem, str) and "expects input of rank" in problem
     assert template.input_problem(CASES[name][0], CASES[name][1]) is None
-    with pytest.raises(ValueError, match=r"Member 'm' \(template '.+'\) expects input of rank .* but receives shape \(batch, "):
+    expected = r"Member 'm' \(template '.+'\) expects input of rank .* but receives shape \(batch, "
+    with pytest.raises(ValueError, match=expected):
         template.build("m", wrong, MULTICLASS)
 
 
@@ -241,7 +241,8 @@ def test_tabular_encoder_without_a_sample_builds_with_identity_normalization():
 
 
 def test_tabular_encoder_refuses_a_sample_of_another_shape():
-    with pytest.raises(ValueError, match=r"sample of inputs with shape \(batch, 3\), but the sample has shape \(10, 4\)"):
+    expected = r"sample of inputs with shape \(batch, 3\), but the sample has shape \(10, 4\)"
+    with pytest.raises(ValueError, match=expected):
         TEMPLATES["tabular_encoder"].build("tab", (3,), MULTICLASS, {}, sample=np.zeros((10, 4)))
 
 
@@ -300,7 +301,8 @@ def no_network(monkeypatch):
 ])
 def test_imagenet_without_a_cached_file_names_the_path_and_stays_offline(keras_home, no_network, params, file_name):
     expected = keras_home / "models" / file_name
-    with pytest.raises(ValueError, match=re.escape(f"Put the file at {expected} ") + r".*weights='none', which works offline"):
+    message = re.escape(f"Put the file at {expected} ") + r".*weights='none', which works offline"
+    with pytest.raises(ValueError, match=message):
         BACKBONE.build("base", (28, 28, 1), MULTICLASS, {**params, "weights": "imagenet"})
     assert not keras_home.exists() or not any(keras_home.rglob("*"))
 
@@ -331,7 +333,8 @@ def save_backbone_weights(params: dict, input_shape: tuple, path) -> keras.Model
 
 
 @pytest.mark.filterwarnings("ignore:`input_shape` is undefined or non-square")  # Keras: 32x32 uses 224's weights
-@pytest.mark.parametrize("params", [SMALL_MOBILENET, {"architecture": "EfficientNetB0"}], ids=lambda p: p["architecture"])
+@pytest.mark.parametrize("params", [SMALL_MOBILENET, {"architecture": "EfficientNetB0"}],
+                         ids=lambda p: p["architecture"])
 def test_imagenet_loads_the_cached_file_and_matches_keras_imagenet(keras_home, monkeypatch, params):
     file_name = applications.weights_file_path(params["architecture"], BACKBONE.resolve_params(params), (32, 32)).name
     path = keras_home / "models" / file_name
@@ -385,7 +388,8 @@ PREPROCESS = {
 }
 
 
-@pytest.mark.parametrize("architecture, features", [("MobileNetV2", 1280), ("EfficientNetB0", 1280), ("ResNet50", 2048)])
+@pytest.mark.parametrize("architecture, features",
+                         [("MobileNetV2", 1280), ("EfficientNetB0", 1280), ("ResNet50", 2048)])
 def test_each_architecture_gets_its_preprocessing(architecture, features, tmp_path):
     params = {"architecture": architecture, "alpha": 0.35, "pooling": "max"}
     model = BACKBONE.build("base", (32, 32, 3), MULTICLASS, params)
