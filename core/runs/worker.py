@@ -25,21 +25,16 @@ import traceback
 from pathlib import Path
 
 from core import runs
+from core.processes import child_env, exit_words
 from core.storage.paths import run_dir
 
 HEARTBEAT_S = 0.5
-SIGNAL_HINTS = {
-    signal.SIGKILL: "usually the out-of-memory killer (or `kill -9`): try a smaller batch size or model",
-    signal.SIGSEGV: "a crash in native code (TensorFlow, a driver)",
-    signal.SIGTERM: "terminated from outside",
-}
 
 
 def supervise(run_id: str) -> int:
     """Run the trainer as a child process and record how it ended."""
     store = runs.current_store()
-    env = dict(os.environ)
-    trainer = subprocess.Popen([sys.executable, "-m", "core.runs.worker", "--trainer", run_id], env=env)
+    trainer = subprocess.Popen([sys.executable, "-m", "core.runs.worker", "--trainer", run_id], env=child_env())
 
     def forward(signum, frame):
         trainer.send_signal(signal.SIGTERM)
@@ -54,10 +49,9 @@ def supervise(run_id: str) -> int:
         resumed_since = run.worker_pid != os.getpid()
         if run.status in runs.ACTIVE_STATUSES and not resumed_since:
             if code < 0:
-                name = signal.Signals(-code).name
-                hint = SIGNAL_HINTS.get(-code, "")
-                reason = f"The training process was killed by {name} (signal {-code}){': ' + hint if hint else ''}. " \
-                         f"The last checkpoint (epoch {run.epochs_done}) is kept; resume continues from it."
+                advice = "; try a smaller batch size or model" if code == -signal.SIGKILL else ""
+                reason = (f"The training process was {exit_words(code)}{advice}. The last checkpoint "
+                          f"(epoch {run.epochs_done}) is kept; resume continues from it.")
             else:
                 reason = (f"The training process exited with code {code} before finishing; see "
                           f"{run_dir(run_id) / 'worker.log'}. Resume continues from the last checkpoint.")
