@@ -141,6 +141,44 @@ def layer_trainability_editor(spec: StackSpec, member: MemberSpec,
     return spec
 
 
+def trainable_switch(spec: StackSpec, member: MemberSpec, report_member: Mapping[str, Any] | None,
+                     key: tuple, role: str = "member") -> tuple[StackSpec, bool]:
+    """The member's "Trainable" switch; returns the draft (with the rules that froze it dropped,
+    when the switch turned it back on) and the member's trainable flag to keep."""
+    rules_freeze_all = diagram.trainability(report_member, member) == "frozen" and member.trainable
+    if spec.mode == "transfer" and spec.option("freeze_base") and role != "head":
+        # Shown off and read-only; the member's own flag is kept for when freeze_base is unset.
+        st.toggle("Trainable", False, key=state.widget_key(*key, "trainable-frozen-by-mode"), disabled=True,
+                  help="Frozen by the transfer mode's 'freeze the base members' option.")
+        return spec, member.trainable
+    if rules_freeze_all:
+        # The member's flag is on, but its layer rules froze every weight: the switch says
+        # what will happen, and turning it on drops the rules that froze it.
+        if st.toggle("Trainable", False, key=state.widget_key(*key, "trainable-frozen-by-rules"),
+                     help="Every layer is frozen by trainability rules; turn on to remove the rules "
+                          "that freeze this member."):
+            spec = spec_edit.drop_freezing_rules(spec, member.name)
+        return spec, member.trainable
+    return spec, st.toggle("Trainable", member.trainable, key=state.widget_key(*key, "trainable"),
+                           help="Untick to freeze every layer of this member.")
+
+
+def source_form(member: MemberSpec, templates: Mapping[str, dict], key: tuple) -> MemberSpec:
+    """Where the member comes from: a template and its parameters, or a model file or run and
+    the layer it is cut at."""
+    return _template_body(member, templates, key) if member.source == "template" else _file_body(member, key)
+
+
+def counts_text(report_member: Mapping[str, Any] | None) -> str:
+    """' · (28, 28, 1) → (5408,) · 320 of 320 params trainable', or '' before the report."""
+    if report_member is None or report_member.get("output_shape") is None:
+        return ""
+    return (f" · {formatting.shape(report_member['input_shape'])} → "
+            f"{formatting.shape(report_member['output_shape'])} · "
+            f"{formatting.count(report_member['trainable_params'])} of "
+            f"{formatting.count(report_member['total_params'])} params trainable")
+
+
 def member_card(spec: StackSpec, member: MemberSpec, role: str, position: int, count: int,
                 templates: Mapping[str, dict], report_member: Mapping[str, Any] | None) -> StackSpec:
     """Draw one member's editor; return the draft with this member's edits."""
@@ -149,23 +187,8 @@ def member_card(spec: StackSpec, member: MemberSpec, role: str, position: int, c
         top = st.columns([4, 3, 1, 1, 1], vertical_alignment="bottom")
         name = top[0].text_input("Head name" if role == "head" else f"Member {position + 1}", member.name,
                                  key=state.widget_key(*key, "name"))
-        rules_freeze_all = diagram.trainability(report_member, member) == "frozen" and member.trainable
-        if spec.mode == "transfer" and spec.option("freeze_base") and role != "head":
-            # Shown off and read-only; the member's own flag is kept for when freeze_base is unset.
-            top[1].toggle("Trainable", False, key=state.widget_key(*key, "trainable-frozen-by-mode"), disabled=True,
-                          help="Frozen by the transfer mode's 'freeze the base members' option.")
-            trainable = member.trainable
-        elif rules_freeze_all:
-            # The member's flag is on, but its layer rules froze every weight: the switch says
-            # what will happen, and turning it on drops the rules that froze it.
-            if top[1].toggle("Trainable", False, key=state.widget_key(*key, "trainable-frozen-by-rules"),
-                             help="Every layer is frozen by trainability rules; turn on to remove the rules "
-                                  "that freeze this member."):
-                spec = spec_edit.drop_freezing_rules(spec, member.name)
-            trainable = member.trainable
-        else:
-            trainable = top[1].toggle("Trainable", member.trainable, key=state.widget_key(*key, "trainable"),
-                                      help="Untick to freeze every layer of this member.")
+        with top[1]:
+            spec, trainable = trainable_switch(spec, member, report_member, key, role)
         if role == "member":
             top[2].button("", icon=":material/arrow_upward:", key=state.widget_key("up", member.name),
                           help="Move up (towards the input)", disabled=position == 0,
@@ -176,21 +199,13 @@ def member_card(spec: StackSpec, member: MemberSpec, role: str, position: int, c
         if role == "member" or not spec_edit.needs_head(spec.mode, spec.options):
             top[4].button("", icon=":material/delete:", key=state.widget_key("remove", member.name),
                           help="Remove this member", on_click=edit, args=(spec_edit.remove_member, member.name))
-        if member.source == "template":
-            updated = _template_body(member, templates, key)
-        else:
-            updated = _file_body(member, key)
+        updated = source_form(member, templates, key)
         if trainable != member.trainable:
             updated = dataclasses.replace(updated, trainable=trainable)
         if updated != member:
             spec = spec_edit.replace_member(spec, member.name, updated)
-        counts = ""
-        if report_member is not None and report_member.get("output_shape") is not None:
-            counts = (f" · {formatting.shape(report_member['input_shape'])} → "
-                      f"{formatting.shape(report_member['output_shape'])} · "
-                      f"{formatting.count(report_member['trainable_params'])} of "
-                      f"{formatting.count(report_member['total_params'])} params trainable")
-        with st.expander(f"Layers and trainability{counts}", key=state.widget_key("exp", member.name, "layers")):
+        with st.expander(f"Layers and trainability{counts_text(report_member)}",
+                         key=state.widget_key("exp", member.name, "layers")):
             spec = layer_trainability_editor(spec, member, report_member)
         if name != member.name:
             try:
@@ -210,19 +225,28 @@ def _add(member: MemberSpec, as_head: bool = False) -> None:
     st.toast(f"Added '{member.name}'.", icon=":material/check:")
 
 
-def add_member_panel(templates: Mapping[str, dict]) -> None:
-    """Tabs to add a template member, an uploaded model file, or the model of an earlier run."""
+def add_member_panel(templates: Mapping[str, dict], key_prefix: str = "add",
+                     on_add: Callable[[MemberSpec], None] = _add, action: str = "Add member") -> None:
+    """Tabs to add a template member, an uploaded model file, or the model of an earlier run.
+
+    Args:
+        key_prefix: starts every widget key ("add" on the members form, "canvas-add" in the
+            canvas's palette), so the two panels can be on one page.
+        on_add: the button callback, given the new member (its name may be taken: the
+            callback makes it unique).
+        action: the buttons' label.
+    """
     template_tab, file_tab, run_tab = st.tabs(["Template", "Model file (.keras, .h5)", "Earlier run"])
     with template_tab:
         names = list(templates)
         chosen = st.selectbox("Template", names, format_func=lambda n: _template_label(templates, n),
-                              key="add-template")
+                              key=f"{key_prefix}-template")
         if chosen:
             st.caption(templates[chosen]["description"])
-            st.button("Add member", key="add-template-button", icon=":material/add:", on_click=_add,
+            st.button(action, key=f"{key_prefix}-template-button", icon=":material/add:", on_click=on_add,
                       args=(MemberSpec(name=chosen.split("_")[0], template=chosen),))
     with file_tab:
-        uploaded = st.file_uploader("Upload a Keras model", type=["keras", "h5"], key="add-file-upload",
+        uploaded = st.file_uploader("Upload a Keras model", type=["keras", "h5"], key=f"{key_prefix}-file-upload",
                                     max_upload_size=MODEL_UPLOAD_LIMIT_MB,
                                     help="Checked before it is loaded: no custom code, no Lambda layers, bounded "
                                          "sizes. It is opened in the inspector process, never in this one.")
@@ -237,8 +261,8 @@ def add_member_panel(templates: Mapping[str, dict]) -> None:
                     model_summary(summary)
                     member = MemberSpec(name=spec_edit.unique_name(state.draft(), uploaded.name.rsplit(".", 1)[0]),
                                         source="file", file=ref)
-                    cut = _cut_at(member, summary.get("layers", []), ("add", "file", ref[7:19]))
-                    st.button("Add member", key="add-file-button", icon=":material/add:", on_click=_add,
+                    cut = _cut_at(member, summary.get("layers", []), (key_prefix, "file", ref[7:19]))
+                    st.button(action, key=f"{key_prefix}-file-button", icon=":material/add:", on_click=on_add,
                               args=(MemberSpec(name=member.name, source="file", file=ref, cut_at=cut),))
     with run_tab:
         finished = runs.list_runs(("finished",))
@@ -247,12 +271,12 @@ def add_member_panel(templates: Mapping[str, dict]) -> None:
         else:
             labels = {run.id: f"{run.id} · {run.name} · {run.dataset.name} · {formatting.best(run.best)}"
                       for run in finished}
-            run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="add-run")
+            run_id = st.selectbox("Run", list(labels), format_func=labels.get, key=f"{key_prefix}-run")
             outcome, summary = services.inspect_run_model(run_id)
             if outcome == "refused":
                 st.error(summary)
             else:
                 cut = _cut_at(MemberSpec(name="pretrained", source="run", run_id=run_id),
-                              summary.get("layers", []), ("add", "run", run_id))
-                st.button("Add member", key="add-run-button", icon=":material/add:", on_click=_add,
+                              summary.get("layers", []), (key_prefix, "run", run_id))
+                st.button(action, key=f"{key_prefix}-run-button", icon=":material/add:", on_click=on_add,
                           args=(MemberSpec(name="pretrained", source="run", run_id=run_id, cut_at=cut),))
