@@ -1,7 +1,10 @@
 """The stack as data: what a stack is, and the rules about it that need no Keras.
 
 - `schema`: StackSpec and its parts (members, adapters, trainability rules, training,
-  dataset), with the allowed choices; JSON with `schema_version`.
+  dataset), with the allowed choices; JSON with `schema_version` (2; version 1 is read too);
+- `graph`: a stack as a graph (GraphSpec: NodeSpec, EdgeSpec) and what makes one a stack;
+  `presets`: the four modes as the graphs they wire (`graph_of`, `to_graph_spec`);
+- `parts`: members and adapters; `names`: the names of a stack's nodes.
 - `base`: how those dataclasses read and check themselves (SpecError, Range, size and
   nesting limits).
 - `reading`: spec files; `rules`: Keras-free rules of a stack; `tasks`: what a dataset
@@ -11,18 +14,23 @@ Nothing here imports Keras: the dashboard uses all of it.
 """
 
 from core.spec.base import DEFAULT_MAX_SPEC_BYTES, MAX_SPEC_BYTES_ENV, MAX_SPEC_DEPTH, Range, SpecError, max_spec_bytes
+from core.spec.graph import MERGE_KINDS, NODE_KINDS, EdgeSpec, GraphProblem, GraphSpec, NodeSpec
+from core.spec.presets import graph_of, stack_graph, to_graph_spec  # after the schema: presets read it
 from core.spec.reading import load_spec, resolve_paths
-from core.spec.rules import compile_layer_pattern, layer_pattern_matches
+from core.spec.rules import compile_layer_pattern, insert_on_edge, layer_pattern_matches
 from core.spec.schema import (
     ADAPTER_KINDS,
     DATASET_SOURCES,
+    GRAPH_MODE,
     LOSSES,
     LR_SCHEDULES,
     MEMBER_SOURCES,
     METRICS,
     MODE_OPTION_CHOICES,
     MODE_OPTIONS,
+    MODES,
     OPTIMIZERS,
+    READABLE_SCHEMA_VERSIONS,
     SCALINGS,
     SCHEMA_VERSION,
     STACKING_MODES,
@@ -38,9 +46,11 @@ from core.spec.schema import (
 )
 
 __all__ = [
-    "ADAPTER_KINDS", "DATASET_SOURCES", "DEFAULT_MAX_SPEC_BYTES", "LOSSES", "LR_SCHEDULES", "MAX_SPEC_BYTES_ENV",
-    "MAX_SPEC_DEPTH", "MEMBER_SOURCES", "METRICS", "MODE_OPTIONS", "MODE_OPTION_CHOICES", "OPTIMIZERS", "SCALINGS",
-    "SCHEMA_VERSION", "STACKING_MODES", "TASKS", "AdapterSpec", "DatasetSpec", "EarlyStoppingSpec", "FineTuneSpec",
-    "LayerRule", "MemberSpec", "Range", "SpecError", "StackSpec", "TrainSpec", "compile_layer_pattern",
-    "layer_pattern_matches", "load_spec", "max_spec_bytes", "resolve_paths",
+    "ADAPTER_KINDS", "DATASET_SOURCES", "DEFAULT_MAX_SPEC_BYTES", "GRAPH_MODE", "LOSSES", "LR_SCHEDULES",
+    "MAX_SPEC_BYTES_ENV", "MAX_SPEC_DEPTH", "MEMBER_SOURCES", "MERGE_KINDS", "METRICS", "MODES", "MODE_OPTIONS",
+    "MODE_OPTION_CHOICES", "NODE_KINDS", "OPTIMIZERS", "READABLE_SCHEMA_VERSIONS", "SCALINGS", "SCHEMA_VERSION",
+    "STACKING_MODES", "TASKS", "AdapterSpec", "DatasetSpec", "EarlyStoppingSpec", "EdgeSpec", "FineTuneSpec",
+    "GraphProblem", "GraphSpec", "LayerRule", "MemberSpec", "NodeSpec", "Range", "SpecError", "StackSpec",
+    "TrainSpec", "compile_layer_pattern", "graph_of", "insert_on_edge", "layer_pattern_matches", "load_spec",
+    "max_spec_bytes", "resolve_paths", "stack_graph", "to_graph_spec",
 ]

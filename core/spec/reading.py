@@ -13,7 +13,7 @@ from core.spec.schema import MemberSpec, StackSpec
 def load_spec(path: str | Path) -> StackSpec:
     """Read a StackSpec from a JSON file.
 
-    Relative member file paths and dataset paths are resolved against the spec file's
+    Relative member file paths (graph member nodes included) and dataset paths are resolved against the spec file's
     folder, so an example spec next to its model file works from any working directory.
 
     Raises:
@@ -47,9 +47,15 @@ def resolve_paths(spec: StackSpec, base: Path) -> StackSpec:
     dataset = spec.dataset
     if dataset.source != "builtin":
         dataset = dataclasses.replace(dataset, path=resolve(dataset.path))
+    graph = spec.graph
+    if graph is not None:
+        graph = dataclasses.replace(graph, nodes=tuple(
+            dataclasses.replace(node, member=member(node.member)) if node.member is not None else node
+            for node in graph.nodes))
     return dataclasses.replace(
         spec,
         members=tuple(member(m) for m in spec.members),
         head=member(spec.head),
         dataset=dataset,
+        graph=graph,
     )

@@ -3,12 +3,13 @@
 Both sides use these: `core.build` when it builds a stack, the dashboard when it edits or
 draws one, so the two never disagree. Each rule is written here once:
 
-- member names: `MEMBER_NAME`, `RESERVED_NAMES`, `member_name_problem`;
+- member names: `MEMBER_NAME`, `RESERVED_NAMES`, `member_name_problem` (from `core.spec.names`);
 - heads: `needs_head`, `allows_head`;
 - how each mode wires its members: `stack_edges` (producer -> consumer, in the names
   adapters use), `on_edge` (which adapters sit on an edge), `adapter_placement_problem`,
   `node_label` (a node as messages name it);
-- accepting a fix: `accept_fix`;
+- accepting a fix: `accept_fix` (a preset's AdapterSpec entries), `insert_on_edge` (adapter
+  nodes on an edge of a graph);
 - fine-tuning: `earliest_fine_tune_start`, `default_fine_tune_start`;
 - trainability rules: `compile_layer_pattern`, `layer_pattern_matches`.
 
@@ -19,55 +20,28 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Any, Collection, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
-from core.spec.schema import MODE_OPTIONS, AdapterSpec, FineTuneSpec, StackSpec
-
-# ---- names -----------------------------------------------------------------------------
-
-# A member's name becomes a Keras layer name and a Python identifier in the exported script.
-MEMBER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-
-# The nodes of a stack that are not members, as adapters name them (`AdapterSpec.after` and
-# `.before`): the raw input, the combining step of fusion and ensemble stacks, the output.
-INPUT, FUSION, ENSEMBLE, OUTPUT = "input", "fusion", "ensemble", "output"
-STEPS = (INPUT, FUSION, ENSEMBLE, OUTPUT)
-# Layers the builder adds to the model between members; a member of the same name would clash.
-FUSION_CONCAT = "fusion_concat"
-RAW_INPUT_FLATTEN = "raw_input_flatten"
-ENSEMBLE_AVERAGE = "ensemble_average"
-ENSEMBLE_CONCAT = "ensemble_concat"
-RESERVED_NAMES = STEPS + (FUSION_CONCAT, RAW_INPUT_FLATTEN, ENSEMBLE_AVERAGE, ENSEMBLE_CONCAT)
-
-STEP_LABELS = {INPUT: "the input", FUSION: "the fusion", ENSEMBLE: "the ensemble", OUTPUT: "the output"}
-
-
-def member_name_problem(name: str, others: Collection[str] = ()) -> str | None:
-    """Why `name` cannot name a member, as a sentence; None when it can.
-
-    Args:
-        name: the member name.
-        others: the names of the stack's other members (a name must be unique).
-
-    Example:
-        >>> member_name_problem("input")
-        "Member name 'input' is reserved for a step of the stack; choose another name."
-    """
-    if not MEMBER_NAME.match(name):
-        return (f"Member name '{name}' is not allowed: use a letter first, then letters, digits or '_' "
-                f"(at most 64 characters).")
-    if name in RESERVED_NAMES:
-        return f"Member name '{name}' is reserved for a step of the stack; choose another name."
-    if name in others:
-        return f"A member named '{name}' already exists; member names must be unique, so choose another name."
-    return None
-
-
-def node_label(name: str) -> str:
-    """A node as messages name it: "the input", "the fusion", "the output", or "'member'"."""
-    return STEP_LABELS.get(name, f"'{name}'")
-
+from core.spec.graph import EdgeSpec, NodeSpec
+from core.spec.names import (  # noqa: F401  (the names are rules too: re-exported for core.build and the dashboard)
+    ENSEMBLE,
+    ENSEMBLE_AVERAGE,
+    ENSEMBLE_CONCAT,
+    FUSION,
+    FUSION_CONCAT,
+    INPUT,
+    MEMBER_NAME,
+    OUTPUT,
+    RAW_INPUT_FLATTEN,
+    RESERVED_NAMES,
+    STEP_LABELS,
+    STEPS,
+    member_name_problem,
+    node_label,
+)
+from core.spec.schema import GRAPH_MODE, MODE_OPTIONS, AdapterSpec, FineTuneSpec, StackSpec
 
 # ---- heads -----------------------------------------------------------------------------
 
@@ -97,7 +71,10 @@ def stack_edges(spec: StackSpec) -> list[tuple[str, str]]:
 
     Nodes are named as adapters name them: member names, "input", "fusion", "ensemble",
     "output". `core.build` adapts a tensor on exactly these edges; the dashboard draws them.
+    In mode "graph", the graph's edges (node ids), in their order.
     """
+    if spec.mode == GRAPH_MODE:
+        return [edge.pair() for edge in spec.graph.edges] if spec.graph is not None else []
     members = [member.name for member in spec.members]
     head = spec.head.name if spec.head is not None and allows_head(spec.mode, spec.options) else None
     top = [head, OUTPUT] if head else [OUTPUT]
@@ -145,6 +122,87 @@ def accept_fix(spec: StackSpec, fix: Iterable[AdapterSpec]) -> StackSpec:
         if adapter not in adapters:
             adapters.append(adapter)
     return spec.replace(adapters=tuple(adapters))
+
+
+def insert_on_edge(spec: StackSpec, source: str, target: str,
+                   adapters: Iterable[NodeSpec | Mapping[str, Any]]) -> StackSpec:
+    """The graph spec with adapter nodes inserted on its edge `source` -> `target`, in order.
+
+    The edge keeps its place among the edges into `target` (a merge's input order). A node
+    id already in the graph gets a number ("adapter_features_flatten_2"); a node without one
+    is named "adapter_<source>_<kind>". Inserting the same fix twice (a double click, a
+    second tab) leaves one copy: when the edge is gone and the same adapters already sit
+    between `source` and `target`, the spec comes back unchanged. Inserted nodes get a
+    position between the edge's ends when both have one in `spec.layout`.
+
+    Args:
+        spec: a spec in mode "graph".
+        source, target: the edge's nodes.
+        adapters: adapter nodes (NodeSpec or their dicts, as a report's edge `fix` holds them).
+
+    Returns:
+        The new spec.
+
+    Raises:
+        ValueError: the spec is not a graph, or has no edge `source` -> `target`; or an
+            item is not an adapter node.
+    """
+    if spec.mode != GRAPH_MODE or spec.graph is None:
+        raise ValueError(f"insert_on_edge works on a graph spec (mode 'graph'), received mode '{spec.mode}'. "
+                         f"For a preset, accept the fix with accept_fix, or turn it into a graph first "
+                         f"(core.spec.presets.to_graph_spec).")
+    graph = spec.graph
+    nodes = [item if isinstance(item, NodeSpec)
+             else NodeSpec.from_dict({"id": "", "kind": "adapter", **item}, where="adapter") for item in adapters]
+    for node in nodes:
+        if node.kind != "adapter":
+            raise ValueError(f"insert_on_edge inserts adapter nodes, received node '{node.id}' of kind "
+                             f"'{node.kind}'.")
+    position = next((index for index, edge in enumerate(graph.edges) if edge.pair() == (source, target)), None)
+    if position is None:
+        if _already_between(graph, source, target, nodes):
+            return spec
+        raise ValueError(f"The graph has no edge '{source}' -> '{target}' to insert "
+                         f"{' + '.join(node.adapter_spec().label() for node in nodes)} on. "
+                         f"Edges: {[edge.pair() for edge in graph.edges]}.")
+    taken = set(graph.ids())
+    named = []
+    for node in nodes:
+        base = node.id or f"adapter_{source}_{node.adapter}"
+        node_id, number = base, 2
+        while node_id in taken:
+            node_id, number = f"{base}_{number}", number + 1
+        taken.add(node_id)
+        named.append(dataclasses.replace(node, id=node_id))
+    chain = [source, *(node.id for node in named), target]
+    edges = list(graph.edges)
+    edges[position:position + 1] = [EdgeSpec(a, b) for a, b in zip(chain, chain[1:])]
+    layout = dict(spec.layout)
+    if source in layout and target in layout:
+        (x0, y0), (x1, y1) = layout[source], layout[target]
+        for step, node in enumerate(named, start=1):
+            share = step / (len(named) + 1)
+            layout[node.id] = [x0 + (x1 - x0) * share, y0 + (y1 - y0) * share]
+    return spec.replace(graph=dataclasses.replace(graph, nodes=graph.nodes + tuple(named), edges=tuple(edges)),
+                        layout=layout)
+
+
+def _already_between(graph, source: str, target: str, nodes: list[NodeSpec]) -> bool:
+    """Whether a chain of adapters like `nodes` (ids aside) already leads from `source` to `target`."""
+    def same(node: NodeSpec, other: NodeSpec | None) -> bool:
+        return other is not None and dataclasses.replace(other, id=node.id) == node
+
+    for first in graph.consumers_of(source):
+        current, matched = first, True
+        for node in nodes:
+            candidate = graph.node(current)
+            if not same(node, candidate) or len(graph.consumers_of(current)) != 1:
+                matched = False
+                break
+            current = graph.consumers_of(current)[0]
+        if matched and current == target:
+            return True
+    return False
 
 
 # ---- fine-tuning -----------------------------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -35,10 +36,19 @@ from core.spec.base import (
     max_spec_bytes,
     too_deep_message,
 )
+from core.spec.graph import GraphSpec
+from core.spec.parts import ADAPTER_KINDS, MEMBER_SOURCES, AdapterSpec, MemberSpec  # noqa: F401  (re-exported)
 
-SCHEMA_VERSION = 1
+# Version 2 added graphs (mode "graph", `graph`) and canvas positions (`layout`); a version 1
+# document reads as before and is written back as version 2.
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
+# The four modes users pick first; each is a preset that produces a graph (core.spec.presets).
 STACKING_MODES = ("sequential", "fusion", "transfer", "ensemble")
+# A stack drawn as a graph: its nodes and edges are the whole description.
+GRAPH_MODE = "graph"
+MODES = STACKING_MODES + (GRAPH_MODE,)
 # Options each mode understands, with their defaults. Kept as data so the dashboard can
 # render them and `from_dict` can reject an option the chosen mode would ignore.
 MODE_OPTIONS: dict[str, dict[str, Any]] = {
@@ -46,14 +56,13 @@ MODE_OPTIONS: dict[str, dict[str, Any]] = {
     "fusion": {"include_raw_input": False},
     "transfer": {"freeze_base": True},
     "ensemble": {"combine": "average"},
+    GRAPH_MODE: {},
 }
 MODE_OPTION_CHOICES: dict[str, tuple[Any, ...]] = {
     "include_raw_input": (True, False),
     "freeze_base": (True, False),
     "combine": ("average", "meta_head"),
 }
-MEMBER_SOURCES = ("template", "file", "run")
-ADAPTER_KINDS = ("flatten", "global_average_pooling", "reshape", "dense", "resizing")
 DATASET_SOURCES = ("builtin", "csv", "npz")
 TASKS = ("auto", "classification", "regression")
 SCALINGS = ("standard", "minmax", "none")
@@ -69,80 +78,6 @@ LOSSES = (
     "huber",
 )
 METRICS = ("auto", "accuracy", "auc", "precision", "recall", "mae", "mse", "rmse")
-
-
-@dataclass(frozen=True)
-class MemberSpec(_SpecBase):
-    """One sub-model of a stack: a built-in template, a user model file or an earlier run.
-
-    Example:
-        MemberSpec(name="features", template="cnn_features", params={"filters": [32]})
-        MemberSpec(name="base", source="file", file="sha256:ab12...", cut_at="flatten")
-    """
-
-    name: str
-    source: str = "template"
-    # source="template": a name from core.build.templates.registry.TEMPLATES and its parameters; missing
-    # parameters take the template's declared defaults.
-    template: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    # source="file": a path to a .keras/.h5 file, or "sha256:<hex>" for an upload in the
-    # content-addressed upload store (so a run finds it after the browser session ends).
-    file: str | None = None
-    # source="run": the id of an earlier finished run whose model.keras becomes the member.
-    run_id: str | None = None
-    # For file and run members: keep the model only up to (and including) this layer.
-    cut_at: str | None = None
-    trainable: bool = True
-
-    _choices: typing.ClassVar = {"source": MEMBER_SOURCES}
-
-    @classmethod
-    def _read(cls, data: Mapping[str, Any], where: str):
-        # A member given only a template name is obviously a template member.
-        if isinstance(data, Mapping) and "source" not in data:
-            if data.get("file") is not None:
-                data = {**data, "source": "file"}
-            elif data.get("run_id") is not None:
-                data = {**data, "source": "run"}
-        return super()._read(data, where)
-
-
-@dataclass(frozen=True)
-class AdapterSpec(_SpecBase):
-    """A shape adapter on the output of member `after` (or "input", the raw input).
-
-    Adapters are what a pre-flight problem suggests as its fix: Flatten, global average
-    pooling, Reshape to `target_shape`, a Dense projection to `units`, or Resizing to
-    `target_shape` (height, width). `before` names the consumer when the output of `after`
-    feeds several (the input in fusion and ensemble stacks): a member name, or "fusion",
-    "ensemble", "output" for the combining step and the stack's output. Empty: any consumer.
-    """
-
-    after: str
-    kind: str
-    before: str = ""
-    target_shape: tuple[int, ...] = ()
-    units: int = 0
-    activation: str = "linear"
-
-    _choices: typing.ClassVar = {"kind": ADAPTER_KINDS}
-    # units is 0 for the kinds that have none; _check_rules asks a dense adapter for one.
-    _ranges: typing.ClassVar = {"target_shape": Range(1), "units": Range(0)}
-
-    def _check_rules(self, prefix: str) -> None:
-        if self.kind == "dense" and self.units < 1:
-            raise SpecError(f"'{prefix}units' must be at least 1 for a dense adapter, received {self.units}.")
-
-    def label(self) -> str:
-        """A short human name: 'Flatten', 'Dense(10, softmax)', 'Reshape(28, 28, 1)'."""
-        shape = ", ".join(str(d) for d in self.target_shape)
-        return {
-            "flatten": "Flatten",
-            "global_average_pooling": "GlobalAveragePooling",
-            "reshape": f"Reshape({shape})",
-            "resizing": f"Resizing({shape})",
-        }.get(self.kind, f"Dense({self.units}, {self.activation})")
 
 
 @dataclass(frozen=True)
@@ -294,19 +229,34 @@ class StackSpec(_SpecBase):
     trainability: tuple[LayerRule, ...] = ()
     train: TrainSpec = field(default_factory=TrainSpec)
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    # mode "graph": the stack's nodes and edges (members, head, options and adapters stay
+    # empty: the graph is the one description of its members). None in the other modes.
+    graph: GraphSpec | None = None
+    # Canvas positions, {node id: [x, y]}: layout hints only, in every mode. They never
+    # change the model, and the pre-flight check ignores them.
+    layout: dict[str, Any] = field(default_factory=dict)
 
-    _choices: typing.ClassVar = {"mode": STACKING_MODES}
+    _choices: typing.ClassVar = {"mode": MODES}
 
     @classmethod
     def _read(cls, data: Mapping[str, Any], where: str):
         if isinstance(data, Mapping):
+            # A version 1 document is a version 2 document without a graph or a layout, so
+            # upgrading it is reading it; to_dict writes version 2.
             version = data.get("schema_version", SCHEMA_VERSION)
-            if version != SCHEMA_VERSION:
+            if isinstance(version, bool) or version not in READABLE_SCHEMA_VERSIONS:
                 raise SpecError(
                     f"'schema_version' {version!r} is not supported: this StackLab reads "
-                    f"schema_version {SCHEMA_VERSION}. Re-export the spec from this version."
+                    f"schema_version {' and '.join(str(v) for v in READABLE_SCHEMA_VERSIONS)}. "
+                    f"Re-export the spec from this version."
                 )
         spec = super()._read(data, where)
+        for node_id, position in spec.layout.items():
+            if (not isinstance(position, (list, tuple)) or len(position) != 2
+                    or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                           for v in position)):
+                raise SpecError(f"'layout.{node_id}' must be a position [x, y] of two numbers, "
+                                f"received {position!r}.")
         allowed = MODE_OPTIONS[spec.mode]
         for key, value in spec.options.items():
             if key not in allowed:
@@ -317,6 +267,24 @@ class StackSpec(_SpecBase):
             _choice(value, MODE_OPTION_CHOICES[key], f"options.{key}")
         return spec
 
+    def _check_rules(self, prefix: str) -> None:
+        if self.mode == GRAPH_MODE:
+            for name, what in (("members", "members"), ("adapters", "adapters")):
+                if getattr(self, name):
+                    raise SpecError(
+                        f"'{prefix}{name}' must be empty in mode 'graph', received {len(getattr(self, name))} "
+                        f"{what}: a graph describes its members and adapters as nodes of 'graph'. Move them "
+                        f"into the graph (core.spec.presets.to_graph_spec does), or pick a preset mode.")
+            if self.head is not None:
+                raise SpecError(f"'{prefix}head' must be empty in mode 'graph', received '{self.head.name}': the "
+                                f"head is a member node of 'graph', connected to the output.")
+            if self.options:
+                raise SpecError(f"'{prefix}options' must be empty in mode 'graph', received "
+                                f"{sorted(self.options)}: a graph says how it combines members with merge nodes.")
+        elif self.graph is not None:
+            raise SpecError(f"'{prefix}graph' is read only in mode 'graph', but the mode is '{self.mode}'. Set "
+                            f"mode 'graph' to build the graph, or remove 'graph' to use the preset.")
+
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, **super().to_dict()}
 
@@ -325,8 +293,17 @@ class StackSpec(_SpecBase):
         return self.options.get(key, MODE_OPTIONS[self.mode].get(key))
 
     def all_members(self) -> tuple[MemberSpec, ...]:
-        """Members followed by the head, if any."""
+        """Members followed by the head, if any; in mode "graph", the member nodes' members."""
+        if self.mode == GRAPH_MODE:
+            return self.graph.members() if self.graph is not None else ()
         return self.members + ((self.head,) if self.head is not None else ())
+
+    def model_key(self) -> dict[str, Any]:
+        """The spec as plain data without what never changes the model (the layout): what a
+        cache of pre-flight reports keys on."""
+        data = self.to_dict()
+        data.pop("layout", None)
+        return data
 
     def to_json(self, indent: int = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)

@@ -34,7 +34,7 @@ def test_round_trip_through_dict_and_json():
     spec = full_spec()
     assert StackSpec.from_dict(spec.to_dict()) == spec
     assert StackSpec.from_json(spec.to_json()) == spec
-    assert json.loads(spec.to_json())["schema_version"] == 1
+    assert json.loads(spec.to_json())["schema_version"] == 2
 
 
 def test_member_source_is_inferred_from_its_fields():
@@ -47,7 +47,7 @@ def test_member_source_is_inferred_from_its_fields():
     "data, message",
     [
         ({"mode": "stacked"},
-         r"'mode' must be one of \['sequential', 'fusion', 'transfer', 'ensemble'\], received 'stacked'"),
+         r"'mode' must be one of \['sequential', 'fusion', 'transfer', 'ensemble', 'graph'\], received 'stacked'"),
         ({"membres": []}, r"Unknown key 'membres' in StackSpec. Allowed keys: .*'members'"),
         ({"members": [{"name": "a", "source": "url"}]}, r"'members\[0\].source' must be one of"),
         ({"members": [{"template": "mlp"}]}, r"Missing required key 'members\[0\].name'"),
@@ -60,7 +60,7 @@ def test_member_source_is_inferred_from_its_fields():
         ({"mode": "ensemble", "options": {"combine": "vote"}},
          r"'options.combine' must be one of \['average', 'meta_head'\]"),
         ({"dataset": {"source": "parquet"}}, r"'dataset.source' must be one of \['builtin', 'csv', 'npz'\]"),
-        ({"schema_version": 99}, r"'schema_version' 99 is not supported"),
+        ({"schema_version": 99}, r"'schema_version' 99 is not supported: this StackLab reads schema_version 1 and 2"),
         ({"members": {"name": "a"}}, r"'members' must be a list"),
     ],
 )
