@@ -80,19 +80,20 @@ def templates() -> dict[str, dict[str, Any]]:
 
 
 @st.cache_data(show_spinner=False, max_entries=256, ttl=3600)
-def _check(home: str, spec_json: str) -> dict[str, Any]:
+def _check(home: str, model_json: str) -> dict[str, Any]:
     # Values out of range are the inspector's to report (as an invalid spec), like any other problem.
-    return client().check(StackSpec.from_json(spec_json, check_values=False))
+    return client().check(StackSpec.from_json(model_json, check_values=False))
 
 
 def check(spec: StackSpec) -> dict[str, Any]:
-    """The pre-flight report of `spec` (cached per spec: uploads are content-addressed and a
-    finished run's model does not change).
+    """The pre-flight report of `spec`, cached per model: on the spec without its layout
+    (`StackSpec.model_key`), so moving a node on the canvas asks the inspector nothing. Uploads
+    are content-addressed and a finished run's model does not change.
 
     Raises:
         InspectorError: the inspector cannot answer.
     """
-    return _check(_home(), spec.to_json())
+    return _check(_home(), json.dumps(spec.model_key(), sort_keys=True))
 
 
 def check_or_error(spec: StackSpec) -> tuple[dict[str, Any] | None, InspectorError | None]:

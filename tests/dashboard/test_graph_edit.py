@@ -1,0 +1,204 @@
+"""dashboard.graph_edit: the canvas's edits as pure functions, tested without Streamlit."""
+
+import dataclasses
+
+import pytest
+
+from core.spec import (
+    GRAPH_MODE,
+    FineTuneSpec,
+    LayerRule,
+    MemberSpec,
+    NodeSpec,
+    StackSpec,
+    graph_of,
+    load_spec,
+    to_graph_spec,
+)
+from core.spec.rules import insert_on_edge
+from dashboard import graph_edit
+from dashboard.spec_edit import default_spec
+from tests.dashboard.apptest import ROOT
+
+CNN = MemberSpec("features", template="cnn_features", params={"dense_units": 64})
+HEAD = MemberSpec("head", template="dense_head")
+
+
+def two_tower() -> StackSpec:
+    """The issue's canvas test, drawn with the edit functions: input -> features, input ->
+    Flatten -> concatenate <- features, -> head -> output."""
+    spec = graph_edit.empty_graph(default_spec())
+    spec = graph_edit.add_member(spec, CNN)
+    spec = graph_edit.add_adapter(spec, "flatten")
+    spec = graph_edit.add_merge(spec, "concatenate")
+    spec = graph_edit.add_member(spec, HEAD)
+    for source, target in [("input", "features"), ("input", "flatten"), ("features", "concatenate"),
+                           ("flatten", "concatenate"), ("concatenate", "head"), ("head", "output")]:
+        spec = graph_edit.connect(spec, source, target)
+    return spec
+
+
+def test_an_empty_graph_keeps_the_dataset_and_training_and_has_only_the_input_and_output():
+    start = default_spec()
+    empty = graph_edit.empty_graph(start)
+    assert empty.mode == GRAPH_MODE and empty.graph.ids() == ["input", "output"] and not empty.graph.edges
+    assert (empty.name, empty.dataset, empty.train) == (start.name, start.dataset, start.train)
+    assert empty.members == () and empty.head is None
+
+
+def test_a_two_tower_graph_drawn_with_the_edit_functions_is_a_stack_and_round_trips():
+    spec = two_tower()
+    assert spec.graph.problems() == []
+    assert spec.graph.inputs_of("concatenate") == ["features", "flatten"]  # the order they were connected
+    assert spec.graph.node("features").member == CNN
+    assert StackSpec.from_json(spec.to_json()) == spec
+    assert set(spec.layout) == set(spec.graph.ids())  # drawing pins what the user sees
+
+
+def test_placed_nodes_get_unique_valid_ids_and_a_free_place_right_of_the_drawing():
+    spec = graph_edit.empty_graph(default_spec())
+    spec = graph_edit.add_member(spec, MemberSpec("cnn", template="cnn_features"))
+    spec = graph_edit.add_member(spec, MemberSpec("cnn", template="cnn_features"))
+    spec = graph_edit.add_merge(spec, "add")
+    spec = graph_edit.add_adapter(spec, "dense")
+    spec = graph_edit.add_member(spec, MemberSpec("input", template="mlp"))  # a reserved name
+    assert spec.graph.ids() == ["input", "output", "cnn", "cnn_2", "add", "dense", "input_2"]
+    assert spec.graph.node("cnn_2").member.name == "cnn_2"
+    assert spec.graph.node("dense").units == graph_edit.DEFAULT_ADAPTER_UNITS
+    xs = [spec.layout[node_id][0] for node_id in ("cnn", "cnn_2", "add")]
+    assert xs == sorted(xs) and len(set(xs)) == 3
+    placed = graph_edit.add_merge(spec, "concatenate", position=(10.4, 20.6))
+    assert placed.layout["concatenate"] == [10, 21]
+
+
+def test_the_first_topology_edit_turns_a_preset_into_the_graph_it_builds():
+    preset = default_spec()
+    moved = graph_edit.move(preset, {"model_a": [300, 40]})
+    assert moved.mode == "sequential" and moved.layout == {"model_a": [300, 40]}  # a move is no topology edit
+    edited = graph_edit.add_merge(moved, "add")
+    assert edited.mode == GRAPH_MODE
+    assert edited.graph.nodes[:-1] == to_graph_spec(preset).graph.nodes
+    assert edited.layout["model_a"] == [300, 40]
+    cut = graph_edit.delete_edge(preset, "model_a", "model_b")
+    assert cut.mode == GRAPH_MODE and ("model_a", "model_b") not in graph_edit.edge_pairs(cut)
+
+
+@pytest.mark.parametrize("source, target, message", [
+    ("output", "features", "the output feeds nothing"),
+    ("features", "input", "the input takes no incoming edge"),
+    ("features", "features", "to itself"),
+    ("input", "nowhere", "there is no node 'nowhere'"),
+    ("input", "features", "already feeds 'features'"),
+    ("flatten", "features", "already takes its input from 'input'"),
+    ("flatten", "output", "The output already takes its input from 'head'"),
+])
+def test_edges_no_stack_can_have_are_refused_with_the_reason(source, target, message):
+    with pytest.raises(ValueError, match=message):
+        graph_edit.connect(two_tower(), source, target)
+
+
+def test_a_half_drawn_graph_and_a_merge_fed_twice_are_allowed():
+    spec = graph_edit.connect(two_tower(), "features", "concatenate")
+    assert spec.graph.inputs_of("concatenate") == ["features", "flatten", "features"]
+    half = graph_edit.add_member(graph_edit.empty_graph(default_spec()), CNN)
+    assert graph_edit.connect(half, "input", "features").graph.problems()  # no path to the output yet
+
+
+def test_deleting_a_node_drops_its_edges_position_rules_and_fine_tune_entry():
+    spec = two_tower().replace(trainability=(LayerRule("features", ".*conv.*"), LayerRule("head")))
+    spec = spec.replace(train=dataclasses.replace(spec.train, fine_tune=FineTuneSpec(2, members=("features", "head"))))
+    gone = graph_edit.delete_node(spec, "features")
+    assert "features" not in gone.graph.ids() and "features" not in gone.layout
+    assert all("features" not in edge.pair() for edge in gone.graph.edges)
+    assert gone.trainability == (LayerRule("head"),) and gone.train.fine_tune.members == ("head",)
+    with pytest.raises(ValueError, match="every stack has one input and one output"):
+        graph_edit.delete_node(spec, "output")
+    with pytest.raises(ValueError, match="no node 'ghost'"):
+        graph_edit.delete_node(spec, "ghost")
+
+
+def test_deleting_an_edge_and_reordering_a_merge_s_inputs():
+    spec = graph_edit.delete_edge(two_tower(), "flatten", "concatenate")
+    assert ("flatten", "concatenate") not in graph_edit.edge_pairs(spec)
+    with pytest.raises(ValueError, match="no edge 'flatten' -> 'concatenate'"):
+        graph_edit.delete_edge(spec, "flatten", "concatenate")
+    swapped = graph_edit.move_input(two_tower(), "concatenate", 1, -1)
+    assert swapped.graph.inputs_of("concatenate") == ["flatten", "features"]
+
+
+def test_renaming_a_node_follows_every_reference():
+    spec = two_tower().replace(trainability=(LayerRule("features", ".*conv.*"),))
+    renamed = graph_edit.rename_node(spec, "features", "tower")
+    assert renamed.graph.node("tower").member.name == "tower" and renamed.graph.node("features") is None
+    assert renamed.graph.inputs_of("concatenate") == ["tower", "flatten"]
+    assert renamed.layout["tower"] == spec.layout["features"] and "features" not in renamed.layout
+    assert renamed.trainability == (LayerRule("tower", ".*conv.*"),)
+    for taken, message in (("head", "already exists"), ("output", "reserved"), ("9lives", "not allowed")):
+        with pytest.raises(ValueError, match=message):
+            graph_edit.rename_node(spec, "features", taken)
+
+
+def test_a_preset_s_member_is_renamed_and_changed_in_place():
+    preset = graph_edit.move(default_spec(), {"model_a": [1, 2]})
+    renamed = graph_edit.rename_node(preset, "model_a", "features")
+    assert renamed.mode == "sequential" and [m.name for m in renamed.members] == ["features", "model_b"]
+    assert renamed.layout == {"features": [1, 2]}
+    wider = graph_edit.replace_member(renamed, "features", MemberSpec("features", template="cnn_features",
+                                                                      params={"dense_units": 64}))
+    assert wider.mode == "sequential" and wider.members[0].params == {"dense_units": 64}
+
+
+def test_replacing_a_graph_member_and_a_merge():
+    spec = graph_edit.replace_member(two_tower(), "features", MemberSpec("features", template="cnn_features",
+                                                                        trainable=False))
+    assert spec.graph.node("features").member.trainable is False
+    merged = graph_edit.replace_node(spec, NodeSpec("concatenate", "merge", merge="maximum"))
+    assert merged.graph.node("concatenate").merge == "maximum"
+
+
+def test_a_fix_is_inserted_on_its_edge_of_a_graph_and_accepted_as_an_adapter_of_a_preset():
+    spec = graph_edit.delete_node(two_tower(), "flatten")
+    spec = graph_edit.connect(spec, "input", "concatenate")
+    fixed = graph_edit.apply_fix(spec, [{"id": "", "kind": "adapter", "adapter": "flatten"}], ("input", "concatenate"))
+    assert fixed == insert_on_edge(spec, "input", "concatenate", [{"id": "", "kind": "adapter", "adapter": "flatten"}])
+    assert fixed.graph.inputs_of("concatenate")[1].startswith("adapter_input_flatten")
+    preset = graph_edit.apply_fix(default_spec(), [{"after": "model_a", "kind": "flatten"}])
+    assert preset.mode == "sequential" and preset.adapters[0].kind == "flatten"
+
+
+def test_moves_change_only_the_layout_and_auto_layout_forgets_it():
+    spec = two_tower()
+    moved = graph_edit.move(spec, {"head": [500.4, 20], "ghost": [1, 1]})
+    assert moved.layout["head"] == [500, 20] and "ghost" not in moved.layout
+    assert moved.model_key() == spec.model_key()
+    assert graph_edit.move(spec, {"head": spec.layout["head"]}) is spec
+    laid_out = graph_edit.auto_layout(moved)
+    assert laid_out.layout == {} and laid_out.model_key() == spec.model_key()
+
+
+def test_the_layered_layout_puts_the_input_on_top_the_output_at_the_bottom_and_rows_in_feed_order():
+    spec = graph_edit.auto_layout(two_tower())
+    placed = graph_edit.positions(spec)
+    rows = {node_id: y for node_id, (x, y) in placed.items()}
+    assert rows["input"] < rows["features"] == rows["flatten"] < rows["concatenate"] < rows["head"] < rows["output"]
+    assert placed["features"][0] < placed["flatten"][0]  # the order the input feeds them
+    assert placed["concatenate"][0] == placed["input"][0]
+
+
+def test_an_imported_spec_without_layout_is_drawn_without_being_changed():
+    fusion = load_spec(ROOT / "examples" / "seed_fusion.json")
+    placed = graph_edit.positions(fusion)
+    assert set(placed) == set(graph_of(fusion).ids()) and fusion.layout == {}
+    cyclic = graph_edit.connect(graph_edit.delete_edge(two_tower(), "head", "output"), "head", "concatenate")
+    assert set(graph_edit.positions(cyclic)) == set(cyclic.graph.ids())  # a cycle is drawn too
+
+
+def test_canvas_edits_are_the_edges_drawn_that_the_spec_lacks_and_the_nodes_moved():
+    spec = two_tower()
+    shown = graph_edit.positions(spec)
+    returned = {**shown, "head": [shown["head"][0] + 0.4, shown["head"][1]], "flatten": [900.2, 10]}
+    edits = graph_edit.canvas_edits(spec, shown, returned, [("features", "concatenate"), ("head", "flatten"),
+                                                             ("head", "flatten")])
+    assert edits.new_edges == (("head", "flatten"),)  # what the spec has is no edit; each edge once
+    assert edits.moved == {"flatten": [900, 10]}  # under a pixel is no move
+    assert not graph_edit.canvas_edits(spec, shown, shown, [])
