@@ -6,7 +6,9 @@ renders DOT in the browser (d3-graphviz), so no Graphviz install and no Python p
 needed; a Plotly figure would need a hand-written layout for every mode.
 
 Pure: `stack_dot(spec, report)` needs only the draft spec and, when the inspector answered,
-its pre-flight report (shapes, parameter counts, layers, adapters, problems).
+its pre-flight report (shapes, parameter counts, layers, adapters, problems). The canvas
+(dashboard/widgets/canvas.py) draws the same stack as a graph to edit: `canvas_nodes` and
+`canvas_edges` say what each node and edge shows there, with the same colours.
 
 Example:
     >>> dot = stack_dot(spec, client.check(spec), expanded={"model_a"})
@@ -15,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from core.spec import MODE_OPTIONS, AdapterSpec, MemberSpec, StackSpec, rules
@@ -202,3 +206,139 @@ def stack_dot(spec: StackSpec, report: Mapping[str, Any] | None = None, expanded
 
 def _with_shape(text: str, dims) -> str:
     return f"{text}\n{formatting.shape(dims)}" if dims else text
+
+
+# ---- the canvas: the stack's graph as nodes and edges to draw ----------------------------
+
+MERGE = {"background": "#ede9fe", "border": "1px solid #6d28d9"}
+CANVAS_STEP = {"background": "#f3f4f6", "border": "1px solid #6b7280"}
+CANVAS_ADAPTER = {"background": "#dcfce7", "border": "1px solid #15803d"}
+CANVAS_STATES = {
+    "trainable": {"background": TRAINABLE["fillcolor"], "border": f"1px solid {TRAINABLE['color']}"},
+    "partly frozen": {"background": PARTLY["fillcolor"], "border": f"2px solid {PARTLY['color']}"},
+    "frozen": {"background": FROZEN["fillcolor"], "border": f"2px dashed {FROZEN['color']}"},
+}
+NODE_WIDTH_PX = 230
+# Characters that mean something to the canvas's Markdown (and its math and raw HTML): a file
+# or run name is shown as written, never as markup.
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~$&])")
+
+
+def markdown_text(text: str) -> str:
+    r"""Text shown literally in Markdown: 'a_b <x>' -> 'a\_b \<x\>'."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+@dataclass(frozen=True)
+class CanvasNode:
+    """One node as the canvas draws it: its Markdown text, colours and place."""
+
+    id: str
+    kind: str  # "input", "output", "member", "merge", "adapter"
+    text: str
+    style: dict
+    position: tuple[int, int]
+    state: str = ""  # a member's "trainable", "partly frozen" or "frozen"
+    problem: bool = False
+
+
+@dataclass(frozen=True)
+class CanvasEdge:
+    """One edge as the canvas draws it; `id` is unique (an edge drawn twice gets '#2')."""
+
+    id: str
+    source: str
+    target: str
+    label: str
+    ok: bool = True
+    message: str = ""
+
+
+def what_node_is(node, display_name=None) -> str:
+    """'template cnn_features', 'file encoder.keras', 'run 2026...', 'concatenate', 'Flatten'."""
+    if node.kind == "member" and node.member is not None:
+        return source_text(node.member, display_name)
+    if node.kind == "merge":
+        return node.merge or "merge"
+    if node.kind == "adapter":
+        return node.adapter_spec().label()
+    return node.kind
+
+
+def output_shapes(report: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Node id -> the shape it produces, from the report: members' own, the shape on any edge
+    leaving a node, the input's and the output's."""
+    if not report:
+        return {}
+    shapes = {edge["source"]: edge["shape"] for edge in report.get("edges", []) if edge.get("shape") is not None}
+    shapes.update({m["name"]: m["output_shape"] for m in report.get("members", []) if m.get("output_shape")})
+    shapes[rules.INPUT] = report.get("input_shape") or shapes.get(rules.INPUT)
+    shapes[rules.OUTPUT] = report.get("output_shape")
+    return {node_id: shape for node_id, shape in shapes.items() if shape is not None}
+
+
+def canvas_nodes(spec: StackSpec, graph, positions: Mapping[str, Sequence[int]],
+                 report: Mapping[str, Any] | None = None, display_name=None) -> list[CanvasNode]:
+    """The nodes of `graph` (the spec's, `dashboard.graph_edit.graph`) with what the report
+    says of each: its name, what it is, its output shape, its trainable / total parameters,
+    frozen or partly frozen marked, a red border when a problem names it (not an edge's)."""
+    members = {m["name"]: m for m in (report or {}).get("members", [])}
+    shapes = output_shapes(report)
+    problems = {p["member"] for p in (report or {}).get("problems", []) if not p.get("edge")}
+    dataset = spec.dataset.name if spec.dataset.source == "builtin" else spec.dataset.source.upper() + " upload"
+    drawn = []
+    for node in graph.nodes:
+        title = f"**{markdown_text(node.id)}**"
+        lines = [f"{title} · {markdown_text(what_node_is(node, display_name))}" if node.kind != node.id else title]
+        state = ""
+        style = dict({"input": CANVAS_STEP, "output": CANVAS_STEP, "merge": MERGE,
+                      "adapter": CANVAS_ADAPTER}.get(node.kind, CANVAS_STEP))
+        if node.kind == "input":
+            lines[0] = f"{title} · {markdown_text(dataset)}"
+        if node.kind == "member" and node.member is not None:
+            report_member = members.get(node.id)
+            state = trainability(report_member, node.member)
+            style = dict(CANVAS_STATES[state])
+            if report_member is not None and report_member.get("output_shape") is not None:
+                lines.append(markdown_text(f"{formatting.shape(report_member['input_shape'])} → "
+                                           f"{formatting.shape(report_member['output_shape'])}"))
+                lines.append(markdown_text(f"{formatting.count(report_member['trainable_params'])} / "
+                                           f"{formatting.count(report_member['total_params'])} params trainable"))
+            if state != "trainable":
+                lines.append(f"**{state.upper()}**")
+        elif node.id in shapes:
+            lines.append(markdown_text(formatting.shape(shapes[node.id])))
+        if node.id in problems:
+            style["border"] = f"2px solid {PROBLEM_COLOR}"
+        style["width"] = f"{NODE_WIDTH_PX}px"
+        x, y = positions.get(node.id, (0, 0))
+        drawn.append(CanvasNode(id=node.id, kind=node.kind, text="  \n".join(lines), style=style,
+                                position=(int(x), int(y)), state=state, problem=node.id in problems))
+    return drawn
+
+
+def canvas_edges(graph, report: Mapping[str, Any] | None = None) -> list[CanvasEdge]:
+    """The edges of `graph`, each labelled with the shape on it; red, with the reason, where
+    the report says it does not fit (its per-edge entries, in the graph's edge order)."""
+    entries: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for entry in (report or {}).get("edges", []):
+        entries.setdefault((entry["source"], entry["target"]), []).append(entry)
+    seen: dict[tuple[str, str], int] = {}
+    drawn = []
+    for edge in graph.edges:
+        pair = edge.pair()
+        seen[pair] = seen.get(pair, 0) + 1
+        found = entries.get(pair, [])
+        entry = found[seen[pair] - 1] if len(found) >= seen[pair] else None
+        edge_id = f"{edge.source}->{edge.target}" + (f"#{seen[pair]}" if seen[pair] > 1 else "")
+        if entry is None:
+            drawn.append(CanvasEdge(edge_id, edge.source, edge.target, ""))
+            continue
+        shape = formatting.shape(entry["shape"]) if entry.get("shape") is not None else "?"
+        if entry.get("ok", True):
+            drawn.append(CanvasEdge(edge_id, edge.source, edge.target, shape))
+        else:
+            label = f"✗ {shape}, needs {entry['accepts']}" if entry.get("accepts") else f"✗ {shape}"
+            drawn.append(CanvasEdge(edge_id, edge.source, edge.target, label, ok=False,
+                                    message=entry.get("message", "")))
+    return drawn

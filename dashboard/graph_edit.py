@@ -35,8 +35,6 @@ from dashboard import spec_edit
 # The layered layout: rows from the input down to the output, this far apart (canvas pixels).
 ROW_GAP = 150
 COLUMN_GAP = 280
-# Where a node placed from the palette appears: right of the drawing, at the top.
-NEW_NODE_GAP = 60
 # Default settings of adapters placed from the palette (edited in the node panel afterwards).
 DEFAULT_ADAPTER_UNITS = 64
 
@@ -91,11 +89,17 @@ def unique_id(spec: StackSpec, base: str) -> str:
 
 
 def free_position(spec: StackSpec) -> list[int]:
-    """Where a new node goes: right of everything drawn, level with the top node."""
+    """Where a new node goes: below the nodes placed and not yet connected at the right of the
+    drawing, or in a new column right of it, level with its top."""
     placed = positions(spec)
     if not placed:
         return [0, 0]
-    return [max(x for x, _ in placed.values()) + COLUMN_GAP + NEW_NODE_GAP, min(y for _, y in placed.values())]
+    connected = {node_id for pair in edge_pairs(spec) for node_id in pair} | {rules.INPUT, rules.OUTPUT}
+    right = max(x for x, _ in placed.values())
+    waiting = [y for node_id, (x, y) in placed.items() if x == right and node_id not in connected]
+    if waiting:
+        return [right, max(waiting) + ROW_GAP]
+    return [right + COLUMN_GAP, min(y for _, y in placed.values())]
 
 
 def add_node(spec: StackSpec, node: NodeSpec, position: Iterable[float] | None = None) -> StackSpec:

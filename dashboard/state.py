@@ -49,6 +49,9 @@ SAVED_DRAFT = "saved_draft"  # core.storage.drafts.SavedDraft this tab's draft w
 DRAFT_STAMP = "draft_stamp"  # the draft file's stamp when this tab last looked at it
 PENDING_REPLACEMENT = "pending_replacement"  # (StackSpec, what it is) waiting for the user's yes
 PAGE_NOTICE = "page_notice"  # a sentence a callback left for the page to show once
+CANVAS_SHOWN = "canvas_shown"  # what this tab's canvas was last given (dashboard.widgets.canvas.Shown)
+CANVAS_SEEN = "canvas_seen"  # the timestamp of the canvas's last answer that was applied
+CANVAS_SELECTION = "canvas_selection"  # ("node", id) or ("edge", source, target) selected on the canvas
 
 
 def _get(key: str, default_factory):
@@ -213,6 +216,35 @@ def set_page_notice(message: str) -> None:
 
 def pop_page_notice() -> str | None:
     return st.session_state.pop(PAGE_NOTICE, None)
+
+
+# -- the canvas -------------------------------------------------------------------------------
+
+
+def canvas_shown() -> Any:
+    """What the canvas was last given, or None (it is drawn afresh)."""
+    return st.session_state.get(CANVAS_SHOWN)
+
+
+def set_canvas_shown(shown: Any) -> None:
+    st.session_state[CANVAS_SHOWN] = shown
+
+
+def canvas_seen() -> int | None:
+    return st.session_state.get(CANVAS_SEEN)
+
+
+def set_canvas_seen(timestamp: int | None) -> None:
+    st.session_state[CANVAS_SEEN] = timestamp
+
+
+def canvas_selection() -> tuple[str, ...] | None:
+    return st.session_state.get(CANVAS_SELECTION)
+
+
+def set_canvas_selection(selection: tuple[str, ...] | None) -> None:
+    """Select a node (("node", id)), an edge (("edge", source, target)) or nothing (None)."""
+    st.session_state[CANVAS_SELECTION] = tuple(selection) if selection else None
 
 
 # -- runs -------------------------------------------------------------------------------------

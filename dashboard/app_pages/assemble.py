@@ -1,18 +1,21 @@
-"""Assemble: members, stacking mode, head, trainability, the diagram and the pre-flight check.
+"""Assemble: the canvas where the stack is drawn, the panel of what is selected on it, the
+palette, the pre-flight check, and the forms of a preset (mode, members, head, trainability).
 
-Edits go to the draft spec (dashboard.state); every model question goes to the inspector
-(client.templates, client.check, client.inspect_file) through dashboard.services.
+Canvas, panels and forms edit one draft spec (dashboard.state); every model question goes to
+the inspector (client.templates, client.check, client.inspect_file) through dashboard.services.
+The canvas is drawn last: what it sends back reruns the page, and an answer that comes while
+the page is still being drawn would cut the drawing short.
 """
 
 import streamlit as st
 
 from core.inspector import InspectorError
 from core.runs import RunStoreError
-from core.spec import STACKING_MODES, SpecError, StackSpec
+from core.spec import GRAPH_MODE, STACKING_MODES, SpecError, StackSpec
 from core.storage import drafts
-from dashboard import services, spec_edit, state
+from dashboard import graph_edit, services, spec_edit, state
+from dashboard.widgets import canvas, forms, members, node_panel, preflight
 from dashboard.widgets import draft as draft_widgets
-from dashboard.widgets import forms, members, preflight
 
 IMPORT_KEY = "asm-import"
 MODE_HELP = {
@@ -23,6 +26,8 @@ MODE_HELP = {
                 "(Train page).",
     "ensemble": "Several complete models on the same input; their predictions are averaged or fed to a "
                 "meta-head.",
+    GRAPH_MODE: "Drawn on the canvas: nodes and the edges between them. Members, merges and adapters come from "
+                "the palette.",
 }
 
 
@@ -33,8 +38,13 @@ def reset() -> None:
 def switch_mode(mode_key: str, name_key: str) -> None:
     """The mode selectbox's callback: switch the draft's mode before the page is drawn (members
     mapped onto the new mode's roles, a generated name following the mode), say what changed,
-    and keep the draft before the switch for Undo."""
+    and keep the draft before the switch for Undo. "graph" turns the preset into the graph it
+    builds, to edit on the canvas."""
     mode = state.widget_value(mode_key)
+    if mode == GRAPH_MODE:
+        state.replace_draft(graph_edit.as_graph(state.draft()), "the switch to mode 'graph'", fresh_widgets=False)
+        state.set_page_notice("Now a graph: edit its nodes and edges on the canvas.")
+        return
     switched, notes = spec_edit.switch_mode(state.draft(), mode)
     state.replace_draft(switched, f"the switch to mode '{mode}'", fresh_widgets=False)
     state.set_widget_value(name_key, switched.name)
@@ -56,7 +66,7 @@ def import_spec() -> None:
 
 
 st.title("Assemble")
-spec = state.draft()
+spec = canvas.absorb(state.draft())
 
 with st.container(horizontal=True, vertical_alignment="bottom"):
     st.download_button("Export spec (.json)", spec.to_json(), file_name=f"{spec.name}.json", mime="application/json",
@@ -86,22 +96,32 @@ except InspectorError as error:
 with st.spinner("Checking the stack…"):
     report, check_error = services.check_or_error(spec)
 report_members = {m["name"]: m for m in report["members"]} if report else {}
+is_graph = spec.mode == GRAPH_MODE
 
-left, right = st.columns([3, 2], gap="large")
-with left:
-    edited = spec
-    name_key = state.widget_key("draft", "name")
-    if state.widget_value(name_key) is None:  # set in session state only, so a generated name can follow
-        state.set_widget_value(name_key, spec.name)
-    name = st.text_input("Stack name", key=name_key,
+
+def keep(edited: StackSpec) -> None:
+    """A section's edits: stored, and the page drawn again with them."""
+    if edited != spec:
+        state.set_draft(edited)
+        st.rerun()
+
+
+top = st.columns([1, 1], vertical_alignment="bottom")
+name_key = state.widget_key("draft", "name")
+if state.widget_value(name_key) is None:  # set in session state only, so a generated name can follow
+    state.set_widget_value(name_key, spec.name)
+name = top[0].text_input("Stack name", key=name_key,
                          help="Until you name it, the stack is named after its mode and dataset.")
-    if name.strip() and name != spec.name:
-        edited = edited.replace(name=name.strip())
-    columns = st.columns([1, 2], vertical_alignment="center")
-    mode_key = state.widget_key("draft", "mode")
-    mode = columns[0].selectbox("Stacking mode", STACKING_MODES, index=STACKING_MODES.index(spec.mode),
-                                key=mode_key, on_change=switch_mode, args=(mode_key, name_key))
-    columns[1].caption(MODE_HELP[mode])
+mode_key = state.widget_key("draft", "mode")
+modes = (*STACKING_MODES, GRAPH_MODE)
+mode = top[1].selectbox("Stacking mode", modes, index=modes.index(spec.mode), key=mode_key, disabled=is_graph,
+                        on_change=switch_mode, args=(mode_key, name_key),
+                        help="A graph stays a graph: reset or import a spec to start from a preset again."
+                        if is_graph else "The first edit of the drawing's nodes or edges makes it a graph.")
+st.caption(MODE_HELP[mode])
+if name.strip() and name != spec.name:
+    keep(spec.replace(name=name.strip()))
+if not is_graph:
     options = forms.mode_options(mode, spec.options, ("draft", "options"))
     if options != spec.options:
         switched, notes = spec_edit.switch_mode(spec, mode, options)
@@ -112,37 +132,50 @@ with left:
         state.set_page_notice(" ".join(notes))
         st.rerun()
 
-    st.subheader("Members")
+canvas_column, side = st.columns([3, 2], gap="medium")
+with side:
     try:
-        if not spec.members:
-            st.info("No members yet: add one below.")
-        for position, member in enumerate(spec.members):
-            edited = members.member_card(edited, member, "member", position, len(spec.members), templates,
-                                         report_members.get(member.name))
-        if spec_edit.allows_head(spec.mode, spec.options):
-            st.subheader("Head")
-            if spec.head is not None:
-                edited = members.member_card(edited, spec.head, "head", 0, 1, templates,
-                                             report_members.get(spec.head.name))
-            else:
-                st.caption("Optional in a sequential stack: a head is appended after the last member.")
-                st.button("Add a head", key="asm-add-head", icon=":material/add:", on_click=members.edit,
-                          args=(lambda s: s.replace(head=spec_edit.DEFAULT_HEAD),))
-        st.subheader("Add a member")
-        members.add_member_panel(templates)
+        keep(node_panel.panel(spec, report, templates))
+        canvas.palette(templates)
     except RunStoreError as error:
         st.error(str(error))
+
+forms_column, check_column = st.columns([3, 2], gap="large")
+with check_column:
+    st.subheader("Pre-flight check")
+    keep(preflight.report_panel(spec, report, check_error))
+with forms_column:
+    edited = spec
+    if not is_graph and state.canvas_selection() is None:
+        st.subheader("Members")
+        try:
+            if not spec.members:
+                st.info("No members yet: add one below, or place one on the canvas.")
+            for position, member in enumerate(spec.members):
+                edited = members.member_card(edited, member, "member", position, len(spec.members), templates,
+                                             report_members.get(member.name))
+            if spec_edit.allows_head(spec.mode, spec.options):
+                st.subheader("Head")
+                if spec.head is not None:
+                    edited = members.member_card(edited, spec.head, "head", 0, 1, templates,
+                                                 report_members.get(spec.head.name))
+                else:
+                    st.caption("Optional in a sequential stack: a head is appended after the last member.")
+                    st.button("Add a head", key="asm-add-head", icon=":material/add:", on_click=members.edit,
+                              args=(lambda s: s.replace(head=spec_edit.DEFAULT_HEAD),))
+            st.subheader(f"Add a member to the {spec.mode} stack")
+            members.add_member_panel(templates)
+        except RunStoreError as error:
+            st.error(str(error))
+    elif not is_graph:
+        st.caption("The selected node's panel is open beside the canvas; close it to see the forms of every member.")
     with st.expander("Trainability rules (select layers by regex)"):
         edited = preflight.rules_panel(edited, report)
-    if edited != spec:
-        state.set_draft(edited)
-        st.rerun()
+    if not is_graph:
+        with st.expander("Diagram with the members' layers"):
+            preflight.draw_diagram(spec, report)
+    keep(edited)
 
-with right:
-    st.subheader("Pre-flight check")
-    edited = preflight.report_panel(spec, report, check_error)
-    if edited != spec:
-        state.set_draft(edited)
-        st.rerun()
-    st.subheader("Diagram")
-    preflight.draw_diagram(spec, report)
+with canvas_column:
+    canvas.toolbar(spec)
+    canvas.draw(spec, report)

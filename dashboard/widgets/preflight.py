@@ -12,7 +12,7 @@ import streamlit as st
 
 from core.spec import AdapterSpec, StackSpec
 from core.storage.uploads import display_name
-from dashboard import diagram, formatting, spec_edit, state
+from dashboard import diagram, formatting, graph_edit, spec_edit, state
 from dashboard.widgets import members
 
 
@@ -45,7 +45,8 @@ def problem_card(spec: StackSpec, problem: Mapping[str, Any], index: int, page: 
             if problem.get("fix_warning"):
                 st.warning(problem["fix_warning"], icon=":material/warning:")
             st.button(f"Apply fix: {problem['fix_label']}", key=f"{page}-fix-{index}", icon=":material/build:",
-                      type="primary", on_click=members.edit, args=(spec_edit.apply_fix, problem["fix"]))
+                      type="primary", on_click=members.edit,
+                      args=(graph_edit.apply_fix, problem["fix"], problem.get("edge")))
         elif adapter_index is not None and 0 <= adapter_index < len(spec.adapters):
             st.button(f"Remove {spec.adapters[adapter_index].label()}", key=f"{page}-fix-{index}",
                       icon=":material/delete:", type="primary", on_click=members.edit,

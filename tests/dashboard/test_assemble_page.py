@@ -195,7 +195,7 @@ def test_a_model_file_is_inspected_cut_and_added(shared_home, finished_run):
     (layers,) = [table.value for table in at.dataframe if table.editing_mode == "read_only"]
     assert list(layers["layer"]) == ["input", "encoder", "classifier"]
     assert "Functional 'tiny': (4,) → (3,) · 67 params (67 trainable)" in texts(at)
-    cut = next(s for s in at.selectbox if s.label == "Cut at layer")
+    cut = next(s for s in at.selectbox if s.label == "Cut at layer" and s.key.startswith("add-file"))
     cut.set_value("encoder").run()
     at.button(key="add-file-button").click().run()
     member = draft(at).members[-1]

@@ -3,7 +3,9 @@
 import re
 
 from core.spec import AdapterSpec, MemberSpec, StackSpec
-from dashboard.diagram import stack_dot, trainability
+from dashboard import graph_edit
+from dashboard.diagram import canvas_edges, canvas_nodes, stack_dot, trainability
+from tests.dashboard.test_graph_edit import two_tower
 
 
 def report_for(spec, frozen=(), problems=(), adapters=()):
@@ -118,3 +120,62 @@ def test_an_adapter_after_the_fusion_step_sits_on_the_edge_into_the_head():
     adapter = AdapterSpec(after="fusion", kind="reshape", before="head", target_shape=(16, 1))
     found = edges(stack_dot(spec, report_for(spec, adapters=(adapter,))))
     assert ("step:fusion", "adapter:4:0") in found and ("adapter:4:0", "member:head") in found
+
+
+# ---- the canvas's nodes and edges -----------------------------------------------------------
+
+
+def graph_report(spec, frozen=(), partly=(), bad_edges=(), problems=()):
+    """A graph spec's report: members, and one entry per edge (those in `bad_edges` do not fit)."""
+    report = report_for(spec, frozen=frozen, problems=problems)
+    for member in report["members"]:
+        if member["name"] in partly:
+            member.update(trainable_params=60, frozen_params=40)
+    report["edges"] = [{"source": edge.source, "target": edge.target, "shape": [5408] if edge.source != "input"
+                        else [28, 28, 1], "accepts": "a feature vector", "ok": edge.pair() not in bad_edges,
+                        "message": f"'{edge.source}' does not fit '{edge.target}'" if edge.pair() in bad_edges else "",
+                        "fix": [], "fix_label": ""} for edge in spec.graph.edges]
+    return report
+
+
+def test_canvas_nodes_show_name_what_it_is_shape_and_counts_and_mark_frozen_members():
+    spec = two_tower()
+    report = graph_report(spec, frozen=("features",), partly=("head",), problems=("concatenate",))
+    nodes = {node.id: node for node in canvas_nodes(spec, spec.graph, graph_edit.positions(spec), report)}
+    assert nodes["features"].text.splitlines()[0] == "**features** · template cnn\\_features  "
+    assert "(4,) → (8,)" in nodes["features"].text and "0 / 100 params trainable" in nodes["features"].text
+    assert nodes["features"].state == "frozen" and "**FROZEN**" in nodes["features"].text
+    assert "dashed" in nodes["features"].style["border"]
+    assert nodes["head"].state == "partly frozen" and "**PARTLY FROZEN**" in nodes["head"].text
+    assert nodes["concatenate"].text.startswith("**concatenate** · concatenate") and nodes["concatenate"].problem
+    assert "#dc2626" in nodes["concatenate"].style["border"]
+    assert "(5408,)" in nodes["flatten"].text  # an adapter's shape: the one on its outgoing edge
+    assert nodes["input"].text == "**input** · digits28  \n(4,)" and nodes["output"].text == "**output**  \n(3,)"
+    assert nodes["head"].position == tuple(spec.layout["head"])
+
+
+def test_canvas_edges_carry_their_shape_and_a_mismatch_is_red_with_the_reason():
+    spec = two_tower()
+    report = graph_report(spec, bad_edges=(("features", "concatenate"),))
+    drawn = {(edge.source, edge.target): edge for edge in canvas_edges(spec.graph, report)}
+    assert drawn[("input", "features")].label == "(28, 28, 1)" and drawn[("input", "features")].ok
+    bad = drawn[("features", "concatenate")]
+    assert (bad.ok, bad.label, bad.message) == (False, "✗ (5408,), needs a feature vector",
+                                                "'features' does not fit 'concatenate'")
+    assert [edge.label for edge in canvas_edges(spec.graph, None)] == [""] * len(spec.graph.edges)
+
+
+def test_an_edge_drawn_twice_gets_ids_of_its_own():
+    spec = graph_edit.connect(two_tower(), "features", "concatenate")
+    ids = [edge.id for edge in canvas_edges(spec.graph)]
+    assert len(set(ids)) == len(ids) and "features->concatenate#2" in ids
+
+
+def test_file_names_on_the_canvas_are_shown_as_written_never_as_markup():
+    member = MemberSpec("encoder", source="file", file="sha256:ab")
+    spec = graph_edit.add_member(graph_edit.empty_graph(two_tower()), member)
+    (node,) = [n for n in canvas_nodes(spec, spec.graph, graph_edit.positions(spec),
+                                       display_name=lambda ref: "<img src=x onerror=alert(1)>*$x$*.keras")
+               if n.id == "encoder"]
+    assert "\\<img src=x onerror=alert\\(1\\)\\>" not in node.text  # parentheses stay as they are
+    assert "\\<img src=x onerror=alert(1)\\>\\*\\$x\\$\\*.keras" in node.text

@@ -65,8 +65,14 @@ def test_placed_nodes_get_unique_valid_ids_and_a_free_place_right_of_the_drawing
     assert spec.graph.ids() == ["input", "output", "cnn", "cnn_2", "add", "dense", "input_2"]
     assert spec.graph.node("cnn_2").member.name == "cnn_2"
     assert spec.graph.node("dense").units == graph_edit.DEFAULT_ADAPTER_UNITS
-    xs = [spec.layout[node_id][0] for node_id in ("cnn", "cnn_2", "add")]
-    assert xs == sorted(xs) and len(set(xs)) == 3
+    # Nodes not connected yet wait in a column right of the drawing, one below the other.
+    assert [spec.layout[node_id] for node_id in ("cnn", "cnn_2", "add")] == [
+        [graph_edit.COLUMN_GAP, 0], [graph_edit.COLUMN_GAP, graph_edit.ROW_GAP],
+        [graph_edit.COLUMN_GAP, 2 * graph_edit.ROW_GAP]]
+    connected = graph_edit.connect(graph_edit.connect(spec, "input", "cnn"), "input", "cnn_2")
+    connected = graph_edit.connect(graph_edit.connect(connected, "input", "input_2"), "input", "dense")
+    connected = graph_edit.connect(connected, "cnn", "add")
+    assert graph_edit.free_position(connected) == [2 * graph_edit.COLUMN_GAP, 0]  # a new column
     placed = graph_edit.add_merge(spec, "concatenate", position=(10.4, 20.6))
     assert placed.layout["concatenate"] == [10, 21]
 

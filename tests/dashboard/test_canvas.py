@@ -1,0 +1,190 @@
+"""The Assemble page's canvas and node panels (AppTest; the inspector answering is real).
+
+AppTest does not run the canvas component's JavaScript: a test sends what the component
+would send back (its answer: nodes with positions, edges, the id clicked, a timestamp)
+through session state under the component's key, as the browser does; tests/e2e drives the
+real thing in Chromium.
+"""
+
+import itertools
+
+import pytest
+
+from core.spec import GRAPH_MODE, MemberSpec, StackSpec
+from dashboard import graph_edit, services, state
+from dashboard.widgets import canvas
+from tests.dashboard.apptest import TINY, app, open_page, texts
+from tests.dashboard.test_graph_edit import two_tower
+
+pytestmark = pytest.mark.usefixtures("inspector_home")
+CLOCK = itertools.count(10**13)  # the browser's timestamps: newer with each answer
+
+
+def assemble(spec: StackSpec | None = None):
+    return open_page(app(spec), "assemble")
+
+
+def draft(at) -> StackSpec:
+    return at.session_state[state.DRAFT]
+
+
+def shown(at) -> canvas.Shown:
+    return at.session_state[state.CANVAS_SHOWN]
+
+
+def answer(at, selected: str | None = None, moved: dict | None = None, drawn: tuple = ()):
+    """The canvas answers: what it was given, with nodes moved, edges drawn and a click."""
+    given = shown(at)
+    positions = {**given.positions, **(moved or {})}
+    edges = [{"id": edge_id, "source": source, "target": target} for edge_id, (source, target) in given.edges.items()]
+    edges += [{"id": f"{canvas.DRAWN_EDGE_PREFIX}{source}-{target}", "source": source, "target": target}
+              for source, target in drawn]
+    at.session_state[canvas.CANVAS_KEY] = {
+        "nodes": [{"id": node_id, "position": {"x": x, "y": y}} for node_id, (x, y) in positions.items()],
+        "edges": edges, "selectedId": selected, "timestamp": next(CLOCK)}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def node_text(at, node_id: str) -> str:
+    return next(node.data["content"] for node in shown(at).flow.nodes if node.id == node_id)
+
+
+def node_style(at, node_id: str) -> dict:
+    return next(node.style for node in shown(at).flow.nodes if node.id == node_id)
+
+
+@pytest.fixture
+def inspector_checks(monkeypatch):
+    """How many specs the page sent to the inspector to check."""
+    real = services.client()
+    calls = []
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def check(self, spec):
+            calls.append(spec)
+            return real.check(spec)
+
+    monkeypatch.setattr(services, "client", Counting)
+    services._check.clear()
+    return calls
+
+
+def test_the_canvas_draws_the_preset_s_graph_with_shapes_and_counts_from_the_report():
+    at = assemble()
+    assert [node.id for node in shown(at).flow.nodes] == ["input", "model_a", "model_b", "output"]
+    assert [(e.source, e.target) for e in shown(at).flow.edges] == [("input", "model_a"), ("model_a", "model_b"),
+                                                                   ("model_b", "output")]
+    assert "(28, 28, 1) → (5408,)" in node_text(at, "model_a")
+    assert "693,642 / 693,642 params trainable" in node_text(at, "model_b")
+    assert draft(at).layout == {}  # drawn without changing the spec
+
+
+def test_a_click_on_a_member_opens_its_panel_and_the_panel_edits_the_preset_in_place():
+    at = answer(assemble(), selected="model_a")
+    assert state.CANVAS_SELECTION in at.session_state and at.session_state[state.CANVAS_SELECTION] == ("node",
+                                                                                                      "model_a")
+    assert at.text_input(key="draft-node-model_a-name").value == "model_a"
+    assert "draft-member-model_a-name" not in [t.key for t in at.text_input]  # one editor of a member at a time
+    at.number_input(key="draft-node-model_a-cnn_features-dense_units").set_value(64).run()
+    assert draft(at).mode == "sequential" and draft(at).members[0].params["dense_units"] == 64
+    assert "(28, 28, 1) → (64,)" in node_text(at, "model_a")
+    at.button(key="canvas-close").click().run()
+    assert at.session_state[state.CANVAS_SELECTION] is None
+    assert "draft-member-model_a-name" in [t.key for t in at.text_input]
+
+
+def test_freezing_a_member_in_its_panel_marks_it_frozen_on_the_canvas():
+    at = answer(assemble(TINY), selected="encoder")
+    at.toggle(key="draft-node-encoder-trainable").set_value(False).run()
+    assert draft(at).members[0].trainable is False
+    assert "**FROZEN**" in node_text(at, "encoder") and "dashed" in node_style(at, "encoder")["border"]
+    assert "0 / 40 params trainable" in node_text(at, "encoder")
+    layers = next(table for table in at.dataframe if table.editing_mode != "read_only").value
+    assert list(layers["trainable"]) == [False]
+
+
+def test_dragging_a_node_moves_it_without_asking_the_inspector_or_redrawing_the_canvas(inspector_checks):
+    at = assemble()
+    asked, timestamp = len(inspector_checks), shown(at).flow.timestamp
+    at = answer(at, moved={"model_b": [420, 77]})
+    assert draft(at).layout == {"model_b": [420, 77]} and draft(at).mode == "sequential"
+    assert len(inspector_checks) == asked  # the check is cached on the spec without its layout
+    assert shown(at).flow.timestamp == timestamp  # the canvas has the position already
+    at.button(key="canvas-auto-layout").click().run()
+    assert draft(at).layout == {}
+    assert shown(at).flow.timestamp > timestamp and len(inspector_checks) == asked
+
+
+def test_an_edge_drawn_on_the_canvas_makes_the_preset_a_graph_and_a_refused_one_says_why():
+    at = assemble()
+    at.button(key="canvas-add-merge-button").click().run()
+    assert draft(at).mode == GRAPH_MODE and "concatenate" in draft(at).graph.ids()
+    assert at.session_state[state.CANVAS_SELECTION] == ("node", "concatenate")  # its panel opens
+    at = answer(at, drawn=[("input", "concatenate")])
+    assert ("input", "concatenate") in graph_edit.edge_pairs(draft(at))
+    timestamp = shown(at).flow.timestamp
+    at = answer(at, drawn=[("input", "model_b")])
+    assert "already takes its input from 'model_a'" in texts(at)
+    assert ("input", "model_b") not in graph_edit.edge_pairs(draft(at))
+    assert shown(at).flow.timestamp > timestamp  # drawn afresh, without the refused edge
+
+
+def test_the_same_answer_is_applied_once():
+    at = answer(assemble(), moved={"model_a": [5, 5]})
+    at.button(key="canvas-auto-layout").click().run()
+    at.run()  # the component's value stays in session state: it must not move the node back
+    assert draft(at).layout == {}
+
+
+def test_merge_and_adapter_panels_edit_their_node_and_delete_it():
+    at = answer(assemble(two_tower()), selected="concatenate")
+    at.selectbox(key="draft-node-concatenate-merge").set_value("add").run()
+    assert draft(at).graph.node("concatenate").merge == "add"
+    at.button(key="canvas-input-up-1").click().run()
+    assert draft(at).graph.inputs_of("concatenate") == ["flatten", "features"]
+    at = answer(at, selected="flatten")
+    at.selectbox(key="draft-node-flatten-adapter").set_value("dense").run()
+    at.number_input(key="draft-node-flatten-dense-units").set_value(32).run()
+    node = draft(at).graph.node("flatten")
+    assert (node.adapter, node.units, node.activation) == ("dense", 32, "linear")
+    at.button(key="canvas-delete").click().run()
+    assert "flatten" not in draft(at).graph.ids() and at.session_state[state.CANVAS_SELECTION] is None
+    assert all("flatten" not in pair for pair in graph_edit.edge_pairs(draft(at)))
+
+
+def test_a_member_placed_from_the_palette_is_named_after_its_template_and_renamed_in_its_panel():
+    at = assemble(two_tower())
+    at.selectbox(key="canvas-add-template").set_value("mlp").run()
+    at.button(key="canvas-add-template-button").click().run()
+    assert draft(at).graph.node("mlp").member == MemberSpec("mlp", template="mlp")
+    at.text_input(key="draft-node-mlp-name").set_value("tower").run()
+    assert draft(at).graph.node("tower") is not None and at.session_state[state.CANVAS_SELECTION] == ("node",
+                                                                                                      "tower")
+    at.text_input(key="draft-node-tower-name").set_value("head").run()
+    assert "already exists" in at.error[0].value
+
+
+def test_a_run_placed_on_the_canvas_is_cut_at_a_layer_in_its_panel(shared_home, finished_run):
+    at = assemble(two_tower())
+    at.selectbox(key="canvas-add-run").set_value(finished_run).run()
+    at.button(key="canvas-add-run-button").click().run()
+    node = draft(at).graph.node("pretrained")
+    assert node.member == MemberSpec("pretrained", source="run", run_id=finished_run)
+    assert f"run {finished_run}" in node_text(at, "pretrained")
+    cut = at.selectbox(key="draft-node-pretrained-cut")
+    assert cut.options[:2] == ["(whole model)", "encoder"]
+    cut.set_value("encoder").run()
+    assert draft(at).graph.node("pretrained").member.cut_at == "encoder"
+
+
+def test_an_empty_stack_starts_with_the_input_and_output_only():
+    at = assemble()
+    at.button(key="canvas-empty").click().run()
+    assert draft(at).mode == GRAPH_MODE and draft(at).graph.ids() == ["input", "output"]
+    mode = next(box for box in at.selectbox if box.label == "Stacking mode")  # a new generation of draft- keys
+    assert mode.value == GRAPH_MODE and mode.disabled
