@@ -52,9 +52,16 @@ class Need:
     # Builds the consumer for one sample shape (raising ValueError when it cannot), so a
     # suggested fix is tried end to end; None for steps that build nothing (fusion, output).
     build: Callable[[tuple], keras.Model] | None = None
+    # Why the consumer asks for this, as a clause appended to the reason ("an add takes
+    # inputs of one shape ..."); "" when the consumer says it all.
+    because: str = ""
 
     def problem(self, received: tuple) -> str | None:
         """Why `received` does not fit, or None when it does."""
+        reason = self._problem(received)
+        return f"{reason} ({self.because})" if reason and self.because else reason
+
+    def _problem(self, received: tuple) -> str | None:
         if self.shape is not None:
             if len(received) != len(self.shape) or any(
                 want is not None and got is not None and want != got for got, want in zip(received, self.shape)
@@ -64,6 +71,14 @@ class Need:
         if self.ranks and len(received) not in self.ranks:
             return f"expects {' or '.join(RANK_WORDS.get(rank, f'rank {rank}') for rank in self.ranks)}"
         return self.extra(received) if self.extra else None
+
+    def accepts(self) -> str:
+        """What the consumer accepts, in words: "(batch, 10)", "a feature vector", "rank 1 ..."."""
+        if self.shape is not None:
+            return format_shape(self.shape)
+        if self.ranks:
+            return " or ".join(RANK_WORDS.get(rank, f"rank {rank}") for rank in self.ranks)
+        return self.description
 
     @classmethod
     def fixed(cls, shape: tuple, dense_activation: str = "linear",

@@ -1,17 +1,20 @@
-"""The Assembler: wires a stack's members into one functional graph, collecting problems.
+"""The Assembler: wires the graph of a stack into one functional model, collecting problems.
 
-A mode builder (`core.build.stacking.STACKING_MODES`) calls members through the assembler
-and adapts each tensor to its consumer on the edges that `core.spec.rules.stack_edges` says
-the mode wires. On each edge the assembler applies the adapters the spec accepted there,
-checks what the consumer accepts, and otherwise finds a fix (`core.build.adapters.choose_fix`):
-inserted with auto_adapters, else a `Problem` that carries it. Nothing stops at the first
+`core.build.wiring.wire` walks the graph (`core.spec.presets.stack_graph`) from the input,
+and for every edge into a node asks the assembler to adapt the tensor on it to what the
+node accepts (`adapt`). On each edge the assembler checks what the consumer accepts (after
+the adapters a preset spec accepted there), and otherwise finds a fix
+(`core.build.adapters.choose_fix`): inserted with auto_adapters, else a `Problem` that
+carries it, and an `EdgeReport` for the edge either way. Nothing stops at the first
 problem, so the pre-flight report lists them all.
+
+Nodes are named in messages and adapters as the preset names them (`StackGraph.name`:
+"fusion_concat" is "the fusion"); a graph spec's nodes by their ids.
 
 Example:
     >>> assembler = Assembler(spec, task, sample=None)
     >>> if assembler.check_names():
-    ...     tensor = assembler.call_member(spec.members[0], assembler.input, "input")
-    ...     tensor = assembler.adapt_to_output(tensor, spec.members[0].name)
+    ...     output = wire(assembler)
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ import numpy as np
 
 from core.build import adapters as adapter_lib
 from core.build.adapters import Need
-from core.build.report import Problem
+from core.build.report import EdgeReport, Problem
 from core.build.templates import TEMPLATES
-from core.spec import AdapterSpec, MemberSpec, StackSpec, rules
+from core.spec import GRAPH_MODE, AdapterSpec, MemberSpec, NodeSpec, StackSpec, rules, stack_graph
 from core.spec.shapes import format_shape
 from core.spec.tasks import TaskInfo
 from core.storage.paths import run_model_path
@@ -36,14 +39,18 @@ def _shape(tensor) -> tuple:
 
 
 class Assembler:
-    """Wires members into one functional graph, collecting problems instead of stopping.
+    """Wires a stack's graph into one functional model, collecting problems instead of stopping.
 
     Attributes:
         problems, warnings: what the pre-flight report lists.
-        applied: every adapter in the graph, accepted or inserted by auto_adapters.
+        applied: every adapter in the model, accepted or inserted by auto_adapters.
         models: the member models built so far, by member name.
-        wired: the (producer, consumer) edges adapted so far, in order.
+        wired: the (producer, consumer) edges adapted so far, in order, named as adapters
+            name them (for a preset: the edges of `core.spec.rules.stack_edges`).
         input: the stack's `keras.Input`.
+        stack: the spec's `StackGraph`; graph: its `GraphSpec`.
+        outputs: node id -> the tensor it produces (None: it could not be built).
+        edge_reports: edge index in `graph.edges` -> its `EdgeReport`.
     """
 
     def __init__(self, spec: StackSpec, task: TaskInfo, sample: np.ndarray | None):
@@ -55,7 +62,13 @@ class Assembler:
         self.applied: list[AdapterSpec] = []
         self.models: dict[str, keras.Model] = {}
         self.wired: list[tuple[str, str]] = []
-        self.layer_names: set[str] = set()
+        self.stack = stack_graph(spec)
+        self.graph = self.stack.graph
+        self.outputs: dict[str, object] = {}
+        self.edge_reports: dict[int, EdgeReport] = {}
+        # Layer names taken: every node's (members, merges, adapter nodes), and each
+        # adapter a fix inserts.
+        self.layer_names: set[str] = set(self.graph.ids())
         # Template members built without a sample, by (name, input shape): checking a fix
         # builds its consumer, and the stack then uses that same model.
         self.built: dict[tuple[str, tuple], keras.Model] = {}
@@ -127,18 +140,21 @@ class Assembler:
         # A fresh functional wrapper gives the member its name in the stack.
         return keras.Model(model.inputs[0], model.outputs[0], name=member.name)
 
-    def call_member(self, member: MemberSpec, tensor, producer: str):
-        """Adapt `tensor` to `member`'s input, build the member and call it; None on a problem."""
+    def call_member(self, member: MemberSpec, tensor, edge_index: int):
+        """Adapt `tensor` (on edge `edge_index`) to `member`'s input, build the member and call
+        it; None on a problem."""
         need, loaded = self.need_of(member)
         if need is None:
+            self.unchecked(edge_index, f"{rules.node_label(self.name(member.name))} does not build (see its problem).")
             return None
-        tensor = self.adapt(tensor, producer, member.name, need)
+        tensor = self.adapt(tensor, edge_index, need)
         if tensor is None:
             return None
         if loaded is not None:
             model = loaded
         else:
-            sample = self.sample if producer == rules.INPUT and tensor is self.input else None
+            source = self.graph.edges[edge_index].source
+            sample = self.sample if source == rules.INPUT and tensor is self.input else None
             try:
                 model = self.build_template(member, _shape(tensor), sample)
             except ValueError as error:
@@ -147,63 +163,123 @@ class Assembler:
         self.models[member.name] = model
         return model(tensor)
 
+    # -- naming --------------------------------------------------------------------------
+
+    def name(self, node_id: str) -> str:
+        """The node as adapters and messages name it (a preset's step, or the node id)."""
+        return self.stack.name(node_id)
+
+    def is_graph(self) -> bool:
+        return self.spec.mode == GRAPH_MODE
+
+    def chain(self, node_id: str) -> tuple[str, list[tuple[int, AdapterSpec]]]:
+        """Walk back from `node_id` through the adapters a preset accepted: (the node that
+        produced the tensor before them, those adapters in order with their indexes)."""
+        accepted: list[tuple[int, AdapterSpec]] = []
+        while node_id in self.stack.adapter_indexes:
+            index = self.stack.adapter_indexes[node_id]
+            accepted.insert(0, (index, self.spec.adapters[index]))
+            node_id = self.graph.inputs_of(node_id)[0]
+        return node_id, accepted
+
+    def chain_end(self, node_id: str) -> str:
+        """Walk on from an accepted adapter node to the node the adapters feed."""
+        while node_id in self.stack.adapter_indexes:
+            node_id = self.graph.consumers_of(node_id)[0]
+        return node_id
+
     # -- adapters --------------------------------------------------------------------------
 
-    def adapt(self, tensor, producer: str, consumer: str, need: Need):
-        """Adapt `tensor` on the edge `producer` -> `consumer`: the spec's adapters there, then `need`.
+    def adapt(self, tensor, edge_index: int, need: Need):
+        """Adapt `tensor` on edge `edge_index` of the graph to `need`, what its target accepts.
 
-        An accepted adapter that does not apply (or no longer gives what the consumer takes)
-        becomes an "adapter" problem. A mismatch with no accepted adapter gets the first fix
-        that was checked to work: inserted with auto_adapters, otherwise a problem carrying it.
+        The tensor has passed the adapters a preset accepted on this edge (adapter nodes
+        before it); a result its consumer does not take is an "adapter" problem. A mismatch
+        with no accepted adapter gets the first fix that was checked to work: inserted with
+        auto_adapters, otherwise a problem carrying it. The edge's `EdgeReport` is recorded.
 
         Returns:
             The adapted tensor, or None when the edge cannot be adapted (a problem says why).
         """
-        self.wired.append((producer, consumer))
-        received = _shape(tensor)
-        source, target = rules.node_label(producer), rules.node_label(consumer)
-        accepted = [(index, adapter) for index, adapter in enumerate(self.spec.adapters)
-                    if rules.on_edge(adapter, (producer, consumer))]
-        for index, adapter in accepted:
-            tensor = self.apply_adapter(tensor, adapter, index=index, consumer=consumer)
-            if tensor is None:
-                return None
+        source, target = self.graph.edges[edge_index].pair()
+        producer, accepted = self.chain(source)
+        received = _shape(self.outputs[producer])
+        producer_name, consumer = self.name(producer), self.name(target)
+        self.wired.append((producer_name, consumer))
+        source_label, target_label = rules.node_label(producer_name), rules.node_label(consumer)
         reason = need.problem(_shape(tensor))
         if reason is None:
-            self.warn_if_long(_shape(tensor), need, producer, consumer, received, accepted)
+            self.warn_if_long(_shape(tensor), need, producer_name, consumer, received, accepted)
+            self.edge_report(edge_index, need, ok=True)
             return tensor
         if accepted:
             adapted = adapter_lib.labels(adapter for _, adapter in accepted)
             for index, _ in accepted:
                 self.adapter_problem(index, consumer, received,
-                                     f"{source} outputs {format_shape(received)}, which {adapted} turns into "
-                                     f"{format_shape(_shape(tensor))}, but {target} {reason}")
+                                     f"{source_label} outputs {format_shape(received)}, which {adapted} turns into "
+                                     f"{format_shape(_shape(tensor))}, but {target_label} {reason}",
+                                     edge=(source, target))
+            self.edge_report(edge_index, need, ok=False, message=self.problems[-1].message)
             return None
-        choice = adapter_lib.choose_fix(received, need, producer, consumer, target, self.flattened_origin(producer))
+        choice = adapter_lib.choose_fix(received, need, producer_name, consumer, target_label,
+                                        self.flattened_origin(producer))
         if choice.warning:
             self.warnings.append(choice.warning)
         if choice.fix and self.spec.auto_adapters:
             for adapter in choice.fix:
                 tensor = self.apply_adapter(tensor, adapter)
+            self.edge_report(edge_index, need, ok=True,
+                             message=f"Auto adapters insert {adapter_lib.labels(choice.fix)} on this edge.")
             return tensor
         if choice.fix:
-            remedy = f" Add {adapter_lib.labels(choice.fix)} between {source} and {target}, or turn on auto adapters."
+            remedy = (f" Add {adapter_lib.labels(choice.fix)} between {source_label} and {target_label}, or turn "
+                      f"on auto adapters.")
             clauses = (clause for clause in (choice.note, choice.instead) if clause)
             remedy += "".join(f" {clause[0].upper()}{clause[1:]}." for clause in clauses)
             remedy += f" Warning: {choice.warning}" if choice.warning else ""
         else:
             why = f": {choice.reason}." if choice.reason else " this."
-            remedy = f" No adapter fits{why} {self.alternatives(consumer, received)}"
+            remedy = f" No adapter fits{why} {self.alternatives(target, received)}"
         self.problem(
             "shape", consumer,
-            f"Cannot feed {source} into {target}: {source} outputs shape {format_shape(received)} "
-            f"but {target} {reason}.{remedy}",
+            f"Cannot feed {source_label} into {target_label}: {source_label} outputs shape "
+            f"{format_shape(received)} but {target_label} {reason}.{remedy}",
             received=received, expected=need.description, fix=choice.fix, fix_warning=choice.warning,
+            edge=(source, target),
         )
+        self.edge_report(edge_index, need, ok=False, message=self.problems[-1].message,
+                         fix=self.fix_nodes(source, choice.fix))
         # Carry on as if fixed, so the rest of the stack is still checked and reported.
         for adapter in choice.fix:
             tensor = self.apply_adapter(tensor, adapter, record=False)
         return tensor if choice.fix else None
+
+    def fix_nodes(self, source: str, fix: tuple[AdapterSpec, ...]) -> tuple[NodeSpec, ...]:
+        """A fix as adapter nodes to insert after `source`, with ids not yet in the graph."""
+        taken, nodes = set(self.graph.ids()), []
+        for adapter in fix:
+            base = f"adapter_{adapter.after}_{adapter.kind}"
+            node_id, number = base, 2
+            while node_id in taken:
+                node_id, number = f"{base}_{number}", number + 1
+            taken.add(node_id)
+            nodes.append(NodeSpec.from_adapter(node_id, adapter))
+        return tuple(nodes)
+
+    def edge_report(self, edge_index: int, need: Need | None, ok: bool, message: str = "",
+                    fix: tuple[NodeSpec, ...] = ()) -> None:
+        """Record what edge `edge_index` carries and whether it fits (the first record wins)."""
+        if edge_index in self.edge_reports:
+            return
+        source, target = self.graph.edges[edge_index].pair()
+        produced = self.outputs.get(source)
+        self.edge_reports[edge_index] = EdgeReport(
+            source=source, target=target, shape=_shape(produced) if produced is not None else None,
+            accepts=need.accepts() if need is not None else "", ok=ok, message=message, fix=fix)
+
+    def unchecked(self, edge_index: int, why: str) -> None:
+        """Record an edge that could not be checked, and why."""
+        self.edge_report(edge_index, None, ok=False, message=f"Not checked: {why}")
 
     def flattened_origin(self, producer: str) -> tuple | None:
         """The shape member `producer` flattens into its output, so a fix can restore it."""
@@ -212,6 +288,9 @@ class Assembler:
 
     def alternatives(self, consumer: str, received: tuple) -> str:
         """What to do when no adapter fits: templates that take `received` as it is."""
+        node = self.graph.node(consumer)
+        if node is not None and node.kind == "adapter":
+            return f"Change {node.label()} or remove it."
         member = next((candidate for candidate in self.spec.all_members() if candidate.name == consumer), None)
         template = TEMPLATES.get(member.template or "") if member is not None else None
         if template is None:
@@ -248,29 +327,33 @@ class Assembler:
         self.warnings.append(adapter_lib.long_sequence_warning(target, shape, cheaper))
 
     def apply_adapter(self, tensor, adapter: AdapterSpec, record: bool = True, index: int | None = None,
-                      consumer: str = ""):
-        """Apply one adapter; `index` marks an accepted one (spec.adapters[index]) for its problem."""
-        base = f"adapter_{adapter.after}_{adapter.kind}"
-        name, number = base, 2
-        while name in self.layer_names:
-            name, number = f"{base}_{number}", number + 1
+                      consumer: str = "", name: str = "", edge: tuple[str, str] | None = None):
+        """Apply one adapter; `index` marks an accepted one (spec.adapters[index]) for its problem.
+        `name` is an adapter node's id (its layer name); without one, the layer is named
+        "adapter_<after>_<kind>", numbered when taken."""
+        if not name:
+            base = f"adapter_{adapter.after}_{adapter.kind}"
+            name, number = base, 2
+            while name in self.layer_names:
+                name, number = f"{base}_{number}", number + 1
         try:
             layer = adapter_lib.make_layer(adapter, _shape(tensor), name)
             result = layer(tensor)
         except ValueError as error:
             if index is None:
-                self.problem("config", adapter.after, str(error))
+                self.problem("config", adapter.after, str(error), edge=edge)
             else:
                 reason = adapter_lib.mismatch(adapter, _shape(tensor))
                 self.adapter_problem(index, consumer, _shape(tensor),
-                                     f"it {reason}" if reason else f"Keras refuses it: {error}")
+                                     f"it {reason}" if reason else f"Keras refuses it: {error}", edge=edge)
             return None
         self.layer_names.add(name)
         if record:
             self.applied.append(adapter)
         return result
 
-    def adapter_problem(self, index: int, consumer: str, received: tuple, why: str) -> None:
+    def adapter_problem(self, index: int, consumer: str, received: tuple, why: str,
+                        edge: tuple[str, str] | None = None) -> None:
         """An accepted adapter (spec.adapters[index]) that no longer fits: the remedy is removing it."""
         adapter = self.spec.adapters[index]
         self.problem(
@@ -278,7 +361,7 @@ class Assembler:
             f"The accepted adapter {adapter.label()} between {rules.node_label(adapter.after)} and "
             f"{rules.node_label(consumer)} no longer fits: {why}. Remove it; the check then offers a fix "
             f"for {format_shape(received)} if one fits.",
-            received=received, adapter_index=index,
+            received=received, adapter_index=index, edge=edge,
         )
 
     def problem(self, kind: str, member: str, message: str, **details) -> None:
@@ -291,26 +374,12 @@ class Assembler:
         """What the stack's output must be: the dataset task's units and activation."""
         return Need.fixed((self.task.output_units,), dense_activation=self.task.output_activation)
 
-    def adapt_to_output(self, tensor, producer: str):
-        """Adapt the stack's last tensor to the dataset's task (the edge `producer` -> output)."""
-        if tensor is None:
-            return None
-        return self.adapt(tensor, producer, rules.OUTPUT, self.output_need())
-
-    def head(self) -> MemberSpec | None:
-        """The spec's head if its mode uses one (`rules.allows_head`); a problem when the mode
-        needs one (`rules.needs_head`) and there is none."""
-        spec = self.spec
-        if not rules.allows_head(spec.mode, spec.options):
-            return None
-        if spec.head is None and rules.needs_head(spec.mode, spec.options):
-            self.problem("config", "head", f"Mode '{spec.mode}' needs a head on top of the members. "
-                         f"Add one, e.g. the 'dense_head' template.")
-        return spec.head
-
     def check_names(self) -> bool:
         """Record a problem for each member name the stack cannot use; True when there is none
-        (member names become layer names, so the stack is wired only then)."""
+        (member names become layer names, so the stack is wired only then). A graph's node
+        ids are checked with the graph (`GraphSpec.problems`)."""
+        if self.is_graph():
+            return True
         names = [member.name for member in self.spec.all_members()]
         for index, name in enumerate(names):
             reason = rules.member_name_problem(name, names[:index] + names[index + 1:])
@@ -321,6 +390,8 @@ class Assembler:
     def check_adapter_placement(self) -> None:
         """Record a problem for each accepted adapter that sits on no edge of the stack (it
         would never be applied; the rest of the stack is still checked)."""
+        if self.is_graph():
+            return
         for index, adapter in enumerate(self.spec.adapters):
             reason = rules.adapter_placement_problem(self.spec, adapter)
             if reason:

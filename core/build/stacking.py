@@ -2,22 +2,24 @@
 
 A stack is one functional model whose top-level layers are the members (each a nested
 `keras.Model` named after the member), the adapters between them and the layers that
-combine them. One builder per mode, in `STACKING_MODES`, wiring the edges that
-`core.spec.rules.stack_edges` names:
+combine them. Every stack is a graph (`core.spec.presets.graph_of`), and one builder wires
+graphs (`core.build.wiring.wire`); the four modes are presets that produce graphs:
 
 - sequential: members chained A -> B -> ... (the head, if any, last);
 - fusion: every member reads the input; their features (and optionally the flattened raw
   input) are concatenated and fed to the head;
 - transfer: like sequential, with the members frozen (`freeze_base`) under a new head;
 - ensemble: every member reads the input and predicts; predictions are averaged, or
-  concatenated into a trainable meta-head.
+  concatenated into a trainable meta-head;
+- graph: the spec's own nodes and edges (branches, two towers, residual adds).
 
-Shapes are checked before anything trains (`core.build.assembler.Assembler`). A mismatch
-becomes a `Problem` naming both members, the shape received and the shape expected, with
-the adapters that were checked to fix it (`core.build.adapters.choose_fix`);
+Shapes are checked before anything trains, edge by edge (`core.build.assembler.Assembler`).
+A mismatch becomes a `Problem` naming both nodes, the shape received and the shape
+expected, with the adapters that were checked to fix it (`core.build.adapters.choose_fix`);
 `auto_adapters` inserts them. An accepted adapter that no longer applies is a problem of
-its own ("adapter", with its index in `spec.adapters`). `build` raises `StackError`
-listing every problem.
+its own ("adapter", with its index in `spec.adapters`); a graph that is not a stack (a
+cycle, a dangling input, ...) is a "graph" problem naming its nodes. `build` raises
+`StackError` listing every problem.
 
 Example:
     >>> report = check(spec)
@@ -30,18 +32,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
 
 from core.build import budget
-from core.build.adapters import Need
 from core.build.assembler import Assembler
-from core.build.report import MemberReport, Problem, StackError, StackReport  # noqa: F401  (re-exported)
+from core.build.report import EdgeReport, MemberReport, Problem, StackError, StackReport  # noqa: F401  (re-exported)
 from core.build.templates import TEMPLATES
 from core.build.trainability import apply_trainability, count_params, trainability_rows
-from core.spec import MemberSpec, StackSpec, rules
+from core.build.wiring import wire
+from core.spec import GRAPH_MODE, STACKING_MODES, StackSpec  # noqa: F401  (STACKING_MODES re-exported)
 from core.spec.tasks import TaskInfo
 from core.storage.paths import run_model_path
 
@@ -49,116 +50,50 @@ from core.storage.paths import run_model_path
 ADAPT_SAMPLE_ROWS = 2000
 
 
-def _sequential(assembler: Assembler, inputs):
-    spec = assembler.spec
-    head = assembler.head()
-    chain = list(spec.members) + ([head] if head is not None else [])
-    if len(chain) < 2:
-        assembler.problem("config", "members", f"Mode 'sequential' chains two or more members; this stack has "
-                          f"{len(chain)}. Add a member (e.g. a 'dense_head' after a feature extractor).")
+def _wire_stack(assembler: Assembler):
+    """The stack's problems before wiring (an unfinished preset, a graph that is not a stack,
+    names), then the graph wired; the output tensor or None."""
+    for where, message in assembler.stack.problems:
+        assembler.problem("config", where, message)
+    if not assembler.stack.problems:
+        for found in assembler.graph.problems():
+            assembler.problem("graph", found.nodes[0] if found.nodes else "graph", found.message,
+                              edge=found.edge, nodes=found.nodes)
+    if not assembler.check_names():
         return None
-    return _chain(assembler, inputs, chain)
+    assembler.check_adapter_placement()
+    _warn_about_members(assembler)
+    return wire(assembler)
 
 
-def _chain(assembler: Assembler, inputs, chain: list[MemberSpec]):
-    tensor, producer = inputs, rules.INPUT
-    for member in chain:
-        tensor = assembler.call_member(member, tensor, producer)
-        if tensor is None:
-            return None
-        producer = member.name
-    return assembler.adapt_to_output(tensor, producer)
-
-
-def _transfer(assembler: Assembler, inputs):
-    spec = assembler.spec
-    head = assembler.head()
-    if not spec.members:
-        assembler.problem("config", "members", "Mode 'transfer' needs a pretrained member (an uploaded model file "
-                          "or an earlier run) under the head.")
-    if head is None or not spec.members:
-        return None
-    for member in spec.members:
-        if member.source == "template" and spec.option("freeze_base"):
-            assembler.warnings.append(
-                f"Member '{member.name}' is a new '{member.template}' template with random weights; frozen, "
-                f"it never learns. Use an uploaded model or an earlier run as the base, or set freeze_base off."
-            )
-    return _chain(assembler, inputs, list(spec.members) + [head])
-
-
-def _parallel_members(assembler: Assembler, inputs, step: str, need_for_output: Callable[[MemberSpec], Need]):
-    """Call every member on the input; adapt each output to `step` and `need_for_output(member)`."""
-    outputs = []
-    for member in assembler.spec.members:
-        tensor = assembler.call_member(member, inputs, rules.INPUT)
-        if tensor is not None:
-            tensor = assembler.adapt(tensor, member.name, step, need_for_output(member))
-        outputs.append(tensor)
-    return outputs
-
-
-def _head_on(assembler: Assembler, head: MemberSpec, tensor, step: str):
-    """`head` called on the combined `tensor` of `step`, adapted to the output."""
-    tensor = assembler.call_member(head, tensor, step)
-    return assembler.adapt_to_output(tensor, head.name)
-
-
-def _fusion(assembler: Assembler, inputs):
-    spec = assembler.spec
-    head = assembler.head()
-    if not spec.members:
-        assembler.problem("config", "members", "Mode 'fusion' needs at least one member whose features are fused.")
-        return None
-    features = _parallel_members(assembler, inputs, rules.FUSION,
-                                 lambda member: Need(description="a feature vector", ranks=(1,)))
-    if spec.option("include_raw_input"):
-        features.append(keras.layers.Flatten(name=rules.RAW_INPUT_FLATTEN)(inputs))
-    if head is None or any(feature is None for feature in features):
-        return None
-    if len(features) < 2:
-        assembler.problem("config", "members", "Fusion concatenates two or more feature vectors: add a member, or "
-                          "turn on include_raw_input to fuse a member's features with the raw input.")
-        return None
-    fused = keras.layers.Concatenate(name=rules.FUSION_CONCAT)(features)
-    return _head_on(assembler, head, fused, rules.FUSION)
-
-
-def _ensemble(assembler: Assembler, inputs):
+def _warn_about_members(assembler: Assembler) -> None:
+    """What a preset's members suggest about the stack: a frozen base with random weights, an
+    ensemble of encoders (a graph: any frozen template member)."""
     spec, task = assembler.spec, assembler.task
-    if len(spec.members) < 2:
-        assembler.problem("config", "members", f"Mode 'ensemble' combines two or more complete models; this stack "
-                          f"has {len(spec.members)}. Add members such as 'cnn_classifier' or 'mlp_classifier'.")
-        return None
-    head = assembler.head()
-    for member in spec.members:
-        template = TEMPLATES.get(member.template or "")
-        if member.source == "template" and template is not None and template.output != "predictions":
-            assembler.warnings.append(
-                f"Member '{member.name}' ('{member.template}') is an encoder: its outputs are features, "
-                f"not predictions. Ensembles average complete models such as 'cnn_classifier' or "
-                f"'mlp_classifier'; otherwise a Dense({task.output_units}, {task.output_activation}) "
-                f"adapter turns its features into predictions."
-            )
-    predictions_need = assembler.output_need()
-    predictions = _parallel_members(assembler, inputs, rules.ENSEMBLE, lambda member: predictions_need)
-    if any(prediction is None for prediction in predictions):
-        return None
-    if spec.option("combine") == "average":
-        averaged = keras.layers.Average(name=rules.ENSEMBLE_AVERAGE)(predictions)
-        return assembler.adapt_to_output(averaged, rules.ENSEMBLE)
-    if head is None:
-        return None
-    stacked = keras.layers.Concatenate(name=rules.ENSEMBLE_CONCAT)(predictions)
-    return _head_on(assembler, head, stacked, rules.ENSEMBLE)
-
-
-STACKING_MODES: dict[str, Callable] = {
-    "sequential": _sequential,
-    "fusion": _fusion,
-    "transfer": _transfer,
-    "ensemble": _ensemble,
-}
+    if spec.mode == "transfer" and spec.option("freeze_base") and not assembler.stack.problems:
+        for member in spec.members:
+            if member.source == "template":
+                assembler.warnings.append(
+                    f"Member '{member.name}' is a new '{member.template}' template with random weights; frozen, "
+                    f"it never learns. Use an uploaded model or an earlier run as the base, or set freeze_base off."
+                )
+    if spec.mode == GRAPH_MODE:
+        for member in spec.all_members():
+            if member.source == "template" and not member.trainable:
+                assembler.warnings.append(
+                    f"Member '{member.name}' is a new '{member.template}' template with random weights; frozen, "
+                    f"it never learns. Use an uploaded model or an earlier run there, or make it trainable."
+                )
+    if spec.mode == "ensemble" and len(spec.members) >= 2:
+        for member in spec.members:
+            template = TEMPLATES.get(member.template or "")
+            if member.source == "template" and template is not None and template.output != "predictions":
+                assembler.warnings.append(
+                    f"Member '{member.name}' ('{member.template}') is an encoder: its outputs are features, "
+                    f"not predictions. Ensembles average complete models such as 'cnn_classifier' or "
+                    f"'mlp_classifier'; otherwise a Dense({task.output_units}, {task.output_activation}) "
+                    f"adapter turns its features into predictions."
+                )
 
 
 def resolve_task(spec: StackSpec, task: TaskInfo | None, sample: np.ndarray | None):
@@ -179,7 +114,7 @@ def _assemble(spec: StackSpec, task: TaskInfo | None, sample: np.ndarray | None)
     # gets no sample: adapting a Normalization layer would compute with its variables.
     with budget.deferred_variables() as created:
         dry = Assembler(spec, task, None)
-        outputs = STACKING_MODES[spec.mode](dry, dry.input) if dry.check_names() else None
+        outputs = _wire_stack(dry)
         estimated = (keras.Model(dry.input, outputs, name="budget_estimate")
                      if outputs is not None and not dry.problems else None)
     over = budget.refusals(budget.estimate(created, estimated, dry.models, spec.train.batch_size))
@@ -191,10 +126,9 @@ def _assemble(spec: StackSpec, task: TaskInfo | None, sample: np.ndarray | None)
     del dry, estimated, outputs, created  # freed before the real build, with what a loaded member read
     assembler = Assembler(spec, task, sample)
     model = None
-    if assembler.check_names():
-        assembler.check_adapter_placement()
-        outputs = STACKING_MODES[spec.mode](assembler, assembler.input)
-        if outputs is not None and not assembler.problems:
+    outputs = _wire_stack(assembler)
+    if outputs is not None:
+        if not assembler.problems:
             model = keras.Model(assembler.input, outputs, name=_model_name(spec.name))
             try:
                 apply_trainability(model, spec)
@@ -258,6 +192,9 @@ def check(spec: StackSpec, task: TaskInfo | None = None, sample: np.ndarray | No
     model, assembler, task = _assemble(spec, task, sample)
     reports = []
     head_name = spec.head.name if spec.head is not None else None
+    if spec.mode == GRAPH_MODE:  # a graph's head: a member that feeds the output
+        head_name = next((source for source in assembler.graph.inputs_of("output")
+                          if any(member.name == source for member in spec.all_members())), None)
     for member in spec.all_members():
         sub = assembler.models.get(member.name)
         counts = count_params(sub) if sub is not None else None
@@ -281,6 +218,9 @@ def check(spec: StackSpec, task: TaskInfo | None = None, sample: np.ndarray | No
         frozen_params=totals.frozen if totals else sum(report.frozen_params for report in reports),
         members=tuple(reports), problems=tuple(assembler.problems), warnings=tuple(assembler.warnings),
         adapters=tuple(assembler.applied), task=task.to_dict(),
+        edges=tuple(assembler.edge_reports[index] for index in sorted(assembler.edge_reports)),
+        node_shapes={node_id: tuple(tensor.shape[1:]) for node_id, tensor in assembler.outputs.items()
+                     if tensor is not None},
     )
 
 

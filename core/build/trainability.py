@@ -180,9 +180,9 @@ def apply_trainability(model: keras.Model, spec: StackSpec) -> None:
 
 
 def frozen_members(model: keras.Model, spec: StackSpec) -> list[str]:
-    """Members (not the head) of which no weight trains."""
+    """Members (not the head) of which no weight trains; in a graph, any member node."""
     head_name = spec.head.name if spec.head is not None else None
-    names = [member.name for member in spec.members if member.name != head_name]
+    names = [member.name for member in spec.all_members() if member.name != head_name]
     return [name for name in names if count_params(model.get_layer(name)).trainable == 0]
 
 

@@ -119,6 +119,14 @@ class NodeSpec(_SpecBase):
         return {key: value for key, value in full.items()
                 if key in ("id", "kind") or _plain_default(defaults[key]) != value}
 
+    @classmethod
+    def from_adapter(cls, node_id: str, adapter: AdapterSpec) -> "NodeSpec":
+        """An adapter (a preset's accepted one, or a fix) as a graph node: only the fields its kind uses."""
+        fields = {"dense": {"units": adapter.units, "activation": adapter.activation},
+                  "reshape": {"target_shape": tuple(adapter.target_shape)},
+                  "resizing": {"target_shape": tuple(adapter.target_shape)}}.get(adapter.kind, {})
+        return cls(node_id, "adapter", adapter=adapter.kind, **fields)
+
     def adapter_spec(self, after: str = "", before: str = "") -> AdapterSpec:
         """An adapter node as the AdapterSpec that core.build makes its layer from."""
         return AdapterSpec(after=after or self.id, before=before, kind=self.adapter or "flatten",

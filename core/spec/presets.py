@@ -133,7 +133,7 @@ class _Wiring:
         for index, adapter in enumerate(self.spec.adapters):
             if rules.on_edge(adapter, edge):
                 node_id = self._adapter_id(adapter)
-                self.add(_adapter_node(node_id, adapter))
+                self.add(NodeSpec.from_adapter(node_id, adapter))
                 self.adapter_indexes[node_id] = index
                 self.edges.append(EdgeSpec(source, node_id))
                 source = node_id
@@ -169,16 +169,6 @@ class _Wiring:
         graph = GraphSpec(nodes=tuple(self.nodes) + (NodeSpec(rules.OUTPUT, "output"),), edges=tuple(self.edges))
         return StackGraph(graph=graph, steps=self.steps, adapter_indexes=self.adapter_indexes,
                           input_needs=self.input_needs, problems=tuple(self.problems))
-
-
-def _adapter_node(node_id: str, adapter: AdapterSpec) -> NodeSpec:
-    """An accepted adapter as a node (only the fields its kind uses)."""
-    node = NodeSpec(node_id, "adapter", adapter=adapter.kind)
-    if adapter.kind == "dense":
-        return dataclasses.replace(node, units=adapter.units, activation=adapter.activation)
-    if adapter.kind in ("reshape", "resizing"):
-        return dataclasses.replace(node, target_shape=adapter.target_shape)
-    return node
 
 
 def _sequential(spec: StackSpec) -> StackGraph:

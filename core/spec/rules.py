@@ -115,8 +115,16 @@ def adapter_placement_problem(spec: StackSpec, adapter: AdapterSpec) -> str | No
 def accept_fix(spec: StackSpec, fix: Iterable[AdapterSpec]) -> StackSpec:
     """The spec with a problem's suggested adapters accepted, skipping any it already has.
 
-    Accepting the same fix twice (a double click, a second tab) leaves one copy.
+    Accepting the same fix twice (a double click, a second tab) leaves one copy. In a graph
+    spec the fix goes on its edge as adapter nodes (`insert_on_edge`): a graph's fix names
+    the edge's nodes in `after` and `before`.
     """
+    fix = list(fix)
+    if spec.mode == GRAPH_MODE:
+        if not fix:
+            return spec
+        return insert_on_edge(spec, fix[0].after, fix[0].before,
+                              [NodeSpec.from_adapter("", adapter) for adapter in fix])
     adapters = list(spec.adapters)
     for adapter in fix:
         if adapter not in adapters:

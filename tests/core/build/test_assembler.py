@@ -1,11 +1,12 @@
-"""core/build/assembler.py: the builder wires exactly the edges core.spec.rules names."""
+"""core/build/assembler.py and wiring.py: the one builder checks exactly the edges of the stack's graph."""
 
 import keras
 import pytest
 
 from core.build.assembler import Assembler
-from core.build.stacking import STACKING_MODES, build, check
-from core.spec import AdapterSpec, MemberSpec, StackSpec, rules
+from core.build.stacking import build, check
+from core.build.wiring import wire
+from core.spec import AdapterSpec, MemberSpec, StackSpec, graph_of, rules
 from core.spec.tasks import TaskInfo
 
 IMAGES = TaskInfo("multiclass", (12, 12, 1), num_classes=3)
@@ -39,11 +40,17 @@ def test_the_builder_adapts_on_exactly_the_edges_of_the_rules(name):
     spec = SPECS[name]
     assembler = Assembler(spec, IMAGES, None)
     assert assembler.check_names()
-    outputs = STACKING_MODES[spec.mode](assembler, assembler.input)
+    outputs = wire(assembler)
     assert outputs is not None and not assembler.problems, [p.message for p in assembler.problems]
-    # Each edge once (the builder goes member by member, so the order differs); the raw input
-    # is flattened by the fusion step itself, never adapted.
-    assert sorted(assembler.wired) == sorted(edge for edge in rules.stack_edges(spec) if edge != rules.RAW_INPUT_EDGE)
+    # Each edge of the preset once, named as adapters name them; the raw input's Flatten is
+    # the fusion's own (its two edges are the graph's, not the preset's).
+    raw = {(rules.INPUT, rules.RAW_INPUT_FLATTEN), (rules.RAW_INPUT_FLATTEN, rules.FUSION)}
+    assert sorted(set(assembler.wired) - raw) == sorted(
+        edge for edge in rules.stack_edges(spec) if edge != rules.RAW_INPUT_EDGE)
+    # And every edge of the graph has its report, in the graph's order.
+    assert [(report.source, report.target) for report in
+            (assembler.edge_reports[index] for index in sorted(assembler.edge_reports))] == [
+        edge.pair() for edge in graph_of(spec).edges]
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
