@@ -266,11 +266,12 @@ def what_node_is(node, display_name=None) -> str:
 
 
 def output_shapes(report: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Node id -> the shape it produces, from the report: members' own, the shape on any edge
-    leaving a node, the input's and the output's."""
+    """Node id -> the shape it produces, from the report: each node's (`node_shapes`), else the
+    shape on an edge leaving it; members' own, the input's and the output's."""
     if not report:
         return {}
     shapes = {edge["source"]: edge["shape"] for edge in report.get("edges", []) if edge.get("shape") is not None}
+    shapes.update(report.get("node_shapes", {}))
     shapes.update({m["name"]: m["output_shape"] for m in report.get("members", []) if m.get("output_shape")})
     shapes[rules.INPUT] = report.get("input_shape") or shapes.get(rules.INPUT)
     shapes[rules.OUTPUT] = report.get("output_shape")

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from core.spec import GRAPH_MODE, MemberSpec, StackSpec, rules
+from core.spec import GRAPH_MODE, AdapterSpec, MemberSpec, StackSpec, rules
 from core.spec.graph import SINGLE_INPUT_KINDS, EdgeSpec, GraphSpec, NodeSpec
 from core.spec.presets import graph_of, to_graph_spec
 from dashboard import spec_edit
@@ -35,6 +35,8 @@ from dashboard import spec_edit
 # The layered layout: rows from the input down to the output, this far apart (canvas pixels).
 ROW_GAP = 150
 COLUMN_GAP = 280
+# The room a node takes on the canvas (it is drawn 230 pixels wide, about 90 high).
+NODE_SIZE = (240, 100)
 # Default settings of adapters placed from the palette (edited in the node panel afterwards).
 DEFAULT_ADAPTER_UNITS = 64
 
@@ -64,11 +66,18 @@ def edge_pairs(spec: StackSpec) -> list[tuple[str, str]]:
     return [edge.pair() for edge in graph(spec).edges]
 
 
+def named_for_graph(before: StackSpec, after: StackSpec) -> StackSpec:
+    """`after` (a graph) named 'graph_<dataset>' if `before`'s name was generated; a chosen name stays."""
+    if spec_edit.has_generated_name(before):
+        return after.replace(name=spec_edit.generated_name(GRAPH_MODE, after.dataset.name))
+    return after
+
+
 def empty_graph(spec: StackSpec) -> StackSpec:
-    """A graph with only the input and the output, keeping the spec's name, dataset and training
-    (without a fine-tune phase, which names members)."""
+    """A graph with only the input and the output, keeping the spec's dataset, training (without
+    a fine-tune phase, which names members) and chosen name (a generated one follows the mode)."""
     nodes = (NodeSpec(rules.INPUT, "input"), NodeSpec(rules.OUTPUT, "output"))
-    return StackSpec(name=spec.name, mode=GRAPH_MODE, graph=GraphSpec(nodes=nodes),
+    return StackSpec(name=named_for_graph(spec, spec).name, mode=GRAPH_MODE, graph=GraphSpec(nodes=nodes),
                      layout={rules.INPUT: [0, 0], rules.OUTPUT: [0, 3 * ROW_GAP]},
                      train=dataclasses.replace(spec.train, fine_tune=None), dataset=spec.dataset)
 
@@ -90,7 +99,7 @@ def unique_id(spec: StackSpec, base: str) -> str:
 
 def free_position(spec: StackSpec) -> list[int]:
     """Where a new node goes: below the nodes placed and not yet connected at the right of the
-    drawing, or in a new column right of it, level with its top."""
+    drawing, or in a new column right of it, a row below its top (edges run downwards)."""
     placed = positions(spec)
     if not placed:
         return [0, 0]
@@ -99,7 +108,7 @@ def free_position(spec: StackSpec) -> list[int]:
     waiting = [y for node_id, (x, y) in placed.items() if x == right and node_id not in connected]
     if waiting:
         return [right, max(waiting) + ROW_GAP]
-    return [right + COLUMN_GAP, min(y for _, y in placed.values())]
+    return [right + COLUMN_GAP, min(y for _, y in placed.values()) + ROW_GAP]
 
 
 def add_node(spec: StackSpec, node: NodeSpec, position: Iterable[float] | None = None) -> StackSpec:
@@ -215,8 +224,31 @@ def apply_fix(spec: StackSpec, fix: Iterable[Mapping[str, Any]], edge: Iterable[
     (`core.spec.rules.insert_on_edge`), or a preset's AdapterSpec entries (spec_edit.apply_fix)."""
     if is_graph(spec) and edge is not None:
         source, target = edge
-        return rules.insert_on_edge(spec, source, target, list(fix))
+        spec = pin_positions(spec)
+        fixed = rules.insert_on_edge(spec, source, target, [_adapter_item(item) for item in fix])
+        return _clear_of_others(fixed, [node_id for node_id in fixed.graph.ids() if node_id not in spec.layout],
+                                source)
     return spec_edit.apply_fix(spec, fix)
+
+
+def _adapter_item(item: Mapping[str, Any]) -> Mapping[str, Any] | NodeSpec:
+    """A fix's item as an adapter node: a problem's fix holds AdapterSpec dicts (after, kind,
+    ...), an edge's fix adapter node dicts; the node is named on insertion."""
+    return NodeSpec.from_adapter("", AdapterSpec.from_dict(item)) if "after" in item else item
+
+
+def _clear_of_others(spec: StackSpec, placed: list[str], near: str) -> StackSpec:
+    """Nodes just inserted between two others, moved where they cover no other node: their
+    place on the edge, else a row below `near`, else further right on that row."""
+    layout = {key: list(value) for key, value in spec.layout.items()}
+    for node_id in placed:
+        others = [position for other, position in layout.items() if other != node_id]
+        x, y = layout.get(node_id, layout.get(near, [0, 0]))
+        near_x, near_y = layout.get(near, [x, y])
+        candidates = [[x, y]] + [[near_x + step * COLUMN_GAP, near_y + ROW_GAP] for step in range(len(layout) + 1)]
+        layout[node_id] = [round(v) for v in next(c for c in candidates if all(
+            abs(c[0] - ox) >= NODE_SIZE[0] or abs(c[1] - oy) >= NODE_SIZE[1] for ox, oy in others))]
+    return spec.replace(layout=layout)
 
 
 # ---- deleting and changing nodes ------------------------------------------------------

@@ -42,7 +42,9 @@ def switch_mode(mode_key: str, name_key: str) -> None:
     builds, to edit on the canvas."""
     mode = state.widget_value(mode_key)
     if mode == GRAPH_MODE:
-        state.replace_draft(graph_edit.as_graph(state.draft()), "the switch to mode 'graph'", fresh_widgets=False)
+        switched = graph_edit.named_for_graph(state.draft(), graph_edit.as_graph(state.draft()))
+        state.replace_draft(switched, "the switch to mode 'graph'", fresh_widgets=False)
+        state.set_widget_value(name_key, switched.name)
         state.set_page_notice("Now a graph: edit its nodes and edges on the canvas.")
         return
     switched, notes = spec_edit.switch_mode(state.draft(), mode)
@@ -164,7 +166,8 @@ with forms_column:
                     st.button("Add a head", key="asm-add-head", icon=":material/add:", on_click=members.edit,
                               args=(lambda s: s.replace(head=spec_edit.DEFAULT_HEAD),))
             st.subheader(f"Add a member to the {spec.mode} stack")
-            members.add_member_panel(templates)
+            with st.container(key="asm-add-member"):
+                members.add_member_panel(templates)
         except RunStoreError as error:
             st.error(str(error))
     elif not is_graph:

@@ -158,7 +158,9 @@ def draw(spec: StackSpec, report: Mapping[str, Any] | None) -> None:
         # answer's (the browser's clock): never older than that answer, whatever this clock says.
         timestamp = max(int(time.time() * 1000), (state.canvas_seen() or 0) + 1,
                         (shown.flow.timestamp + 1) if shown else 0)
-        fit = shown is None or set(shown.positions) != set(positions)
+        # Fit the view to the drawing when nodes came, went or were placed here (auto layout, a
+        # fix), not when only a label changed: the user's zoom stays while they edit.
+        fit = shown is None or shown.positions != positions
         shown = Shown(flow=StreamlitFlowState(nodes, edges, timestamp=timestamp), signature=signature,
                       positions={k: list(v) for k, v in positions.items()},
                       edges={edge.id: (edge.source, edge.target) for edge in edges}, fit=fit)

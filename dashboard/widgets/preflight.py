@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import streamlit as st
 
-from core.spec import AdapterSpec, StackSpec
+from core.spec import GRAPH_MODE, AdapterSpec, StackSpec
 from core.storage.uploads import display_name
 from dashboard import diagram, formatting, graph_edit, spec_edit, state
 from dashboard.widgets import members
@@ -87,6 +87,12 @@ def report_panel(spec: StackSpec, report: Mapping[str, Any] | None, error: Excep
             right.button("", icon=":material/close:", key=f"asm-adapter-remove-{index}", help="Remove this adapter",
                          on_click=members.edit, args=(spec_edit.remove_adapter, index))
     automatic = [a for a in report.get("adapters", []) if a not in [x.to_dict() for x in spec.adapters]]
+    if spec.mode == GRAPH_MODE:
+        # The report lists every adapter of the model; a graph's own adapter nodes are drawn.
+        drawn = graph_edit.graph(spec)
+        nodes = {(source, node.adapter) for node in drawn.nodes if node.kind == "adapter"
+                 for source in drawn.inputs_of(node.id)}
+        automatic = [a for a in automatic if spec.auto_adapters and (a["after"], a["kind"]) not in nodes]
     if automatic:
         st.caption("Inserted automatically: " + "; ".join(_describe(AdapterSpec.from_dict(a)) for a in automatic))
     return spec

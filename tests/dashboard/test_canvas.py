@@ -188,3 +188,53 @@ def test_an_empty_stack_starts_with_the_input_and_output_only():
     assert draft(at).mode == GRAPH_MODE and draft(at).graph.ids() == ["input", "output"]
     mode = next(box for box in at.selectbox if box.label == "Stacking mode")  # a new generation of draft- keys
     assert mode.value == GRAPH_MODE and mode.disabled
+
+
+def mismatched() -> StackSpec:
+    """The two towers with the raw image fed to the concatenation unflattened."""
+    return graph_edit.connect(graph_edit.delete_node(two_tower(), "flatten"), "input", "concatenate")
+
+
+def flow_edge(at, source: str, target: str):
+    return next(edge for edge in shown(at).flow.edges if (edge.source, edge.target) == (source, target))
+
+
+def test_a_mismatched_edge_is_red_with_the_reason_and_its_panel_s_fix_inserts_the_adapter_on_it():
+    at = assemble(mismatched())
+    edge = flow_edge(at, "input", "concatenate")
+    assert edge.style["stroke"] == "#dc2626" and edge.label == "✗ (28, 28, 1), needs a feature vector"
+    assert flow_edge(at, "features", "concatenate").label == "(64,)" and not flow_edge(at, "features",
+                                                                                        "concatenate").style
+    at = answer(at, selected=edge.id)
+    assert at.session_state[state.CANVAS_SELECTION] == ("edge", "input", "concatenate")
+    assert any("Cannot feed the input into 'concatenate'" in e.value for e in at.error)
+    at.button(key="canvas-edge-fix").click().run()
+    assert draft(at).graph.inputs_of("concatenate") == ["features", "adapter_input_flatten"]
+    assert "The stack builds: (28, 28, 1) → (10,)." in texts(at)
+    assert "Inserted automatically" not in texts(at)  # the adapter is a node of the drawing
+    assert not any(edge.style for edge in shown(at).flow.edges)
+
+
+def test_a_problem_s_fix_on_a_graph_goes_on_its_edge():
+    at = assemble(mismatched())
+    fix = next(button for button in at.button if button.label == "Apply fix: Flatten")
+    fix.click().run()
+    assert draft(at).graph.inputs_of("concatenate") == ["features", "adapter_input_flatten"]
+    assert draft(at).adapters == () and "The stack builds" in texts(at)
+
+
+def test_the_mode_graph_turns_the_preset_into_its_graph():
+    at = assemble()
+    at.selectbox(key="draft-mode").set_value(GRAPH_MODE).run()
+    assert draft(at).mode == GRAPH_MODE and draft(at).graph.ids() == ["input", "model_a", "model_b", "output"]
+    assert draft(at).name == "graph_digits28" and at.text_input(key="draft-name").value == "graph_digits28"
+    assert "The stack builds" in texts(at) and at.metric[0].value == "693,962"
+
+
+@pytest.mark.parametrize("spec", [two_tower(), graph_edit.auto_layout(two_tower())], ids=["placed", "unplaced"])
+def test_a_graph_spec_round_trips_through_the_canvas_unchanged(spec):
+    at = assemble()
+    at.file_uploader(key="asm-import").set_value(("towers.json", spec.to_json().encode(), "application/json")).run()
+    assert draft(at) == spec
+    at = answer(answer(at), selected="features")  # the canvas answers its drawing, a click
+    assert draft(at) == spec and draft(at).to_json() == spec.to_json()  # what "Export spec" writes

@@ -42,7 +42,8 @@ def test_an_empty_graph_keeps_the_dataset_and_training_and_has_only_the_input_an
     start = default_spec()
     empty = graph_edit.empty_graph(start)
     assert empty.mode == GRAPH_MODE and empty.graph.ids() == ["input", "output"] and not empty.graph.edges
-    assert (empty.name, empty.dataset, empty.train) == (start.name, start.dataset, start.train)
+    assert (empty.name, empty.dataset, empty.train) == ("graph_digits28", start.dataset, start.train)
+    assert graph_edit.empty_graph(start.replace(name="mine")).name == "mine"  # a chosen name stays
     assert empty.members == () and empty.head is None
 
 
@@ -66,13 +67,13 @@ def test_placed_nodes_get_unique_valid_ids_and_a_free_place_right_of_the_drawing
     assert spec.graph.node("cnn_2").member.name == "cnn_2"
     assert spec.graph.node("dense").units == graph_edit.DEFAULT_ADAPTER_UNITS
     # Nodes not connected yet wait in a column right of the drawing, one below the other.
-    assert [spec.layout[node_id] for node_id in ("cnn", "cnn_2", "add")] == [
-        [graph_edit.COLUMN_GAP, 0], [graph_edit.COLUMN_GAP, graph_edit.ROW_GAP],
-        [graph_edit.COLUMN_GAP, 2 * graph_edit.ROW_GAP]]
+    column, row = graph_edit.COLUMN_GAP, graph_edit.ROW_GAP
+    assert [spec.layout[node_id] for node_id in ("cnn", "cnn_2", "add")] == [[column, row], [column, 2 * row],
+                                                                             [column, 3 * row]]
     connected = graph_edit.connect(graph_edit.connect(spec, "input", "cnn"), "input", "cnn_2")
     connected = graph_edit.connect(graph_edit.connect(connected, "input", "input_2"), "input", "dense")
     connected = graph_edit.connect(connected, "cnn", "add")
-    assert graph_edit.free_position(connected) == [2 * graph_edit.COLUMN_GAP, 0]  # a new column
+    assert graph_edit.free_position(connected) == [2 * column, row]  # a new column
     placed = graph_edit.add_merge(spec, "concatenate", position=(10.4, 20.6))
     assert placed.layout["concatenate"] == [10, 21]
 
@@ -163,11 +164,21 @@ def test_replacing_a_graph_member_and_a_merge():
 
 
 def test_a_fix_is_inserted_on_its_edge_of_a_graph_and_accepted_as_an_adapter_of_a_preset():
-    spec = graph_edit.delete_node(two_tower(), "flatten")
+    spec = graph_edit.move(graph_edit.delete_node(two_tower(), "flatten"), {"concatenate": [0, 0]})
     spec = graph_edit.connect(spec, "input", "concatenate")
     fixed = graph_edit.apply_fix(spec, [{"id": "", "kind": "adapter", "adapter": "flatten"}], ("input", "concatenate"))
-    assert fixed == insert_on_edge(spec, "input", "concatenate", [{"id": "", "kind": "adapter", "adapter": "flatten"}])
-    assert fixed.graph.inputs_of("concatenate")[1].startswith("adapter_input_flatten")
+    inserted = insert_on_edge(graph_edit.pin_positions(spec), "input", "concatenate",
+                              [{"id": "", "kind": "adapter", "adapter": "flatten"}])
+    assert fixed.graph == inserted.graph and fixed.graph.inputs_of("concatenate")[1] == "adapter_input_flatten"
+    # Placed on its edge, or where it covers no other node.
+    placed = fixed.layout["adapter_input_flatten"]
+    assert all(abs(placed[0] - x) >= graph_edit.NODE_SIZE[0] or abs(placed[1] - y) >= graph_edit.NODE_SIZE[1]
+               for node_id, (x, y) in fixed.layout.items() if node_id != "adapter_input_flatten")
+    # A problem's fix holds AdapterSpec dicts (as a preset's do): the same adapter, on the edge.
+    from_problem = graph_edit.apply_fix(spec, [{"after": "input", "kind": "flatten", "before": "concatenate",
+                                                "target_shape": [], "units": 0, "activation": "linear"}],
+                                        ["input", "concatenate"])
+    assert from_problem == fixed
     preset = graph_edit.apply_fix(default_spec(), [{"after": "model_a", "kind": "flatten"}])
     assert preset.mode == "sequential" and preset.adapters[0].kind == "flatten"
 

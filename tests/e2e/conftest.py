@@ -4,6 +4,7 @@
   $STACKLAB_HOME, started once (its inspector imports Keras, ~5-10 s); stopped at the end
   with the inspector and any run workers (tests/e2e/server.py).
 - `chromium` (session): Debian's Chromium through Playwright's sync API.
+- `server_runs` (per test): core.runs reading the server's run store.
 - `tab` (per test): a fresh browser context (a new Streamlit session) with one page, and
   no saved draft (the app autosaves one in $STACKLAB_HOME). A failed test leaves a
   screenshot of it in test-artifacts/e2e/; a test after which the server's console shows a
@@ -57,6 +58,15 @@ def chromium():
             pytest.fail(str(error))
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def server_runs(server, stacklab_home, monkeypatch):
+    """core.runs reading the server's run store (core.runs imports no Keras)."""
+    monkeypatch.setenv("STACKLAB_HOME", str(server.home))
+    from core import runs
+
+    return runs
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

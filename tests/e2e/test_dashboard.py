@@ -27,15 +27,6 @@ EPOCHS = 2
 ML_LIBRARIES = re.compile(r"tensorflow|keras|jaxlib|torch", re.IGNORECASE)
 
 
-@pytest.fixture
-def server_runs(server, stacklab_home, monkeypatch):
-    """core.runs reading the server's run store (core.runs imports no Keras)."""
-    monkeypatch.setenv("STACKLAB_HOME", str(server.home))
-    from core import runs
-
-    return runs
-
-
 def digits_shaped_model(folder: Path, name: str, lambda_layer: bool = False) -> Path:
     """A model file made by plain Keras, for 28x28x1 inputs: a small CNN feature extractor
     (Conv2D, pooling, Flatten, Dense features), or one that doubles its input in a Lambda layer."""
@@ -117,7 +108,8 @@ def test_transfer_stack_on_an_uploaded_model_keeps_its_weights(tab, server, serv
         ui.wait_idle(tab)
     expect(freeze).to_be_checked()
 
-    tab.get_by_role("tab", name="Model file (.keras, .h5)").click()
+    # The members form's add panel, not the canvas's palette.
+    ui.keyed(tab, "asm-add-member").get_by_role("tab", name="Model file (.keras, .h5)").click()
     ui.upload(tab, "add-file-upload", base_path)
     ui.button(tab, "add-file-button").click()  # waits for the inspected file's "Add member"
     ui.keyed(tab, "card-cnn_base").wait_for()
@@ -181,7 +173,8 @@ def check_bundle_runs_anywhere(bundle: Path, folder: Path) -> None:
 def test_a_refused_upload_shows_why_and_training_still_works(tab, server, server_runs, artifacts, tmp_path):
     refused_path = digits_shaped_model(tmp_path, "lambda_model", lambda_layer=True)
     ui.open_app(tab, server.url, "assemble")
-    tab.get_by_role("tab", name="Model file (.keras, .h5)").click()
+    # The members form's add panel, not the canvas's palette.
+    ui.keyed(tab, "asm-add-member").get_by_role("tab", name="Model file (.keras, .h5)").click()
     ui.upload(tab, "add-file-upload", refused_path)
     refusal = tab.get_by_test_id("stAlertContentError").filter(has_text="lambda_model.keras")
     expect(refusal).to_contain_text("Lambda layer")

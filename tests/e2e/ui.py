@@ -167,3 +167,83 @@ def download_model(page: Page, folder: Path) -> Path:
     target = folder / download.value.suggested_filename
     download.value.save_as(target)
     return target
+
+
+# -- the Assemble page's canvas (React Flow inside the component's iframe) ------------------
+
+CANVAS_IFRAME = "iframe[title='streamlit_flow.streamlit_flow']"
+# The canvas sends each change back through a page rerun: long enough for one on these cores.
+CANVAS_SETTLE_MS = 400
+
+
+def canvas(page: Page):
+    """The canvas's frame (Playwright's FrameLocator)."""
+    return page.frame_locator(CANVAS_IFRAME)
+
+
+def canvas_node(page: Page, node_id: str) -> Locator:
+    return canvas(page).locator(f".react-flow__node[data-id='{node_id}']")
+
+
+def canvas_edge(page: Page, source: str, target: str) -> Locator:
+    """The edge source -> target as the app draws it (its id is "source->target")."""
+    return canvas(page).locator(f"[data-testid='rf__edge-{source}->{target}']")
+
+
+def settle(page: Page) -> None:
+    """Until a canvas event's rerun has come and gone: the component answers in the browser's
+    own time, so the app may still be idle right after a mouse event (page.wait_for_timeout,
+    not time.sleep: the browser's events must keep flowing)."""
+    page.wait_for_timeout(CANVAS_SETTLE_MS)
+    wait_idle(page)
+
+
+def drag(page: Page, start: dict, end: dict) -> None:
+    """Press at the centre of box `start`, move in steps to the centre of box `end`, release."""
+    page.mouse.move(start["x"] + start["width"] / 2, start["y"] + start["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(end["x"] + end["width"] / 2, end["y"] + end["height"] / 2, steps=12)
+    page.mouse.up()
+
+
+def connect(page: Page, source: str, target: str) -> None:
+    """Drag from the bottom handle of `source` to the top handle of `target` on the canvas, and
+    wait until the app has drawn the edge."""
+    start = canvas_node(page, source).locator(".react-flow__handle.source").bounding_box()
+    end = canvas_node(page, target).locator(".react-flow__handle.target").bounding_box()
+    drag(page, start, end)
+    canvas_edge(page, source, target).wait_for()
+    settle(page)
+
+
+def move_node(page: Page, node_id: str, dx: float, dy: float) -> None:
+    """Drag a node by (dx, dy) screen pixels, holding it by its middle."""
+    box = canvas_node(page, node_id).bounding_box()
+    drag(page, box, {**box, "x": box["x"] + dx, "y": box["y"] + dy})
+    settle(page)
+
+
+def click_node(page: Page, node_id: str) -> None:
+    """Click a node on the canvas: its panel opens beside it."""
+    canvas_node(page, node_id).click()
+    page.locator("[class*=st-key-canvas-panel]").wait_for()
+    settle(page)
+
+
+def place(page: Page, tab: str, key: str, option: str | None = None) -> None:
+    """From the canvas's palette: open `tab` ("Member", "Merge", "Adapter"), pick the option
+    matching the regex `option` in the selectbox `key` if given, press its "Place on the canvas"."""
+    palette = keyed(page, "canvas-palette")
+    palette.get_by_role("tab", name=tab, exact=True).click()
+    if option is not None:
+        choose_matching(page, key, option)
+    button(page, f"{key}-button").click()
+    wait_idle(page)
+
+
+def choose_matching(page: Page, key: str, pattern: str) -> None:
+    """Pick the option of the keyed selectbox whose text matches the regex `pattern`."""
+    box = keyed(page, key).locator("input[role=combobox]")
+    box.click()
+    page.get_by_role("option", name=re.compile(pattern)).click()
+    wait_idle(page)

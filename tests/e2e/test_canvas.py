@@ -1,0 +1,117 @@
+"""The Assemble page's canvas end to end: a stack drawn with the mouse in headless Chromium,
+checked edge by edge, trained, downloaded and used with plain Keras.
+
+The canvas is React Flow inside the component's iframe: nodes are placed from the palette,
+dragged by the mouse, and connected by dragging from a node's bottom handle to another's top
+handle (tests/e2e/ui.py). Screenshots go to test-artifacts/e2e/canvas-*.png.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e import ui
+from tests.e2e.test_dashboard import EPOCHS, download_from_runs_page, train_to_the_end
+
+pytestmark = pytest.mark.e2e
+TWO_TOWER_PARAMS = 456_458  # cnn_features with 64 dense units, ⊕ the flattened image, into dense_head
+RED = re.compile(r"stroke:\s*(#dc2626|rgb\(220, 38, 38\))")
+
+
+def empty_stack(page, url: str) -> None:
+    """Open Assemble on the default stack and start an empty one (only the input and output)."""
+    ui.open_app(page, url, "assemble")
+    ui.canvas_node(page, "model_a").wait_for()
+    ui.button(page, "canvas-empty").click()
+    expect(ui.canvas(page).locator(".react-flow__node")).to_have_count(2)
+    ui.settle(page)
+
+
+def metric(page, label: str):
+    return page.get_by_test_id("stMetric").filter(has_text=label)
+
+
+def test_a_two_tower_stack_drawn_on_the_canvas_trains_and_its_model_predicts(tab, server, server_runs, artifacts,
+                                                                             tmp_path):
+    page = tab
+    empty_stack(page, server.url)
+    ui.place(page, "Member", "canvas-add-template", r"· cnn_features$")
+    ui.canvas_node(page, "cnn").wait_for()
+    # Placing a node selects it: its panel opens beside the canvas, with the template's form.
+    panel = ui.keyed(page, "canvas-panel")
+    expect(panel).to_contain_text("cnn · template cnn_features")
+    ui.keyed(page, "exp-cnn-params").locator("summary").click()
+    ui.set_number(page, "draft-node-cnn-cnn_features-dense_units", 64)
+    ui.place(page, "Adapter", "canvas-add-adapter", r"^Flatten$")
+    ui.place(page, "Merge", "canvas-add-merge", r"^concatenate$")
+    ui.place(page, "Member", "canvas-add-template", r"· dense_head$")
+    for name in ("cnn", "flatten", "concatenate", "dense"):
+        ui.canvas_node(page, name).wait_for()
+    ui.move_node(page, "dense", -150, -20)  # drag to place: only the layout changes
+    ui.shot(page, artifacts, "canvas-placed")
+
+    for source, target in [("input", "cnn"), ("input", "flatten"), ("cnn", "concatenate"),
+                           ("flatten", "concatenate"), ("concatenate", "dense"), ("dense", "output")]:
+        ui.connect(page, source, target)
+    expect(page.get_by_text("The stack builds: (28, 28, 1) → (10,).")).to_be_visible()
+    expect(metric(page, "Total parameters")).to_contain_text(f"{TWO_TOWER_PARAMS:,}")
+    expect(ui.canvas_edge(page, "concatenate", "dense")).to_contain_text("(848,)")
+    expect(ui.canvas_node(page, "cnn")).to_contain_text("(28, 28, 1) → (64,)")
+    ui.button(page, "canvas-auto-layout").click()
+    ui.settle(page)
+    ui.no_app_exception(page)
+    ui.shot(page, artifacts, "canvas-two-tower")
+
+    ui.go_to(page, "Train")
+    run_id = train_to_the_end(page, artifacts, "canvas-two-tower")
+    run = server_runs.get(run_id)
+    assert (run.status, run.epochs_done) == ("finished", EPOCHS)
+    assert run.spec.mode == "graph" and run.spec.graph.inputs_of("concatenate") == ["cnn", "flatten"]
+    path = download_from_runs_page(page, run_id, tmp_path, artifacts, "canvas-two-tower")
+
+    import keras
+
+    from core.data import load_dataset
+    from core.spec import DatasetSpec
+
+    model = keras.saving.load_model(path)
+    assert model.count_params() == TWO_TOWER_PARAMS
+    digits = load_dataset(DatasetSpec(name="digits28"))
+    predictions = model.predict(digits.x[:200], verbose=0)
+    assert predictions.shape == (200, 10)
+    np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-4)
+    assert (predictions.argmax(axis=1) == digits.y[:200]).mean() > 0.5  # trained, not freshly initialised
+
+
+def test_a_mismatched_edge_is_red_with_the_reason_and_its_fix_makes_it_build(tab, server, artifacts):
+    page = tab
+    empty_stack(page, server.url)
+    ui.place(page, "Member", "canvas-add-template", r"· dense_head$")
+    ui.connect(page, "input", "dense")
+    ui.connect(page, "dense", "output")
+    edge = ui.canvas_edge(page, "input", "dense")
+    expect(edge).to_contain_text("✗ (28, 28, 1), needs a feature vector")
+    expect(edge.locator("path.react-flow__edge-path")).to_have_attribute("style", RED)
+    expect(page.get_by_text("does not build yet")).to_be_visible()
+    ui.button(page, "canvas-auto-layout").click()
+    ui.settle(page)
+    ui.shot(page, artifacts, "canvas-mismatch")
+
+    edge.locator(".react-flow__edge-text").click()  # the edge's panel: its shapes, the reason, the fix
+    panel = ui.keyed(page, "canvas-panel")
+    expect(panel).to_contain_text("input → dense")
+    expect(panel.get_by_test_id("stAlertContentError")).to_contain_text("Cannot feed the input into 'dense'")
+    ui.shot(page, artifacts, "canvas-mismatch-panel", focus=panel)
+    ui.button(page, "canvas-edge-fix").click()
+    ui.wait_idle(page)
+    expect(page.get_by_text("The stack builds: (28, 28, 1) → (10,).")).to_be_visible()
+    fixed = ui.canvas_edge(page, "adapter_input_flatten", "dense")
+    expect(fixed).to_contain_text("(784,)")
+    expect(ui.canvas_edge(page, "input", "adapter_input_flatten")).to_contain_text("(28, 28, 1)")
+    expect(ui.canvas(page).locator("path.react-flow__edge-path[style*='220, 38, 38']")).to_have_count(0)
+    ui.no_app_exception(page)
+    ui.shot(page, artifacts, "canvas-fixed")
