@@ -28,7 +28,7 @@ from typing import Iterator
 
 from core.processes import PROJECT_ROOT
 from core.runs.store import RunNotFound, RunStoreError
-from core.spec import SpecError, load_spec
+from core.spec import GRAPH_MODE, SpecError, load_spec
 from core.spec.shapes import format_shape
 from core.storage.paths import shipped_file
 
@@ -112,6 +112,33 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
+def _print_graph(spec, report) -> None:
+    """A graph's check: one row per node (what it is, its output, its parameters), then one
+    row per edge (the shape on it, what its target accepts, whether it fits)."""
+    members = {member.name: member for member in report.members}
+    rows = [["node", "kind", "output", "params", "trainable"]]
+    for node in spec.graph.nodes if spec.graph is not None else ():
+        what = node.kind
+        if node.kind == "member" and node.member is not None:
+            what = f"member ({node.member.template or node.member.source})"
+        elif node.kind == "merge":
+            what = f"merge ({node.merge})"
+        elif node.kind == "adapter":
+            what = f"adapter ({node.adapter_spec().label()})"
+        shape = report.node_shapes.get(node.id)
+        member = members.get(node.id)
+        rows.append([node.id, what, format_shape(shape) if shape is not None else "-",
+                     f"{member.total_params:,}" if member else "", f"{member.trainable_params:,}" if member else ""])
+    print(_table(rows))
+    rows = [["edge", "shape", "accepts", "fits"]]
+    for edge in report.edges:
+        fits = "yes" if edge.ok else "no"
+        if edge.ok and edge.message:  # auto adapters inserted a fix there
+            fits = f"yes ({edge.message.rstrip('.')})"
+        rows.append([f"{edge.source} -> {edge.target}", format_shape(edge.shape), edge.accepts or "-", fits])
+    print(_table(rows))
+
+
 def cmd_check(args) -> int:
     spec = load_spec(args.spec)
     _import_keras()
@@ -124,15 +151,18 @@ def cmd_check(args) -> int:
     data = spec.dataset.name if spec.dataset.source == "builtin" else spec.dataset.path
     print(f"Stack '{spec.name}' ({spec.mode}) on {data}: "
           f"input {format_shape(report.input_shape)} -> output {format_shape(report.output_shape)}")
-    rows = [["member", "source", "input", "output", "params", "trainable"]]
-    for member in report.members:
-        rows.append([member.name + (" (head)" if member.role == "head" else ""), member.source,
-                     format_shape(member.input_shape), format_shape(member.output_shape),
-                     f"{member.total_params:,}", f"{member.trainable_params:,}"])
-    print(_table(rows))
-    for adapter in report.adapters:
-        before = f" before '{adapter.before}'" if adapter.before else ""
-        print(f"adapter: {adapter.kind} after '{adapter.after}'{before}")
+    if spec.mode == GRAPH_MODE:
+        _print_graph(spec, report)
+    else:
+        rows = [["member", "source", "input", "output", "params", "trainable"]]
+        for member in report.members:
+            rows.append([member.name + (" (head)" if member.role == "head" else ""), member.source,
+                         format_shape(member.input_shape), format_shape(member.output_shape),
+                         f"{member.total_params:,}", f"{member.trainable_params:,}"])
+        print(_table(rows))
+        for adapter in report.adapters:
+            before = f" before '{adapter.before}'" if adapter.before else ""
+            print(f"adapter: {adapter.kind} after '{adapter.after}'{before}")
     print(f"Total params: {report.total_params:,} (trainable {report.trainable_params:,}, "
           f"non-trainable {report.non_trainable_params:,})")
     for warning in report.warnings:

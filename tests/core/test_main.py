@@ -246,3 +246,89 @@ def test_the_dashboard_command_serves_the_app_with_the_projects_streamlit_settin
 def test_only_the_dashboard_passes_unknown_options_on():
     result = cli("datasets", "--server.port", "1")
     assert result.returncode == 2 and "unrecognized arguments: --server.port 1" in result.stderr
+
+
+# ---- graph specs (issue 10) ----------------------------------------------------------------
+
+
+def test_check_a_graph_spec_prints_its_nodes_and_edges():
+    result = cli("check", "examples/two_tower_fusion.json")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Stack 'two_tower_fusion' (graph) on digits28: input (batch, 28, 28, 1) -> output (batch, 10)"
+    assert lines[1].split() == ["node", "kind", "output", "params", "trainable"]
+    assert lines[3].split() == ["features", "member", "(cnn_features)", "(batch,", "64)", "346,496", "346,496"]
+    assert lines[4].split() == ["flat", "adapter", "(Flatten)", "(batch,", "784)"]
+    assert any(line.split()[:3] == ["fusion", "merge", "(concatenate)"] for line in lines)
+    edge_rows = [line for line in lines if " -> " in line and not line.startswith("Stack")]
+    assert len(edge_rows) == 7 and edge_rows[0].split()[:3] == ["input", "->", "features"]
+    assert all(row.split()[-1] == "yes" for row in edge_rows)
+    assert "Total params: 414,538" in result.stdout and lines[-1] == "OK"
+    report = json.loads(cli("check", "examples/two_tower_fusion.json", "--json").stdout)
+    assert [(edge["source"], edge["target"]) for edge in report["edges"]][:2] == [("input", "features"),
+                                                                                  ("input", "flat")]
+    assert report["node_shapes"]["fusion"] == [128]
+
+
+def test_check_a_graph_with_a_mismatched_edge(tmp_path):
+    spec = StackSpec.from_dict({"mode": "graph", "dataset": {"name": "digits28"}, "graph": {
+        "nodes": [{"id": "input", "kind": "input"},
+                  {"id": "head", "kind": "member", "member": {"name": "head", "template": "dense_head"}},
+                  {"id": "output", "kind": "output"}],
+        "edges": [{"source": "input", "target": "head"}, {"source": "head", "target": "output"}]}})
+    path = tmp_path / "graph.json"
+    path.write_text(spec.to_json())
+    result = cli("check", str(path))
+    assert result.returncode == 1
+    assert any(line.split()[:3] == ["input", "->", "head"] and line.split()[-1] == "no"
+               for line in result.stdout.splitlines())
+    assert "problem: Cannot feed the input into 'head'" in result.stderr and "Add Flatten" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_graph_runs_in_a_worker_and_its_run_is_a_member_of_a_later_graph(tmp_path):
+    spec = json.loads((ROOT / "examples" / "residual_stack.json").read_text())
+    spec["train"]["epochs"] = 2
+    path = tmp_path / "residual.json"
+    path.write_text(json.dumps(spec))
+    started = cli("runs", "start", str(path), "--wait")
+    assert started.returncode == 0, started.stderr
+    run_id, status = started.stdout.split()
+    assert status == "finished"
+    shown = json.loads(cli("runs", "show", run_id, "--json").stdout)
+    assert shown["mode"] == "graph" and shown["epochs_done"] == 2
+    later = StackSpec.from_dict({"mode": "graph", "dataset": {"name": "wine"}, "graph": {
+        "nodes": [{"id": "input", "kind": "input"},
+                  {"id": "earlier", "kind": "member",
+                   "member": {"name": "earlier", "run_id": run_id, "cut_at": "residual", "trainable": False}},
+                  {"id": "head", "kind": "member", "member": {"name": "head", "template": "dense_head",
+                                                              "params": {"hidden_units": []}}},
+                  {"id": "output", "kind": "output"}],
+        "edges": [{"source": "input", "target": "earlier"}, {"source": "earlier", "target": "head"},
+                  {"source": "head", "target": "output"}]}})
+    later_path = tmp_path / "later.json"
+    later_path.write_text(later.to_json())
+    report = json.loads(cli("check", str(later_path), "--json").stdout)
+    assert report["ok"], report["problems"]
+    earlier, head = report["members"]
+    assert (earlier["source"], earlier["output_shape"], earlier["trainable_params"]) == ("run", [32], 0)
+    assert earlier["total_params"] == 1_504 + 448  # the run's block and shortcut, cut after their add
+    assert head["total_params"] == 32 * 3 + 3
+
+
+@pytest.mark.slow
+def test_train_a_graph_spec_writes_a_stack_py_that_rebuilds_it(tmp_path):
+    import importlib.util
+
+    out = tmp_path / "out"
+    result = cli("train", "examples/residual_stack.json", "--out", str(out), "--epochs", "1")
+    assert result.returncode == 0, result.stderr
+    trained = keras.saving.load_model(out / "model.keras")
+    assert isinstance(trained.get_layer("residual"), keras.layers.Add)
+    module_spec = importlib.util.spec_from_file_location("residual_stack_py", out / "stack.py")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    rebuilt = module.build_model()
+    assert rebuilt.count_params() == trained.count_params() == 2_531
+    assert [layer.name for layer in rebuilt.layers] == [layer.name for layer in trained.layers]
+    assert json.loads((out / "spec.json").read_text())["mode"] == "graph"
