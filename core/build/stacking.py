@@ -55,12 +55,13 @@ def _wire_stack(assembler: Assembler):
     names), then the graph wired; the output tensor or None."""
     for where, message in assembler.stack.problems:
         assembler.problem("config", where, message)
+    if not assembler.check_names():
+        return None
+    # A finished preset always makes a graph that is a stack; a drawn graph is checked here.
     if not assembler.stack.problems:
         for found in assembler.graph.problems():
             assembler.problem("graph", found.nodes[0] if found.nodes else "graph", found.message,
                               edge=found.edge, nodes=found.nodes)
-    if not assembler.check_names():
-        return None
     assembler.check_adapter_placement()
     _warn_about_members(assembler)
     return wire(assembler)

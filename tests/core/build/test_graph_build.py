@@ -243,6 +243,12 @@ def test_every_graph_refusal_is_a_problem_of_check(name):
         build(spec, VECTORS)
 
 
+def test_a_preset_with_two_members_of_one_name_is_one_config_problem_not_a_graph_one_too():
+    report = check(StackSpec(members=(cnn("same"), head("same"))), IMAGES)
+    assert [(problem.kind, problem.member) for problem in report.problems] == [("config", "same")] * 2
+    assert all("A member named 'same' already exists" in problem.message for problem in report.problems)
+
+
 def test_a_half_drawn_graph_still_shows_what_is_connected():
     spec = graph_spec([member("features", "cnn_features", filters=[4]), member("head", "dense_head")],
                       [("input", "features")])
