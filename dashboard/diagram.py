@@ -252,6 +252,7 @@ class CanvasEdge:
     label: str
     ok: bool = True
     message: str = ""
+    checked: bool = True  # False: an edge after a node that could not be wired (no shape to check)
 
 
 def what_node_is(node, display_name=None) -> str:
@@ -318,9 +319,17 @@ def canvas_nodes(spec: StackSpec, graph, positions: Mapping[str, Sequence[int]],
     return drawn
 
 
+def edge_checked(entry: Mapping[str, Any]) -> bool:
+    """Whether the report checked an edge: one after a node that could not be wired has no
+    consumer's need to compare with (`accepts` is empty) and says "Not checked"."""
+    return entry.get("ok", True) or bool(entry.get("accepts")) or not str(entry.get("message", "")).startswith(
+        "Not checked")
+
+
 def canvas_edges(graph, report: Mapping[str, Any] | None = None) -> list[CanvasEdge]:
     """The edges of `graph`, each labelled with the shape on it; red, with the reason, where
-    the report says it does not fit (its per-edge entries, in the graph's edge order)."""
+    the report says it does not fit (its per-edge entries, in the graph's edge order);
+    marked "not checked" where a node before it could not be wired."""
     entries: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for entry in (report or {}).get("edges", []):
         entries.setdefault((entry["source"], entry["target"]), []).append(entry)
@@ -338,6 +347,9 @@ def canvas_edges(graph, report: Mapping[str, Any] | None = None) -> list[CanvasE
         shape = formatting.shape(entry["shape"]) if entry.get("shape") is not None else "?"
         if entry.get("ok", True):
             drawn.append(CanvasEdge(edge_id, edge.source, edge.target, shape))
+        elif not edge_checked(entry):
+            drawn.append(CanvasEdge(edge_id, edge.source, edge.target, f"{shape} · not checked", ok=False,
+                                    message=entry.get("message", ""), checked=False))
         else:
             label = f"✗ {shape}, needs {entry['accepts']}" if entry.get("accepts") else f"✗ {shape}"
             drawn.append(CanvasEdge(edge_id, edge.source, edge.target, label, ok=False,

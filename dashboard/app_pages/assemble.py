@@ -115,6 +115,8 @@ if state.widget_value(name_key) is None:  # set in session state only, so a gene
 name = top[0].text_input("Stack name", key=name_key,
                          help="Until you name it, the stack is named after its mode and dataset.")
 mode_key = state.widget_key("draft", "mode")
+if state.widget_value(mode_key, spec.mode) != spec.mode:  # the canvas made the preset a graph
+    state.set_widget_value(mode_key, spec.mode)
 modes = (*STACKING_MODES, GRAPH_MODE)
 mode = top[1].selectbox("Stacking mode", modes, index=modes.index(spec.mode), key=mode_key, disabled=is_graph,
                         on_change=switch_mode, args=(mode_key, name_key),
@@ -123,16 +125,18 @@ mode = top[1].selectbox("Stacking mode", modes, index=modes.index(spec.mode), ke
 st.caption(MODE_HELP[mode])
 if name.strip() and name != spec.name:
     keep(spec.replace(name=name.strip()))
-if not is_graph:
-    options = forms.mode_options(mode, spec.options, ("draft", "options"))
-    if options != spec.options:
-        switched, notes = spec_edit.switch_mode(spec, mode, options)
-        if spec.head is not None and switched.head is None:  # a head dropped: keep it for Undo
-            state.replace_draft(switched, "the change of the mode's options", fresh_widgets=False)
-        else:
-            state.set_draft(switched)
-        state.set_page_notice(" ".join(notes))
-        st.rerun()
+# Drawn in a container that is always there (a graph has no options): the canvas below keeps
+# its place in the page, so the browser does not load it again when a preset becomes a graph.
+with st.container(key="asm-mode-options"):
+    options = spec.options if is_graph else forms.mode_options(mode, spec.options, ("draft", "options"))
+if options != spec.options:
+    switched, notes = spec_edit.switch_mode(spec, mode, options)
+    if spec.head is not None and switched.head is None:  # a head dropped: keep it for Undo
+        state.replace_draft(switched, "the change of the mode's options", fresh_widgets=False)
+    else:
+        state.set_draft(switched)
+    state.set_page_notice(" ".join(notes))
+    st.rerun()
 
 canvas_column, side = st.columns([3, 2], gap="medium")
 with side:

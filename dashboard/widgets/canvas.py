@@ -15,10 +15,14 @@ How the two sides stay in step:
   nothing back to the browser and asks the inspector nothing (the check ignores the layout).
 - Its answer is in session state under CANVAS_KEY before the page is drawn; `absorb` applies
   it to the draft first (once per answer, by its timestamp), so the whole page then shows
-  the edit. Answers only add (a drawn edge, a position, a selection): deleting is done by
+  the edit. An answer sent after a drawing was given but without it (it crossed the
+  drawing on its way: the component drops a drawing older than its own last answer) makes
+  the next run give the drawing again. Answers only add (a drawn edge, a position, a selection): deleting is done by
   the panels' buttons, so an answer that crosses an edit made here cannot undo it.
 - Each new drawing makes the component answer twice (once given, once laid out) with what
-  it was given: those answers change nothing. The canvas is drawn last on the page, so an
+  it was given: those answers change nothing. (Two drawings given in quick succession can
+  race in the component: its layout of the first may put the first back; its answer then
+  shows it, and the second is given again.) The canvas is drawn last on the page, so an
   answer interrupts no drawing.
 """
 
@@ -49,6 +53,7 @@ NODE_TYPES = {"input": "input", "output": "output"}  # the input has no top hand
 SELECTED_SHADOW = "0 0 0 3px #f59e0b"
 PROBLEM_EDGE = {"stroke": diagram.PROBLEM_COLOR, "strokeWidth": 2}
 PROBLEM_LABEL_BACKGROUND = {"fill": "#fee2e2"}
+UNCHECKED_EDGE = {"strokeDasharray": "5 4"}
 ACTIVATIONS = ("linear", "relu", "gelu", "tanh", "sigmoid", "softmax")
 ADAPTER_LABELS = {"flatten": "Flatten", "global_average_pooling": "Global average pooling", "reshape": "Reshape",
                   "dense": "Dense projection", "resizing": "Resizing"}
@@ -77,6 +82,10 @@ def absorb(spec: StackSpec) -> StackSpec:
     if not isinstance(answer, Mapping) or shown is None or answer.get("timestamp") == state.canvas_seen():
         return spec
     state.set_canvas_seen(answer.get("timestamp"))
+    if (answer.get("timestamp") or 0) >= shown.flow.timestamp and not answer_shows(answer, shown.flow):
+        # Sent after the last drawing was given, without it: the component will drop (or has
+        # dropped) that drawing as older than its own answer. Give it again, newer.
+        shown.signature = ""
     returned = {node["id"]: (node["position"]["x"], node["position"]["y"]) for node in answer.get("nodes", [])
                 if node.get("id") in shown.positions}
     drawn = {edge["id"]: (edge["source"], edge["target"]) for edge in answer.get("edges", [])
@@ -98,6 +107,18 @@ def absorb(spec: StackSpec) -> StackSpec:
     if updated != spec:
         state.set_draft(updated)
     return updated
+
+
+def answer_shows(answer: Mapping[str, Any], flow: StreamlitFlowState) -> bool:
+    """Whether the canvas's answer shows the drawing `flow`: the same nodes with the same text
+    and colours, and the same edges (besides those the user just drew). Positions may differ:
+    the user moves nodes."""
+    given = {node.id: (node.data.get("content"), node.style) for node in flow.nodes}
+    shown = {node.get("id"): ((node.get("data") or {}).get("content"), node.get("style")) for node in
+             answer.get("nodes", [])}
+    edges = {(edge.get("id"), edge.get("label", "")) for edge in answer.get("edges", [])
+             if not str(edge.get("id", "")).startswith(DRAWN_EDGE_PREFIX)}
+    return shown == given and edges == {(edge.id, edge.label) for edge in flow.edges}
 
 
 def _select(spec: StackSpec, selected: Any, edges: Mapping[str, tuple[str, str]]) -> None:
@@ -132,12 +153,13 @@ def flow_elements(spec: StackSpec, report: Mapping[str, Any] | None,
                                        target_position="top", connectable=True, style=style))
     edges = []
     for edge in diagram.canvas_edges(drawn_graph, report):
-        style = {} if edge.ok else dict(PROBLEM_EDGE)
+        style = {} if edge.ok else dict(PROBLEM_EDGE) if edge.checked else dict(UNCHECKED_EDGE)
         if (edge.source, edge.target) == selected_edge:
             style["strokeWidth"] = 3
         edges.append(StreamlitFlowEdge(edge.id, edge.source, edge.target, edge_type="smoothstep",
                                        marker_end={"type": "arrowclosed"}, label=edge.label,
-                                       label_show_bg=True, label_bg_style={} if edge.ok else PROBLEM_LABEL_BACKGROUND,
+                                       label_show_bg=True,
+                                       label_bg_style=PROBLEM_LABEL_BACKGROUND if edge.checked and not edge.ok else {},
                                        style=style, focusable=True))
     return nodes, edges, positions
 
@@ -159,8 +181,9 @@ def draw(spec: StackSpec, report: Mapping[str, Any] | None) -> None:
         timestamp = max(int(time.time() * 1000), (state.canvas_seen() or 0) + 1,
                         (shown.flow.timestamp + 1) if shown else 0)
         # Fit the view to the drawing when nodes came, went or were placed here (auto layout, a
-        # fix), not when only a label changed: the user's zoom stays while they edit.
-        fit = shown is None or shown.positions != positions
+        # fix), not when only a label changed: the user's zoom stays while they edit. A drawing
+        # given again (the component dropped it) fits if the dropped one did.
+        fit = shown is None or shown.positions != positions or (not shown.signature and shown.fit)
         shown = Shown(flow=StreamlitFlowState(nodes, edges, timestamp=timestamp), signature=signature,
                       positions={k: list(v) for k, v in positions.items()},
                       edges={edge.id: (edge.source, edge.target) for edge in edges}, fit=fit)

@@ -171,6 +171,9 @@ def _edge_panel(spec: StackSpec, report: Mapping[str, Any] | None, source: str, 
     if entry.get("ok", True):
         st.success("The shapes fit.", icon=":material/check_circle:")
         return
+    if not diagram.edge_checked(entry):
+        st.info(entry.get("message") or "Not checked yet.", icon=":material/info:")
+        return
     st.error(entry.get("message") or "The shapes do not fit.", icon=":material/error:")
     if entry.get("fix"):
         st.button(f"Insert {entry['fix_label']} on this edge", key="canvas-edge-fix", icon=":material/build:",

@@ -6,8 +6,6 @@ through session state under the component's key, as the browser does; tests/e2e 
 real thing in Chromium.
 """
 
-import itertools
-
 import pytest
 
 from core.spec import GRAPH_MODE, MemberSpec, StackSpec
@@ -17,7 +15,13 @@ from tests.dashboard.apptest import TINY, app, open_page, texts
 from tests.dashboard.test_graph_edit import two_tower
 
 pytestmark = pytest.mark.usefixtures("inspector_home")
-CLOCK = itertools.count(10**13)  # the browser's timestamps: newer with each answer
+ANSWERED = [0]  # the browser's last answer's timestamp
+
+
+def browser_time(flow) -> int:
+    """An answer's timestamp: newer than the drawing it answers and than the last answer."""
+    ANSWERED[0] = max(ANSWERED[0], flow.timestamp) + 1
+    return ANSWERED[0]
 
 
 def assemble(spec: StackSpec | None = None):
@@ -33,15 +37,18 @@ def shown(at) -> canvas.Shown:
 
 
 def answer(at, selected: str | None = None, moved: dict | None = None, drawn: tuple = ()):
-    """The canvas answers: what it was given, with nodes moved, edges drawn and a click."""
+    """The canvas answers: the drawing it was given (as the component sends it back), with
+    nodes moved, edges drawn and a click."""
     given = shown(at)
-    positions = {**given.positions, **(moved or {})}
-    edges = [{"id": edge_id, "source": source, "target": target} for edge_id, (source, target) in given.edges.items()]
-    edges += [{"id": f"{canvas.DRAWN_EDGE_PREFIX}{source}-{target}", "source": source, "target": target}
-              for source, target in drawn]
-    at.session_state[canvas.CANVAS_KEY] = {
-        "nodes": [{"id": node_id, "position": {"x": x, "y": y}} for node_id, (x, y) in positions.items()],
-        "edges": edges, "selectedId": selected, "timestamp": next(CLOCK)}
+    sent = {"nodes": [node.asdict() for node in given.flow.nodes],
+            "edges": [edge.asdict() for edge in given.flow.edges]}
+    for node in sent["nodes"]:
+        if node["id"] in (moved or {}):
+            x, y = moved[node["id"]]
+            node["position"] = {"x": x, "y": y}
+    sent["edges"] += [{"id": f"{canvas.DRAWN_EDGE_PREFIX}{source}-{target}", "source": source, "target": target}
+                      for source, target in drawn]
+    at.session_state[canvas.CANVAS_KEY] = {**sent, "selectedId": selected, "timestamp": browser_time(given.flow)}
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -125,6 +132,8 @@ def test_an_edge_drawn_on_the_canvas_makes_the_preset_a_graph_and_a_refused_one_
     at.button(key="canvas-add-merge-button").click().run()
     assert draft(at).mode == GRAPH_MODE and "concatenate" in draft(at).graph.ids()
     assert at.session_state[state.CANVAS_SELECTION] == ("node", "concatenate")  # its panel opens
+    mode = at.selectbox(key="draft-mode")
+    assert (mode.value, mode.disabled) == (GRAPH_MODE, True)  # the mode shown follows the draft
     at = answer(at, drawn=[("input", "concatenate")])
     assert ("input", "concatenate") in graph_edit.edge_pairs(draft(at))
     timestamp = shown(at).flow.timestamp
@@ -238,3 +247,43 @@ def test_a_graph_spec_round_trips_through_the_canvas_unchanged(spec):
     assert draft(at) == spec
     at = answer(answer(at), selected="features")  # the canvas answers its drawing, a click
     assert draft(at) == spec and draft(at).to_json() == spec.to_json()  # what "Export spec" writes
+
+
+def echo(flow, **changes) -> dict:
+    """What the component sends back after taking the drawing `flow` (positions may move)."""
+    answer = {"nodes": [node.asdict() for node in flow.nodes], "edges": [edge.asdict() for edge in flow.edges],
+              "selectedId": None, "timestamp": browser_time(flow)}
+    answer.update(changes)
+    return answer
+
+
+def test_an_answer_shows_a_drawing_whatever_its_positions_and_drawn_edges_but_not_with_other_text():
+    at = assemble()
+    flow = shown(at).flow
+    assert canvas.answer_shows(echo(flow), flow)
+    moved = echo(flow)
+    moved["nodes"][1]["position"] = {"x": 999, "y": -5}
+    moved["edges"].append({"id": f"{canvas.DRAWN_EDGE_PREFIX}input-output", "source": "input", "target": "output"})
+    assert canvas.answer_shows(moved, flow)
+    stale = echo(flow)
+    stale["nodes"][1]["data"] = {"content": "an older text"}
+    assert not canvas.answer_shows(stale, flow)
+    assert not canvas.answer_shows(echo(flow, edges=echo(flow)["edges"][:-1]), flow)
+
+
+def test_a_drawing_the_canvas_answered_past_is_given_again_newer():
+    """The component drops a drawing whose timestamp is older than its own last answer: an
+    answer sent after a drawing was given, but without it, makes the page give it again."""
+    at = assemble()
+    before = shown(at).flow
+    at.button(key="canvas-add-merge-button").click().run()  # a new drawing, with the merge
+    given = shown(at).flow
+    assert given.timestamp > before.timestamp and "concatenate" in [node.id for node in given.nodes]
+    # The canvas answers after that drawing's timestamp, still showing the one before.
+    at.session_state[canvas.CANVAS_KEY] = echo(before, timestamp=given.timestamp + 50)
+    at.run()
+    again = shown(at).flow
+    assert again.timestamp > given.timestamp + 50 and [n.id for n in again.nodes] == [n.id for n in given.nodes]
+    at.session_state[canvas.CANVAS_KEY] = echo(again)  # it took it: nothing more to give
+    at.run()
+    assert shown(at).flow.timestamp == again.timestamp

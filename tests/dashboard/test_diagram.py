@@ -179,3 +179,12 @@ def test_file_names_on_the_canvas_are_shown_as_written_never_as_markup():
                if n.id == "encoder"]
     assert "\\<img src=x onerror=alert\\(1\\)\\>" not in node.text  # parentheses stay as they are
     assert "\\<img src=x onerror=alert(1)\\>\\*\\$x\\$\\*.keras" in node.text
+
+
+def test_an_edge_after_a_node_that_could_not_be_wired_is_not_checked_rather_than_red():
+    spec = two_tower()
+    report = graph_report(spec)
+    report["edges"][-1] = {**report["edges"][-1], "shape": None, "accepts": "", "ok": False,
+                           "message": "Not checked: 'head' has no output (see its problem)."}
+    edge = canvas_edges(spec.graph, report)[-1]
+    assert (edge.ok, edge.checked, edge.label) == (False, False, "? · not checked")

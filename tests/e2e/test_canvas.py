@@ -115,3 +115,21 @@ def test_a_mismatched_edge_is_red_with_the_reason_and_its_fix_makes_it_build(tab
     expect(ui.canvas(page).locator("path.react-flow__edge-path[style*='220, 38, 38']")).to_have_count(0)
     ui.no_app_exception(page)
     ui.shot(page, artifacts, "canvas-fixed")
+
+
+def test_a_preset_becomes_a_graph_on_the_canvas_without_the_canvas_loading_again(tab, server, artifacts):
+    page = tab
+    ui.open_app(page, server.url, "assemble")
+    ui.choose(page, "draft-mode", "fusion")  # a preset with options, drawn above the canvas
+    ui.canvas_node(page, "fusion_concat").wait_for()
+    ui.settle(page)
+    page.locator(ui.CANVAS_IFRAME).element_handle().content_frame().evaluate("window.stacklabMark = 'kept'")
+    ui.place(page, "Merge", "canvas-add-merge", r"^add$")
+    ui.canvas_node(page, "add").wait_for()
+    ui.settle(page)
+    expect(page.get_by_text("Drawn on the canvas: nodes and the edges between them.")).to_be_visible()
+    # The same document: the component was not mounted again (no flicker, the zoom is kept).
+    frame = page.locator(ui.CANVAS_IFRAME).element_handle().content_frame()
+    assert frame.evaluate("window.stacklabMark") == "kept"
+    ui.move_node(page, "add", 0, 60)
+    ui.shot(page, artifacts, "canvas-fusion-as-graph")

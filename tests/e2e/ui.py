@@ -174,6 +174,7 @@ def download_model(page: Page, folder: Path) -> Path:
 CANVAS_IFRAME = "iframe[title='streamlit_flow.streamlit_flow']"
 # The canvas sends each change back through a page rerun: long enough for one on these cores.
 CANVAS_SETTLE_MS = 400
+CONNECT_TIMEOUT_MS = 10_000
 
 
 def canvas(page: Page):
@@ -191,11 +192,12 @@ def canvas_edge(page: Page, source: str, target: str) -> Locator:
 
 
 def settle(page: Page) -> None:
-    """Until a canvas event's rerun has come and gone: the component answers in the browser's
-    own time, so the app may still be idle right after a mouse event (page.wait_for_timeout,
-    not time.sleep: the browser's events must keep flowing)."""
-    page.wait_for_timeout(CANVAS_SETTLE_MS)
-    wait_idle(page)
+    """Until a canvas event's reruns have come and gone: the component answers in the browser's
+    own time (twice for each new drawing), so the app may still be idle right after a mouse
+    event (page.wait_for_timeout, not time.sleep: the browser's events must keep flowing)."""
+    for _ in range(2):
+        page.wait_for_timeout(CANVAS_SETTLE_MS)
+        wait_idle(page)
 
 
 def drag(page: Page, start: dict, end: dict) -> None:
@@ -208,11 +210,19 @@ def drag(page: Page, start: dict, end: dict) -> None:
 
 def connect(page: Page, source: str, target: str) -> None:
     """Drag from the bottom handle of `source` to the top handle of `target` on the canvas, and
-    wait until the app has drawn the edge."""
-    start = canvas_node(page, source).locator(".react-flow__handle.source").bounding_box()
-    end = canvas_node(page, target).locator(".react-flow__handle.target").bounding_box()
-    drag(page, start, end)
-    canvas_edge(page, source, target).wait_for()
+    wait until the app has drawn the edge. A drag the canvas lost while it took a new drawing
+    (its nodes moved under the mouse) is made once more."""
+    for attempt in range(2):
+        start = canvas_node(page, source).locator(".react-flow__handle.source").bounding_box()
+        end = canvas_node(page, target).locator(".react-flow__handle.target").bounding_box()
+        drag(page, start, end)
+        try:
+            canvas_edge(page, source, target).wait_for(timeout=CONNECT_TIMEOUT_MS if attempt == 0 else TIMEOUT_MS)
+            break
+        except PlaywrightError:
+            if attempt:
+                raise
+            settle(page)
     settle(page)
 
 
