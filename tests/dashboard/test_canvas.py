@@ -287,3 +287,15 @@ def test_a_drawing_the_canvas_answered_past_is_given_again_newer():
     at.session_state[canvas.CANVAS_KEY] = echo(again)  # it took it: nothing more to give
     at.run()
     assert shown(at).flow.timestamp == again.timestamp
+
+
+def test_an_edge_is_deleted_from_its_panel_and_a_node_s_edges_from_the_node_s():
+    at = assemble(two_tower())
+    at = answer(at, selected=flow_edge(at, "head", "output").id)
+    at.button(key="canvas-delete").click().run()
+    assert ("head", "output") not in graph_edit.edge_pairs(draft(at))
+    assert at.session_state[state.CANVAS_SELECTION] is None
+    assert "The input of the output is not connected" in texts(at)
+    at = answer(at, selected="concatenate")
+    at.button(key="canvas-edge-delete-0").click().run()  # its edges: features ->, flatten ->, -> head
+    assert graph_edit.graph(draft(at)).inputs_of("concatenate") == ["flatten"]
