@@ -35,6 +35,19 @@ def metric(page, label: str):
     return page.get_by_test_id("stMetric").filter(has_text=label)
 
 
+def test_the_canvas_loads_nothing_from_the_network(tab, server):
+    """React Flow comes from the component's wheel, served by the dashboard: every request made
+    for the canvas's iframe (its page, scripts, styles, fonts) goes to the dashboard's own address."""
+    requests = []
+    tab.on("request", lambda request: requests.append((request.frame.url, request.url)))
+    ui.open_app(tab, server.url, "assemble")
+    ui.canvas_node(tab, "model_a").wait_for()
+    ui.click_node(tab, "model_a")
+    canvas = [url for frame, url in requests if "streamlit_flow" in frame or "streamlit_flow" in url]
+    assert len(canvas) > 3, requests  # the iframe's page and the component's files were asked for
+    assert [url for url in canvas if not url.startswith((server.url, "data:", "blob:"))] == []
+
+
 def test_a_two_tower_stack_drawn_on_the_canvas_trains_and_its_model_predicts(tab, server, server_runs, artifacts,
                                                                              tmp_path):
     page = tab

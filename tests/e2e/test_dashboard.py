@@ -9,6 +9,7 @@ The last test checks that the server process, after all that, never loaded Tenso
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +224,11 @@ def test_the_draft_comes_back_after_a_reload(tab, server):
     name.fill("kept_after_reload")
     name.press("Enter")
     ui.wait_idle(tab)
+    # Saved before the reload (the rerun may start after the page looked idle).
+    draft = server.home / "draft.json"
+    deadline = time.monotonic() + ui.TIMEOUT_MS / 1000
+    while "kept_after_reload" not in (draft.read_text() if draft.exists() else "") and time.monotonic() < deadline:
+        tab.wait_for_timeout(100)
     tab.reload()
     ui.heading(tab, "Assemble").wait_for()
     ui.wait_idle(tab)
