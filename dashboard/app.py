@@ -23,7 +23,8 @@ from dashboard import services  # noqa: E402
 
 PAGES = Path(__file__).parent / "app_pages"
 
-st.set_page_config(page_title="StackLab", page_icon=":material/stacks:", layout="wide")
+# A local icon: a Material or emoji icon would make the browser fetch the favicon from a CDN.
+st.set_page_config(page_title="StackLab", page_icon=str(Path(__file__).parent / "favicon.png"), layout="wide")
 try:
     services.startup()
 except (RunStoreError, InspectorError) as error:

@@ -164,6 +164,12 @@ def set_dataset(spec: StackSpec, dataset: DatasetSpec) -> StackSpec:
 
 def wiring(spec: StackSpec) -> str:
     """How the mode wires the members, in words: 'a → b → head', 'a, b read the input; ...'."""
+    if spec.graph is not None:
+        members = [node.id for node in spec.graph.nodes if node.kind == "member"]
+        merges = [node.id for node in spec.graph.nodes if node.kind == "merge"]
+        drawn = f"{len(spec.graph.nodes)} nodes, {len(spec.graph.edges)} edges"
+        return (f"{', '.join(members) or 'no members'} as drawn ({drawn}"
+                + (f"; merges {', '.join(merges)}" if merges else "") + ")")
     members = [m.name for m in spec.members] or ["(no members)"]
     head = spec.head.name if spec.head is not None else None
     if spec.mode in ("sequential", "transfer"):

@@ -26,7 +26,7 @@ def test_the_wheel_holds_both_packages_the_script_and_the_shipped_files(wheel):
         names = set(archive.namelist())
         entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert {"core/__main__.py", "core/spec/__init__.py", "core/runs/worker.py", "dashboard/app.py",
-            "dashboard/app_pages/train.py"} <= names
+            "dashboard/app_pages/train.py", "dashboard/favicon.png"} <= names
     assert not any(name.startswith("tests/") for name in names)
     shipped = {name.split(".data/data/share/stacklab/")[1] for name in names if ".data/data/share/stacklab/" in name}
     assert {".streamlit/config.toml", "examples/seed_sequential.json"} <= shipped

@@ -13,7 +13,8 @@ from core.limits import format_bytes
 from core.runs import RunStoreError
 from core.runs import tensorboard as tensorboard_runs
 from core.runs.bundle import bundle_name, max_bundle_bytes, run_bundle
-from dashboard import figures, formatting, run_selection, services, spec_edit, state
+from core.spec import MemberSpec
+from dashboard import figures, formatting, graph_edit, run_selection, services, spec_edit, state
 from dashboard.widgets import draft as draft_widgets
 from dashboard.widgets import live
 
@@ -132,7 +133,12 @@ def evaluation(run) -> None:
 
 
 def use_as_member(run_id: str) -> None:
-    state.set_draft(spec_edit.with_run_member(state.draft(), run_id))
+    draft = state.draft()
+    if graph_edit.is_graph(draft):  # a node of the drawing, to connect on the canvas
+        member = MemberSpec(name=spec_edit.unique_name(draft, "pretrained"), source="run", run_id=run_id)
+        state.set_draft(graph_edit.add_member(draft, member))
+    else:
+        state.set_draft(spec_edit.with_run_member(draft, run_id))
     st.toast("Added to the stack on the Assemble page.", icon=":material/check:")
 
 

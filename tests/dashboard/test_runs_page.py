@@ -8,7 +8,7 @@ import pytest
 from streamlit.runtime.media_file_manager import MediaFileManager
 
 from core import runs
-from core.spec import MemberSpec
+from core.spec import MemberSpec, StackSpec
 from dashboard import state
 from tests.dashboard.apptest import TINY, app, elements, fake_run, open_page, texts
 
@@ -214,3 +214,18 @@ def test_tensorboard_starts_for_the_ticked_runs_and_stops(no_workers):
         assert tensorboard.current() is None and "runs-tensorboard-start" in buttons(at)
     finally:
         tensorboard.stop()
+
+
+def test_use_as_a_member_places_a_node_in_a_graph_draft(shared_home, finished_run):
+    from core.spec.presets import to_graph_spec
+
+    graph = to_graph_spec(TINY)
+    at = app(graph)
+    at = open_page(at, "runs")
+    at = select(at, list(at.dataframe[0].value["run"]).index(finished_run))
+    at.button(key="runs-use-member").click().run()
+    draft = at.session_state[state.DRAFT]
+    assert draft.mode == "graph" and draft.members == ()  # still a valid graph spec
+    node = next(node for node in draft.graph.nodes if node.kind == "member" and node.member.source == "run")
+    assert node.member.run_id == finished_run
+    StackSpec.from_dict(draft.to_dict())  # it reads back: no members beside the graph

@@ -158,3 +158,11 @@ def test_a_transfer_stack_on_a_one_epoch_run_has_room_for_its_fine_tune_phase():
     transfer = spec_edit.transfer_from_run(one_epoch, "run-1")
     assert (transfer.train.epochs, transfer.train.fine_tune.start_epoch) == (2, 2)
     transfer.check_values()  # a valid spec: the fine-tune phase starts within the run
+
+
+def test_the_wiring_of_a_graph_names_its_members_and_merges():
+    from core.spec.presets import to_graph_spec
+
+    fusion, _ = spec_edit.switch_mode(three_members(), "fusion", {"include_raw_input": True})
+    words = spec_edit.wiring(to_graph_spec(fusion))
+    assert words.startswith("a, b, c as drawn (") and "merges fusion_concat" in words
