@@ -42,7 +42,7 @@ from streamlit_flow.state import StreamlitFlowState
 from core.spec import ADAPTER_KINDS, MemberSpec, StackSpec
 from core.spec.graph import MERGE_KINDS
 from core.storage.uploads import display_name
-from dashboard import diagram, graph_edit, state
+from dashboard import diagram, graph_edit, graph_layout, state
 from dashboard.widgets import forms, members
 
 CANVAS_KEY = "asm-canvas"
@@ -90,12 +90,12 @@ def absorb(spec: StackSpec) -> StackSpec:
                 if node.get("id") in shown.positions}
     drawn = {edge["id"]: (edge["source"], edge["target"]) for edge in answer.get("edges", [])
              if str(edge.get("id", "")).startswith(DRAWN_EDGE_PREFIX)}
-    edits = graph_edit.canvas_edits(spec, shown.positions, returned, list(drawn.values()))
+    edits = graph_layout.canvas_edits(spec, shown.positions, returned, list(drawn.values()))
     _select(spec, answer.get("selectedId"), {**shown.edges, **drawn})
     updated = spec
     if edits.moved:
         shown.positions.update(edits.moved)  # the canvas has them already: nothing to send
-        updated = graph_edit.move(updated, edits.moved)
+        updated = graph_layout.move(updated, edits.moved)
     for source, target in edits.new_edges:
         try:
             updated = graph_edit.connect(updated, source, target)
@@ -140,7 +140,7 @@ def flow_elements(spec: StackSpec, report: Mapping[str, Any] | None,
                                                               dict[str, list[int]]]:
     """The component's nodes and edges for the draft and its report, and the positions used."""
     drawn_graph = graph_edit.graph(spec)
-    positions = graph_edit.positions(spec)
+    positions = graph_layout.positions(spec)
     selected_node = selection[1] if selection and selection[0] == "node" else None
     selected_edge = tuple(selection[1:]) if selection and selection[0] == "edge" else None
     nodes = []
@@ -197,7 +197,7 @@ def toolbar(spec: StackSpec) -> None:
     """Above the canvas: lay it out, start an empty stack."""
     with st.container(horizontal=True, vertical_alignment="center"):
         st.button("Auto layout", key="canvas-auto-layout", icon=":material/account_tree:",
-                  on_click=members.edit, args=(graph_edit.auto_layout,),
+                  on_click=members.edit, args=(graph_layout.auto_layout,),
                   help="Place every node again, in rows from the input down to the output.")
         st.button("Empty stack", key="canvas-empty", icon=":material/add_box:", on_click=_empty,
                   help="Start a new graph with only the input and the output (Undo brings this draft back).")

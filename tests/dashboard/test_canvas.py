@@ -9,7 +9,7 @@ real thing in Chromium.
 import pytest
 
 from core.spec import GRAPH_MODE, MemberSpec, StackSpec
-from dashboard import graph_edit, services, state
+from dashboard import graph_edit, graph_layout, services, state
 from dashboard.widgets import canvas
 from tests.dashboard.apptest import TINY, app, open_page, texts
 from tests.dashboard.test_graph_edit import two_tower
@@ -240,7 +240,7 @@ def test_the_mode_graph_turns_the_preset_into_its_graph():
     assert "The stack builds" in texts(at) and at.metric[0].value == "693,962"
 
 
-@pytest.mark.parametrize("spec", [two_tower(), graph_edit.auto_layout(two_tower())], ids=["placed", "unplaced"])
+@pytest.mark.parametrize("spec", [two_tower(), graph_layout.auto_layout(two_tower())], ids=["placed", "unplaced"])
 def test_a_graph_spec_round_trips_through_the_canvas_unchanged(spec):
     at = assemble()
     at.file_uploader(key="asm-import").set_value(("towers.json", spec.to_json().encode(), "application/json")).run()

@@ -3,7 +3,7 @@
 import re
 
 from core.spec import AdapterSpec, MemberSpec, StackSpec
-from dashboard import graph_edit
+from dashboard import graph_edit, graph_layout
 from dashboard.diagram import canvas_edges, canvas_nodes, stack_dot, trainability
 from tests.dashboard.test_graph_edit import two_tower
 
@@ -141,7 +141,7 @@ def graph_report(spec, frozen=(), partly=(), bad_edges=(), problems=()):
 def test_canvas_nodes_show_name_what_it_is_shape_and_counts_and_mark_frozen_members():
     spec = two_tower()
     report = graph_report(spec, frozen=("features",), partly=("head",), problems=("concatenate",))
-    nodes = {node.id: node for node in canvas_nodes(spec, spec.graph, graph_edit.positions(spec), report)}
+    nodes = {node.id: node for node in canvas_nodes(spec, spec.graph, graph_layout.positions(spec), report)}
     assert nodes["features"].text.splitlines()[0] == "**features** · template cnn\\_features  "
     assert "(4,) → (8,)" in nodes["features"].text and "0 / 100 params trainable" in nodes["features"].text
     assert nodes["features"].state == "frozen" and "**FROZEN**" in nodes["features"].text
@@ -174,7 +174,7 @@ def test_an_edge_drawn_twice_gets_ids_of_its_own():
 def test_file_names_on_the_canvas_are_shown_as_written_never_as_markup():
     member = MemberSpec("encoder", source="file", file="sha256:ab")
     spec = graph_edit.add_member(graph_edit.empty_graph(two_tower()), member)
-    (node,) = [n for n in canvas_nodes(spec, spec.graph, graph_edit.positions(spec),
+    (node,) = [n for n in canvas_nodes(spec, spec.graph, graph_layout.positions(spec),
                                        display_name=lambda ref: "<img src=x onerror=alert(1)>*$x$*.keras")
                if n.id == "encoder"]
     assert "\\<img src=x onerror=alert\\(1\\)\\>" not in node.text  # parentheses stay as they are

@@ -11,14 +11,11 @@ from core.spec import (
     MemberSpec,
     NodeSpec,
     StackSpec,
-    graph_of,
-    load_spec,
     to_graph_spec,
 )
 from core.spec.rules import insert_on_edge
-from dashboard import graph_edit
+from dashboard import graph_edit, graph_layout
 from dashboard.spec_edit import default_spec
-from tests.dashboard.apptest import ROOT
 
 CNN = MemberSpec("features", template="cnn_features", params={"dense_units": 64})
 HEAD = MemberSpec("head", template="dense_head")
@@ -67,20 +64,20 @@ def test_placed_nodes_get_unique_valid_ids_and_a_free_place_right_of_the_drawing
     assert spec.graph.node("cnn_2").member.name == "cnn_2"
     assert spec.graph.node("dense").units == graph_edit.DEFAULT_ADAPTER_UNITS
     # Nodes not connected yet wait in a column right of the drawing, one below the other.
-    column, row = graph_edit.COLUMN_GAP, graph_edit.ROW_GAP
+    column, row = graph_layout.COLUMN_GAP, graph_layout.ROW_GAP
     assert [spec.layout[node_id] for node_id in ("cnn", "cnn_2", "add")] == [[column, row], [column, 2 * row],
                                                                              [column, 3 * row]]
     connected = graph_edit.connect(graph_edit.connect(spec, "input", "cnn"), "input", "cnn_2")
     connected = graph_edit.connect(graph_edit.connect(connected, "input", "input_2"), "input", "dense")
     connected = graph_edit.connect(connected, "cnn", "add")
-    assert graph_edit.free_position(connected) == [2 * column, row]  # a new column
+    assert graph_layout.free_position(connected) == [2 * column, row]  # a new column
     placed = graph_edit.add_merge(spec, "concatenate", position=(10.4, 20.6))
     assert placed.layout["concatenate"] == [10, 21]
 
 
 def test_the_first_topology_edit_turns_a_preset_into_the_graph_it_builds():
     preset = default_spec()
-    moved = graph_edit.move(preset, {"model_a": [300, 40]})
+    moved = graph_layout.move(preset, {"model_a": [300, 40]})
     assert moved.mode == "sequential" and moved.layout == {"model_a": [300, 40]}  # a move is no topology edit
     edited = graph_edit.add_merge(moved, "add")
     assert edited.mode == GRAPH_MODE
@@ -146,7 +143,7 @@ def test_renaming_a_node_follows_every_reference():
 
 
 def test_a_preset_s_member_is_renamed_and_changed_in_place():
-    preset = graph_edit.move(default_spec(), {"model_a": [1, 2]})
+    preset = graph_layout.move(default_spec(), {"model_a": [1, 2]})
     renamed = graph_edit.rename_node(preset, "model_a", "features")
     assert renamed.mode == "sequential" and [m.name for m in renamed.members] == ["features", "model_b"]
     assert renamed.layout == {"features": [1, 2]}
@@ -164,15 +161,15 @@ def test_replacing_a_graph_member_and_a_merge():
 
 
 def test_a_fix_is_inserted_on_its_edge_of_a_graph_and_accepted_as_an_adapter_of_a_preset():
-    spec = graph_edit.move(graph_edit.delete_node(two_tower(), "flatten"), {"concatenate": [0, 0]})
+    spec = graph_layout.move(graph_edit.delete_node(two_tower(), "flatten"), {"concatenate": [0, 0]})
     spec = graph_edit.connect(spec, "input", "concatenate")
     fixed = graph_edit.apply_fix(spec, [{"id": "", "kind": "adapter", "adapter": "flatten"}], ("input", "concatenate"))
-    inserted = insert_on_edge(graph_edit.pin_positions(spec), "input", "concatenate",
+    inserted = insert_on_edge(graph_layout.pin_positions(spec), "input", "concatenate",
                               [{"id": "", "kind": "adapter", "adapter": "flatten"}])
     assert fixed.graph == inserted.graph and fixed.graph.inputs_of("concatenate")[1] == "adapter_input_flatten"
     # Placed on its edge, or where it covers no other node.
     placed = fixed.layout["adapter_input_flatten"]
-    assert all(abs(placed[0] - x) >= graph_edit.NODE_SIZE[0] or abs(placed[1] - y) >= graph_edit.NODE_SIZE[1]
+    assert all(abs(placed[0] - x) >= graph_layout.NODE_SIZE[0] or abs(placed[1] - y) >= graph_layout.NODE_SIZE[1]
                for node_id, (x, y) in fixed.layout.items() if node_id != "adapter_input_flatten")
     # A problem's fix holds AdapterSpec dicts (as a preset's do): the same adapter, on the edge.
     from_problem = graph_edit.apply_fix(spec, [{"after": "input", "kind": "flatten", "before": "concatenate",
@@ -181,41 +178,3 @@ def test_a_fix_is_inserted_on_its_edge_of_a_graph_and_accepted_as_an_adapter_of_
     assert from_problem == fixed
     preset = graph_edit.apply_fix(default_spec(), [{"after": "model_a", "kind": "flatten"}])
     assert preset.mode == "sequential" and preset.adapters[0].kind == "flatten"
-
-
-def test_moves_change_only_the_layout_and_auto_layout_forgets_it():
-    spec = two_tower()
-    moved = graph_edit.move(spec, {"head": [500.4, 20], "ghost": [1, 1]})
-    assert moved.layout["head"] == [500, 20] and "ghost" not in moved.layout
-    assert moved.model_key() == spec.model_key()
-    assert graph_edit.move(spec, {"head": spec.layout["head"]}) is spec
-    laid_out = graph_edit.auto_layout(moved)
-    assert laid_out.layout == {} and laid_out.model_key() == spec.model_key()
-
-
-def test_the_layered_layout_puts_the_input_on_top_the_output_at_the_bottom_and_rows_in_feed_order():
-    spec = graph_edit.auto_layout(two_tower())
-    placed = graph_edit.positions(spec)
-    rows = {node_id: y for node_id, (x, y) in placed.items()}
-    assert rows["input"] < rows["features"] == rows["flatten"] < rows["concatenate"] < rows["head"] < rows["output"]
-    assert placed["features"][0] < placed["flatten"][0]  # the order the input feeds them
-    assert placed["concatenate"][0] == placed["input"][0]
-
-
-def test_an_imported_spec_without_layout_is_drawn_without_being_changed():
-    fusion = load_spec(ROOT / "examples" / "seed_fusion.json")
-    placed = graph_edit.positions(fusion)
-    assert set(placed) == set(graph_of(fusion).ids()) and fusion.layout == {}
-    cyclic = graph_edit.connect(graph_edit.delete_edge(two_tower(), "head", "output"), "head", "concatenate")
-    assert set(graph_edit.positions(cyclic)) == set(cyclic.graph.ids())  # a cycle is drawn too
-
-
-def test_canvas_edits_are_the_edges_drawn_that_the_spec_lacks_and_the_nodes_moved():
-    spec = two_tower()
-    shown = graph_edit.positions(spec)
-    returned = {**shown, "head": [shown["head"][0] + 0.4, shown["head"][1]], "flatten": [900.2, 10]}
-    edits = graph_edit.canvas_edits(spec, shown, returned, [("features", "concatenate"), ("head", "flatten"),
-                                                             ("head", "flatten")])
-    assert edits.new_edges == (("head", "flatten"),)  # what the spec has is no edit; each edge once
-    assert edits.moved == {"flatten": [900, 10]}  # under a pixel is no move
-    assert not graph_edit.canvas_edits(spec, shown, shown, [])

@@ -3,7 +3,7 @@
 import pytest
 
 from core.spec import MemberSpec
-from dashboard import graph_edit, services
+from dashboard import graph_edit, graph_layout, services
 from dashboard.spec_edit import default_spec
 from tests.dashboard.test_graph_edit import two_tower
 
@@ -27,8 +27,8 @@ def asked(monkeypatch):
 @pytest.mark.parametrize("spec", [default_spec(), two_tower()], ids=["preset", "graph"])
 def test_moving_a_node_asks_the_inspector_nothing_but_a_parameter_change_does(asked, spec):
     services.check(spec)
-    services.check(graph_edit.move(spec, {"input": [123, 45]}))
-    services.check(graph_edit.auto_layout(spec))
+    services.check(graph_layout.move(spec, {"input": [123, 45]}))
+    services.check(graph_layout.auto_layout(spec))
     assert len(asked) == 1
     assert asked[0].layout == {}  # the inspector never sees positions
     first = spec.all_members()[0].name
