@@ -69,6 +69,13 @@ class Shown:
     positions: dict[str, list[int]]
     edges: dict[str, tuple[str, str]] = field(default_factory=dict)
     fit: bool = True
+    answers: int = 0  # the component's answers since it was given this drawing
+
+    def fitting(self) -> bool:
+        """Whether the component may still be about to fit this drawing in view: it fits after
+        its (asynchronous) layout, which its second answer follows, and only if the drawing
+        it has then still asks for it."""
+        return self.fit and self.answers < 2
 
 
 # ---- what the canvas sent back --------------------------------------------------------------
@@ -82,6 +89,8 @@ def absorb(spec: StackSpec) -> StackSpec:
     if not isinstance(answer, Mapping) or shown is None or answer.get("timestamp") == state.canvas_seen():
         return spec
     state.set_canvas_seen(answer.get("timestamp"))
+    if (answer.get("timestamp") or 0) >= shown.flow.timestamp:
+        shown.answers += 1
     if (answer.get("timestamp") or 0) >= shown.flow.timestamp and not answer_shows(answer, shown.flow):
         # Sent after the last drawing was given, without it: the component will drop (or has
         # dropped) that drawing as older than its own answer. Give it again, newer.
@@ -182,8 +191,10 @@ def draw(spec: StackSpec, report: Mapping[str, Any] | None) -> None:
                         (shown.flow.timestamp + 1) if shown else 0)
         # Fit the view to the drawing when nodes came, went or were placed here (auto layout, a
         # fix), not when only a label changed: the user's zoom stays while they edit. A drawing
-        # given again (the component dropped it) fits if the dropped one did.
-        fit = shown is None or shown.positions != positions or (not shown.signature and shown.fit)
+        # given again (the component dropped it) fits if the dropped one did, and so does one
+        # given before the component fitted the last (a report's labels coming right after a
+        # node was placed would otherwise cancel that fit).
+        fit = shown is None or shown.positions != positions or (not shown.signature and shown.fit) or shown.fitting()
         shown = Shown(flow=StreamlitFlowState(nodes, edges, timestamp=timestamp), signature=signature,
                       positions={k: list(v) for k, v in positions.items()},
                       edges={edge.id: (edge.source, edge.target) for edge in edges}, fit=fit)

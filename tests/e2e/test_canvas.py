@@ -147,3 +147,118 @@ def test_a_preset_becomes_a_graph_on_the_canvas_without_the_canvas_loading_again
     assert frame.evaluate("window.stacklabMark") == "kept"
     ui.move_node(page, "add", 0, 60)
     ui.shot(page, artifacts, "canvas-fusion-as-graph")
+
+
+# ---- the seed's stacks and an ensemble, drawn instead of picked ------------------------------
+
+
+def expected_report(mode: str, members: list[dict], **extra):
+    """The pre-flight report of the v1 preset a drawing should equal (same members, same data)."""
+    from core.build.stacking import check
+    from core.spec import StackSpec
+    from dashboard.spec_edit import default_spec
+
+    preset = StackSpec.from_dict({**default_spec().to_dict(), "mode": mode, "members": members, **extra})
+    report = check(preset)
+    assert report.ok, report.problems
+    return report
+
+
+def draw_sequential(page, artifacts):
+    ui.place(page, "Member", "canvas-add-template", r"· cnn_features$")
+    ui.place(page, "Member", "canvas-add-template", r"· dense_head$")
+    for source, target in [("input", "cnn"), ("cnn", "dense"), ("dense", "output")]:
+        ui.connect(page, source, target)
+    return expected_report("sequential", [{"name": "cnn", "template": "cnn_features"},
+                                          {"name": "dense", "template": "dense_head"}])
+
+
+def draw_transfer(page, artifacts):
+    """A pretrained file under a new head, frozen with its node panel's switch."""
+    from tests.dashboard.apptest import ROOT
+
+    palette = ui.keyed(page, "canvas-palette")
+    palette.get_by_role("tab", name="Member", exact=True).click()
+    palette.get_by_role("tab", name="Model file (.keras, .h5)").click()
+    ui.upload(page, "canvas-add-file-upload", ROOT / "examples" / "pretrained_model.keras")
+    ui.button(page, "canvas-add-file-button").click()  # once the file is inspected
+    ui.canvas_node(page, "pretrained_model").wait_for()
+    ui.wait_idle(page)
+    ui.place(page, "Member", "canvas-add-template", r"· dense_head$")
+    for source, target in [("input", "pretrained_model"), ("pretrained_model", "dense"), ("dense", "output")]:
+        ui.connect(page, source, target)
+    ui.click_node(page, "pretrained_model")
+    toggle = ui.keyed(page, "draft-node-pretrained_model-trainable")
+    switch = toggle.locator("input")
+    toggle.locator("label").click()  # the switch's label takes the click, as a user's
+    ui.wait_idle(page)
+    expect(switch).not_to_be_checked()
+    frozen = re.compile(r"0 / 320 params trainable\s*frozen", re.IGNORECASE)  # drawn upper-case
+    expect(ui.canvas_node(page, "pretrained_model")).to_contain_text(frozen)
+    ui.shot(page, artifacts, "canvas-transfer-frozen", focus=ui.keyed(page, "canvas-panel"))
+    return expected_report("transfer", [{"name": "pretrained_model", "source": "file",
+                                         "file": str(ROOT / "examples" / "pretrained_model.keras")}],
+                           head={"name": "dense", "template": "dense_head"}, options={"freeze_base": True})
+
+
+def draw_ensemble(page, artifacts):
+    """A CNN and an MLP (on the flattened image) classify; their predictions are averaged."""
+    ui.place(page, "Member", "canvas-add-template", r"· cnn_classifier$")
+    ui.place(page, "Adapter", "canvas-add-adapter", r"^Flatten$")
+    ui.place(page, "Member", "canvas-add-template", r"· mlp_classifier$")
+    ui.place(page, "Merge", "canvas-add-merge", r"^average$")
+    for source, target in [("input", "cnn"), ("input", "flatten"), ("flatten", "mlp"), ("cnn", "average"),
+                           ("mlp", "average"), ("average", "output")]:
+        ui.connect(page, source, target)
+    return expected_report("ensemble", [{"name": "cnn", "template": "cnn_classifier"},
+                                        {"name": "mlp", "template": "mlp_classifier"}],
+                           options={"combine": "average"},
+                           adapters=[{"after": "input", "kind": "flatten", "before": "mlp"}])
+
+
+DRAWINGS = {"sequential": draw_sequential, "transfer": draw_transfer, "ensemble": draw_ensemble}
+
+
+@pytest.mark.parametrize("stack", list(DRAWINGS))
+def test_a_seed_stack_or_an_ensemble_drawn_on_the_canvas_is_its_preset_and_trains(stack, tab, server, server_runs,
+                                                                                 artifacts, tmp_path):
+    """Drawn with the palette, the mouse and node panels only: the same model as the mode's
+    preset (same parameter counts), trained (a frozen base with a fine-tune phase for transfer),
+    downloaded and used with plain Keras."""
+    page = tab
+    empty_stack(page, server.url)
+    preset = DRAWINGS[stack](page, artifacts)
+    expect(page.get_by_text("The stack builds: (28, 28, 1) → (10,).")).to_be_visible()
+    expect(metric(page, "Total parameters")).to_contain_text(f"{preset.total_params:,}")
+    expect(metric(page, "Non-trainable")).to_contain_text(f"{preset.non_trainable_params:,}")
+    ui.button(page, "canvas-auto-layout").click()
+    ui.settle(page)
+    ui.no_app_exception(page)
+    ui.shot(page, artifacts, f"canvas-{stack}")
+
+    ui.go_to(page, "Train")
+    if stack == "transfer":  # the head trains on the frozen base, then the base is unfrozen
+        ui.set_number(page, "draft-train-epochs", EPOCHS)
+        page.get_by_text("Fine-tune phase").click()
+        ui.keyed(page, "draft-train-fine-tune").locator("label").click()
+        ui.wait_idle(page)
+        expect(ui.keyed(page, "draft-train-fine-tune-start").locator("input")).to_have_value(str(EPOCHS))
+    run_id = train_to_the_end(page, artifacts, f"canvas-{stack}")
+    run = server_runs.get(run_id)
+    assert (run.status, run.epochs_done, run.spec.mode) == ("finished", EPOCHS, "graph")
+    if stack == "transfer":
+        updates = [row["member_updates"]["pretrained_model"] for row in server_runs.metrics(run_id)]
+        assert updates[0] == 0 and updates[1] > 0, updates  # frozen, then fine-tuned
+    path = download_from_runs_page(page, run_id, tmp_path, artifacts, f"canvas-{stack}")
+
+    import keras
+
+    from core.data import load_dataset
+    from core.spec import DatasetSpec
+
+    model = keras.saving.load_model(path)
+    assert model.count_params() == preset.total_params
+    digits = load_dataset(DatasetSpec(name="digits28"))
+    predictions = model.predict(digits.x[:200], verbose=0)
+    np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-4)
+    assert (predictions.argmax(axis=1) == digits.y[:200]).mean() > 0.5  # trained, not freshly initialised

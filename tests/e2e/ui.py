@@ -245,6 +245,8 @@ def place(page: Page, tab: str, key: str, option: str | None = None) -> None:
     matching the regex `option` in the selectbox `key` if given, press its "Place on the canvas"."""
     palette = keyed(page, "canvas-palette")
     palette.get_by_role("tab", name=tab, exact=True).click()
+    if key == "canvas-add-template":  # the member tab's own tabs may show a model file or a run
+        palette.get_by_role("tab", name="Template", exact=True).click()
     if option is not None:
         choose_matching(page, key, option)
     button(page, f"{key}-button").click()
