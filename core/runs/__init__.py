@@ -1,6 +1,7 @@
 """Training runs, each in its own worker process; what the dashboard and the CLI call. No Keras.
 
 - `jobs`: start, list_runs, get, metrics, progress, phases, artifacts, stop, resume, delete, wait;
+  `store.step_samples`: the training loss sampled at most once a second;
 - `store`: the run store (SQLite under $STACKLAB_HOME), its Run and Progress records;
 - `scheduler`: which queued run gets a worker (STACKLAB_MAX_WORKERS), which worker is gone;
 - `worker`: `python -m core.runs.worker RUN_ID`, the process that trains one run;
@@ -37,10 +38,11 @@ from core.runs.store import (
     RunStore,
     RunStoreError,
     current_store,
+    step_samples,
 )
 
 __all__ = [
     "ACTIVE_STATUSES", "RESUMABLE_STATUSES", "STATUSES", "Progress", "Run", "RunNotFound", "RunStore",
     "RunStoreError", "artifacts", "current_store", "delete", "get", "list_runs", "max_workers", "metrics", "phases",
-    "progress", "reconcile", "resume", "schedule", "start", "stop", "wait",
+    "progress", "reconcile", "resume", "schedule", "start", "step_samples", "stop", "wait",
 ]

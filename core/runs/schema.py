@@ -1,14 +1,32 @@
 """The run store's tables, and how a store made by an older StackLab becomes this one's."""
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+# The training loss sampled at most once a second, numbered per run by `seq` (1, 2, ...).
+STEPS_TABLE = """
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    steps INTEGER,
+    loss REAL NOT NULL,
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+"""
+
 # What turns a store of schema version N into N + 1 (a store made by an older StackLab).
-# Each is one statement; a step that needs data from the rows is done by `_backfill`.
+# Statements separated by ";"; a step that needs data from the rows is done in
+# `RunStore._migrate` after them.
 MIGRATIONS = {
     # 2: seconds per batch measured in the current epoch, for the time left.
     1: "ALTER TABLE progress ADD COLUMN step_time_s REAL",
     # 3: the best validation metric, kept when an epoch is recorded (not recomputed from
     # every epoch row each time the runs are listed).
     2: "ALTER TABLE runs ADD COLUMN best TEXT NOT NULL DEFAULT '{}'",
+    # 4: the training loss sampled at most once a second (step samples), and the run's
+    # last sample number, which never goes back (a resume deletes samples, not numbers).
+    3: STEPS_TABLE + "ALTER TABLE runs ADD COLUMN step_seq INTEGER NOT NULL DEFAULT 0",
 }
 
 SCHEMA = """
@@ -30,6 +48,7 @@ CREATE TABLE IF NOT EXISTS runs (
     heartbeat_at REAL,
     stop_requested INTEGER NOT NULL DEFAULT 0,
     best TEXT NOT NULL DEFAULT '{}',
+    step_seq INTEGER NOT NULL DEFAULT 0,
     resume_requested INTEGER NOT NULL DEFAULT 0,
     epochs_total INTEGER NOT NULL DEFAULT 0,
     epochs_done INTEGER NOT NULL DEFAULT 0,
@@ -59,6 +78,7 @@ CREATE TABLE IF NOT EXISTS progress (
     updated_at REAL NOT NULL,
     step_time_s REAL
 );
+""" + STEPS_TABLE + """
 CREATE TABLE IF NOT EXISTS phases (
     run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     epoch INTEGER NOT NULL,

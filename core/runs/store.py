@@ -1,4 +1,4 @@
-"""The run store: runs, their epoch metrics, progress, phases and artifacts, in SQLite.
+"""The run store: runs, their epoch metrics, step samples, progress, phases and artifacts, in SQLite.
 
 The database lives at `$STACKLAB_HOME/stacklab.db`: WAL mode (readers never wait for the
 worker writing), a busy timeout, and a versioned schema (`PRAGMA user_version`). Workers
@@ -30,7 +30,15 @@ from core.runs.records import (  # noqa: F401  (re-exported: the store's records
 )
 from core.runs.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from core.spec import StackSpec
-from core.spec.events import BatchProgress, EpochEnd, Event, PhaseChange, RunStarted, epoch_from_history_row
+from core.spec.events import (
+    BatchProgress,
+    EpochEnd,
+    Event,
+    PhaseChange,
+    RunStarted,
+    StepSample,
+    epoch_from_history_row,
+)
 from core.storage.paths import run_dir, stacklab_home
 
 
@@ -100,7 +108,9 @@ class RunStore:
                         self._db.execute(statement)
             else:
                 for step in range(version, SCHEMA_VERSION):
-                    self._db.execute(MIGRATIONS[step])
+                    for statement in MIGRATIONS[step].split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
                 if version < 3:
                     run_ids = [row[0] for row in self._db.execute("SELECT id FROM runs").fetchall()]
                     for run_id in run_ids:
@@ -191,6 +201,8 @@ class RunStore:
                 " steps = excluded.steps, elapsed_s = excluded.elapsed_s, updated_at = excluded.updated_at,"
                 " step_time_s = excluded.step_time_s",
                 (run_id, event.epoch, event.step, event.steps, event.elapsed_s, now, event.step_time_s))
+        elif isinstance(event, StepSample):
+            self.add_step_sample(run_id, event.epoch, event.step, event.steps, event.loss, event.recorded_at)
         elif isinstance(event, EpochEnd):
             with self.transaction():
                 # REPLACE: an epoch re-trained after a resume appears once, with its new values.
@@ -213,10 +225,28 @@ class RunStore:
             self.update(run_id, epochs_total=event.epochs, total_params=event.total_params,
                         trainable_params=event.trainable_params, epochs_done=event.initial_epoch)
 
+    def add_step_sample(self, run_id: str, epoch: int, step: int, steps: int | None, loss: float,
+                        recorded_at: float) -> int:
+        """Store one step sample of the training loss; returns its number (`seq`).
+
+        Numbers increase per run from 1 and are never given twice, not even after a resume
+        deleted the samples of the epochs it trains again: a reader's cursor stays valid.
+        """
+        with self.transaction():
+            self.execute("UPDATE runs SET step_seq = step_seq + 1 WHERE id = ?", (run_id,))
+            row = self.execute("SELECT step_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFound(run_id)
+            self.execute("INSERT INTO steps (run_id, seq, epoch, step, steps, loss, recorded_at)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, row[0], epoch, step, steps, loss, recorded_at))
+        return row[0]
+
     def truncate_epochs(self, run_id: str, keep_through: int) -> None:
-        """Forget epochs after `keep_through` (they were not checkpointed and will be re-trained)."""
+        """Forget epochs after `keep_through` (they were not checkpointed and will be re-trained),
+        with their step samples."""
         with self.transaction():
             self.execute("DELETE FROM epochs WHERE run_id = ? AND epoch > ?", (run_id, keep_through))
+            self.execute("DELETE FROM steps WHERE run_id = ? AND epoch > ?", (run_id, keep_through))
             self.execute("DELETE FROM phases WHERE run_id = ? AND epoch > ?", (run_id, keep_through + 1))
             self.execute("UPDATE runs SET epochs_done = ? WHERE id = ?", (keep_through, run_id))
             self._update_best(run_id)
@@ -306,6 +336,12 @@ class RunStore:
                  "recorded_at": r["recorded_at"]}
                 for r in rows]
 
+    def step_samples(self, run_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+        """The run's step samples numbered after `after_seq`, oldest first (see `step_samples`)."""
+        rows = self.execute("SELECT seq, epoch, step, steps, loss, recorded_at FROM steps"
+                            " WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after_seq)).fetchall()
+        return [dict(r) for r in rows]
+
     def progress(self, run_id: str) -> Progress | None:
         row = self.execute("SELECT * FROM progress WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
@@ -364,3 +400,24 @@ def current_store() -> RunStore:
         if home not in _stores:
             _stores[home] = RunStore(home)
         return _stores[home]
+
+
+def step_samples(run_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+    """The training loss of a run sampled at most once a second, oldest first.
+
+    Args:
+        run_id: the run.
+        after_seq: only samples numbered after this one (a reader's cursor; 0: all).
+
+    Returns:
+        One dict per sample: seq (1-based, increasing per run), epoch (1-based), step
+        (1-based batch within the epoch), steps (batches per epoch, or None), loss (the
+        running mean of the epoch's training loss at that batch) and recorded_at (unix time).
+        A resume deletes the samples of the epochs after its checkpoint; their numbers are
+        not given again.
+
+    Example:
+        >>> samples = step_samples(run_id)
+        >>> newer = step_samples(run_id, after_seq=samples[-1]["seq"])
+    """
+    return current_store().step_samples(run_id, after_seq)

@@ -15,6 +15,9 @@ from typing import Any, Protocol
 
 # Batches timed (after an epoch's first) before a batch time is reported: one is noisy.
 MIN_TIMED_STEPS = 2
+# Seconds of training between two step samples of the loss: a long epoch's curve stays
+# alive between its epoch points, and the worker writes at most one row a second for it.
+STEP_SAMPLE_INTERVAL_S = 1.0
 # The phases of a run (EpochEnd.phase, PhaseChange.phase): training, then fine-tuning.
 PHASE_TRAIN, PHASE_FINE_TUNE = "train", "fine_tune"
 
@@ -45,6 +48,22 @@ class BatchProgress:
     # timed. What the time left and "stopping after the current batch" are based on.
     step_time_s: float | None = None
     kind: str = "progress"
+
+
+@dataclass(frozen=True)
+class StepSample:
+    """The training loss at one batch, sampled at most once a second (`STEP_SAMPLE_INTERVAL_S`).
+
+    What a long epoch shows between its epoch points. `loss` is the value Keras reports at
+    that batch: the running mean over the epoch's batches so far, not the batch's own loss.
+    """
+
+    epoch: int
+    step: int  # 1-based batch within the epoch
+    steps: int | None  # batches per epoch, when known
+    loss: float
+    recorded_at: float  # wall-clock time (time.time()) of the batch's end
+    kind: str = "step"
 
 
 @dataclass(frozen=True)
@@ -80,7 +99,7 @@ class RunEnded:
     kind: str = "ended"
 
 
-Event = RunStarted | BatchProgress | EpochEnd | PhaseChange | RunEnded
+Event = RunStarted | BatchProgress | StepSample | EpochEnd | PhaseChange | RunEnded
 
 
 class EventSink(Protocol):

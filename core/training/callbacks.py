@@ -1,7 +1,8 @@
 """The Keras callback that turns training into `core.spec.events`, stop requests and NaN checks.
 
-`EventCallback` emits throttled batch progress and one epoch record (every metric, the
-learning rate, how much each member's weights moved), stops at the next batch when asked,
+`EventCallback` emits throttled batch progress, the training loss sampled at most once a
+second (`StepSample`), and one epoch record (every metric, the learning rate, how much each
+member's weights moved), stops at the next batch when asked,
 and fails the run on a NaN or infinite loss while keeping the last good weights. The
 callbacks the settings ask for (learning-rate schedules, early stopping) come from the
 compile policy (`core.training.compile.fit_callbacks`).
@@ -18,7 +19,15 @@ import keras
 import numpy as np
 
 from core.build.trainability import learnable_variables
-from core.spec.events import MIN_TIMED_STEPS, BatchProgress, EpochEnd, EventSink, history_row
+from core.spec.events import (
+    MIN_TIMED_STEPS,
+    STEP_SAMPLE_INTERVAL_S,
+    BatchProgress,
+    EpochEnd,
+    EventSink,
+    StepSample,
+    history_row,
+)
 
 # Batch progress at most 4 times a second: more costs the run without showing more.
 PROGRESS_INTERVAL_S = 0.25
@@ -61,6 +70,7 @@ class EventCallback(keras.callbacks.Callback):
         self.good_weights: list[np.ndarray] | None = None
         self._lock = threading.Lock()
         self._last_progress = 0.0
+        self._last_sample = 0.0  # set when training begins: the first sample comes a second in
         self._epoch_start = 0.0
         self._first_step_end = 0.0  # when the epoch's first batch ended: the clock for step times
         self._epoch = 0
@@ -68,6 +78,7 @@ class EventCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.good_weights = self.model.get_weights()
+        self._last_sample = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch + 1
@@ -82,18 +93,31 @@ class EventCallback(keras.callbacks.Callback):
         if batch == 0:
             self._first_step_end = now
         with self._lock:
-            if now - self._last_progress < PROGRESS_INTERVAL_S:
+            progress_due = now - self._last_progress >= PROGRESS_INTERVAL_S
+            sample_due = now - self._last_sample >= STEP_SAMPLE_INTERVAL_S
+            if not (progress_due or sample_due):
                 return
-            self._last_progress = now
+            if progress_due:
+                self._last_progress = now
+            if sample_due:
+                self._last_sample = now
+        # The loss is read only here, a few times a second: on a backend whose logs are still
+        # device tensors, reading it is a device sync, which every batch must not pay.
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self._fail(f"loss became {float(loss)} during epoch {self._epoch}")
-            return
-        # Batches after the first, whose time includes tracing and compiling the step.
-        timed = batch
-        step_time = (now - self._first_step_end) / timed if timed >= MIN_TIMED_STEPS else None
-        self.sink(BatchProgress(epoch=self._epoch, step=batch + 1, steps=self.steps,
-                                elapsed_s=now - self._epoch_start, step_time_s=step_time))
+        if loss is not None:
+            loss = float(loss)
+            if not math.isfinite(loss):
+                self._fail(f"loss became {loss} during epoch {self._epoch}")
+                return
+        if sample_due and loss is not None:
+            self.sink(StepSample(epoch=self._epoch, step=batch + 1, steps=self.steps, loss=loss,
+                                 recorded_at=time.time()))
+        if progress_due:
+            # Batches after the first, whose time includes tracing and compiling the step.
+            timed = batch
+            step_time = (now - self._first_step_end) / timed if timed >= MIN_TIMED_STEPS else None
+            self.sink(BatchProgress(epoch=self._epoch, step=batch + 1, steps=self.steps,
+                                    elapsed_s=now - self._epoch_start, step_time_s=step_time))
 
     def on_epoch_end(self, epoch, logs=None):
         ended_at = time.time()

@@ -231,6 +231,8 @@ def test_a_store_of_schema_version_1_is_migrated_and_keeps_its_runs(no_workers, 
     with sqlite3.connect(stacklab_home / "stacklab.db") as old:  # the store as StackLab 1 made it
         old.execute("ALTER TABLE progress DROP COLUMN step_time_s")
         old.execute("ALTER TABLE runs DROP COLUMN best")
+        old.execute("DROP TABLE steps")
+        old.execute("ALTER TABLE runs DROP COLUMN step_seq")
         old.execute("PRAGMA user_version = 1")
     store = RunStore(stacklab_home)
     migrated = store.get(run_id)

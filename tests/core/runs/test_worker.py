@@ -16,7 +16,7 @@ import pytest
 
 from core import runs
 from core.spec import DatasetSpec, FineTuneSpec, MemberSpec, StackSpec, TrainSpec
-from core.spec.events import EpochEnd
+from core.spec.events import EpochEnd, StepSample
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -252,12 +252,15 @@ def test_a_resume_drops_epoch_rows_written_after_the_checkpoint(stacklab_home):
     # a row for an epoch the model never kept.
     runs.current_store().record(run_id, EpochEnd(epoch=kept + 1, phase="train", metrics={"loss": 0.1},
                                          duration_s=1.0, learning_rate=0.01))
+    runs.current_store().record(run_id, StepSample(epoch=kept + 1, step=3, steps=30, loss=0.1, recorded_at=1.0))
     assert runs.resume(run_id).status == "running"
     runs.stop(run_id)  # read as the trainer starts: it stops at its first batch, before re-training that epoch
     run = runs.wait(run_id, timeout_s=120)
     assert run.status == "stopped", run.error
     assert run.epochs_done == kept
     assert_each_epoch_once(run_id, kept)
+    # The sample of the dropped epoch went with its row (one of the new trainer's own may be there).
+    assert all(sample["recorded_at"] != 1.0 for sample in runs.step_samples(run_id))
 
 
 def test_resume_right_after_the_worker_was_killed_does_not_wait_for_the_grace(stacklab_home):
@@ -286,3 +289,16 @@ def test_resume_of_a_run_whose_worker_is_alive_is_refused(stacklab_home):
         runs.resume(run_id)
     runs.stop(run_id)
     assert runs.wait(run_id, timeout_s=120).status == "stopped"
+
+
+def test_a_run_records_its_loss_at_most_once_a_second(stacklab_home):
+    run = runs.wait(runs.start(slow_spec(epochs=3)), timeout_s=180)
+    assert run.status == "finished", run.error
+    samples = runs.step_samples(run.id)
+    trained_s = sum(row["duration_s"] for row in runs.metrics(run.id))
+    assert 1 <= len(samples) <= trained_s + 1, (len(samples), trained_s)
+    assert [s["seq"] for s in samples] == list(range(1, len(samples) + 1))
+    times = [s["recorded_at"] for s in samples]
+    assert all(later - earlier >= 0.95 for earlier, later in zip(times, times[1:]))
+    assert all(1 <= s["epoch"] <= 3 and 1 <= s["step"] <= s["steps"] and s["loss"] > 0 for s in samples)
+    assert runs.step_samples(run.id, after_seq=samples[0]["seq"]) == samples[1:]
