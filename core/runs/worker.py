@@ -16,6 +16,7 @@ the rows through it stay exactly as recorded (`RunStore.resume_epochs`).
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -80,6 +81,43 @@ class _Heartbeat(threading.Thread):
                 self.stop.set()
 
 
+class _EventWriter(threading.Thread):
+    """Writes training events (run store rows, TensorBoard scalars) on its own thread, in order.
+
+    Training only puts an event in a queue: an epoch's end never waits for an SQLite commit
+    (which syncs the disk) or for TensorBoard, and neither does the batch callback, whose
+    pending calls Keras waits for at every epoch end. `close()` drains the queue, so every
+    event is stored before the run's end is recorded; the first error is raised there.
+    """
+
+    _CLOSE = object()
+
+    def __init__(self, write):
+        super().__init__(daemon=True, name="stacklab-event-writer")
+        self.write = write
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.error: BaseException | None = None
+
+    def __call__(self, event) -> None:
+        self.queue.put(event)
+
+    def run(self) -> None:
+        while (event := self.queue.get()) is not self._CLOSE:
+            try:
+                self.write(event)
+            except Exception as error:  # noqa: BLE001 - kept, and raised by close() on the trainer's thread
+                self.error = self.error or error
+
+    def close(self) -> None:
+        """Write what is queued, stop the thread, and raise the first error a write met."""
+        if self.is_alive():
+            self.queue.put(self._CLOSE)
+            self.join()
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+
 def _epoch_logger(folder: Path):
     """A sink writing epoch metrics as TensorBoard scalars (`tensorboard --logdir runs/`)."""
     from core.spec.events import EpochEnd
@@ -118,6 +156,7 @@ def train_run(run_id: str) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     heartbeat = _Heartbeat(store, run_id, stop)
     heartbeat.start()
+    writer = None
     status, reason = "failed", ""
     try:
         resume = checkpoint.exists()
@@ -130,13 +169,16 @@ def train_run(run_id: str) -> int:
             store.truncate_epochs(run_id, 0)
         log_epoch = _epoch_logger(folder)
 
-        def sink(event) -> None:
+        def write(event) -> None:
             store.record(run_id, event)
             log_epoch(event)
 
+        writer = _EventWriter(write)
+        writer.start()
         spec = run.spec
-        result = train(spec, load_dataset(spec.dataset), sink, should_stop=stop.is_set,
+        result = train(spec, load_dataset(spec.dataset), writer, should_stop=stop.is_set,
                        checkpoint_path=checkpoint, resume=resume)
+        writer.close()  # every epoch row is stored before the artifacts and the end
         paths = export_run(result.model, spec, result.history, folder, member_sources=member_files(spec),
                            compile_args=result.compile_args)
         for name, path in paths.items():
@@ -152,6 +194,11 @@ def train_run(run_id: str) -> int:
         reason = f"{type(error).__name__}: {error} (traceback in {folder / 'traceback.txt'})"
     finally:
         heartbeat.done.set()
+        if writer is not None and writer.is_alive():
+            try:
+                writer.close()
+            except Exception as error:  # noqa: BLE001 - the run already failed; its first reason stands
+                print(f"Writing training events failed too: {error}", file=sys.stderr, flush=True)
     store.update(run_id, status=status, ended_at=time.time(), error=reason if status != "finished" else "",
                  stop_requested=0)
     return 0

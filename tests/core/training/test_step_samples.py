@@ -94,3 +94,35 @@ def test_a_real_fit_samples_every_batch_of_every_epoch_when_asked(monkeypatch):
         last = [s for s in samples if s.epoch == row["epoch"]][-1]
         assert last.loss == pytest.approx(row["loss"], rel=1e-5)
 
+
+
+def test_member_updates_from_one_snapshot_an_epoch_match_the_weights_before_and_after():
+    import keras
+    import numpy as np
+
+    from core.build.trainability import learnable_variables
+
+    class MemberWeights(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.seen.append(self._copy())
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seen.append(self._copy())
+
+        def _copy(self):
+            return {name: [np.array(v, dtype="float64") for v in learnable_variables(self.model.get_layer(name))]
+                    for name in ("encoder", "head")}
+
+    watcher = MemberWeights()
+    log = EventLog()
+    train(tiny_spec(epochs=3), tiny_dataset(), log, extra_callbacks=[watcher])
+    for number, event in enumerate(log.of_kind("epoch")):
+        before, after = watcher.seen[2 * number], watcher.seen[2 * number + 1]
+        for name, value in event.member_updates.items():
+            delta = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(after[name], before[name])))
+            norm = np.sqrt(sum(np.sum(b ** 2) for b in before[name]))
+            assert value == pytest.approx(delta / norm, rel=1e-4), (number, name)
