@@ -1,26 +1,22 @@
 """Pure functions that return Plotly figures; no Streamlit here, so each is tested alone.
 
-Inputs are plain data as `core` returns it: epoch rows from `runs.metrics` (epoch, phase,
-metrics, member_updates, ...), phases from `runs.phases`, class counts from
-`Dataset.summary`, arrays for previews, and `client.evaluate` results.
+Inputs are plain data as `core` returns it: class counts from `Dataset.summary`, arrays for
+previews, and `client.evaluate` results. The training curves (live and on the Runs page) are
+the live-chart component's (dashboard/live_chart.py, dashboard/components/live_chart/).
 
 Example:
-    >>> rows = runs.metrics(run_id)
-    >>> fig = metric_curves(rows, runs.phases(run_id), "accuracy")
+    >>> fig = confusion_matrix(result["confusion_matrix"], result["class_names"])
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 
-from dashboard.formatting import HIGHER_IS_BETTER
-
 TRAIN_COLOR = "#1f77b4"
-VALIDATION_COLOR = "#ff7f0e"
 MARKER_COLOR = "#7f7f7f"
 # Distinct colours for members and runs, in order (Plotly's default qualitative palette).
 PALETTE = px.colors.qualitative.Plotly
@@ -38,75 +34,6 @@ def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, height: int 
     fig.update_xaxes(title_text=x_title)
     fig.update_yaxes(title_text=y_title)
     return fig
-
-
-def _epoch_axis(fig: go.Figure, last_epoch: int) -> None:
-    # Whole epochs only; a few ticks for long runs.
-    fig.update_xaxes(tickformat="d", dtick=1 if last_epoch <= 12 else None)
-
-
-def metric_title(name: str) -> str:
-    return {"loss": "Loss", "accuracy": "Accuracy", "auc": "AUC", "mae": "Mean absolute error",
-            "mse": "Mean squared error", "rmse": "Root mean squared error", "precision": "Precision",
-            "recall": "Recall"}.get(name, name.replace("_", " ").capitalize())
-
-
-def fine_tune_start(phases: Sequence[Mapping[str, Any]]) -> int | None:
-    """The first epoch of the fine-tune phase, if the run reached it."""
-    for phase in phases:
-        if phase["phase"] == "fine_tune":
-            return int(phase["epoch"])
-    return None
-
-
-def _add_fine_tune_marker(fig: go.Figure, phases: Sequence[Mapping[str, Any]]) -> None:
-    start = fine_tune_start(phases)
-    if start is not None:
-        # Between the last epoch of the first phase and the first fine-tune epoch.
-        fig.add_vline(x=start - 0.5, line_dash="dot", line_color=MARKER_COLOR,
-                      annotation_text=f"fine-tune from epoch {start}", annotation_position="top left",
-                      annotation_font_color=MARKER_COLOR)
-
-
-def metric_curves(rows: Sequence[Mapping[str, Any]], phases: Sequence[Mapping[str, Any]], metric: str) -> go.Figure:
-    """One metric over epochs: training and validation together, and where fine-tuning starts.
-
-    Args:
-        rows: epoch rows (`runs.metrics`), each with "epoch" and a "metrics" dict.
-        phases: phase changes (`runs.phases`); a fine_tune entry draws a dotted marker.
-        metric: the base name, e.g. "loss" or "accuracy" ("val_" + metric is the validation curve).
-    """
-    fig = go.Figure()
-    for key, label, color in ((metric, "training", TRAIN_COLOR), (f"val_{metric}", "validation", VALIDATION_COLOR)):
-        points = [(row["epoch"], row["metrics"][key]) for row in rows if key in row["metrics"]]
-        if points:
-            epochs, values = zip(*points)
-            fig.add_trace(go.Scatter(x=list(epochs), y=list(values), name=label, mode="lines+markers",
-                                     line={"color": color}, hovertemplate="%{y:.4f}"))
-    _add_fine_tune_marker(fig, phases)
-    _epoch_axis(fig, max((row["epoch"] for row in rows), default=0))
-    better = "higher is better" if metric in HIGHER_IS_BETTER else "lower is better"
-    return _layout(fig, f"{metric_title(metric)} <sup>({better})</sup>", "epoch", metric)
-
-
-def member_updates(rows: Sequence[Mapping[str, Any]], phases: Sequence[Mapping[str, Any]] = ()) -> go.Figure:
-    """How much each member's weights moved per epoch: ||Δw|| / ||w||. Frozen members stay at 0."""
-    fig = go.Figure()
-    members: dict[str, None] = {}
-    for row in rows:
-        for name in row.get("member_updates") or {}:
-            members.setdefault(name, None)
-    for index, name in enumerate(members):
-        points = [(row["epoch"], row["member_updates"][name]) for row in rows
-                  if name in (row.get("member_updates") or {})]
-        epochs, values = zip(*points)
-        fig.add_trace(go.Scatter(x=list(epochs), y=list(values), name=name, mode="lines+markers",
-                                 line={"color": PALETTE[index % len(PALETTE)]}, hovertemplate="%{y:.3g}"))
-    _add_fine_tune_marker(fig, phases)
-    _epoch_axis(fig, max((row["epoch"] for row in rows), default=0))
-    fig.update_yaxes(rangemode="tozero")
-    return _layout(fig, "Weight update per member <sup>(‖Δw‖ / ‖w‖ per epoch; frozen = 0)</sup>",
-                   "epoch", "relative update")
 
 
 def class_balance(class_counts: Mapping[str, int]) -> go.Figure:
@@ -221,19 +148,3 @@ def predicted_vs_true(y_true: Sequence[float], y_pred: Sequence[float]) -> go.Fi
     fig = _layout(fig, "Predicted vs true", "true value", "predicted value", 400)
     fig.update_layout(hovermode="closest")
     return fig
-
-
-def run_overlay(histories: Mapping[str, Sequence[Mapping[str, Any]]], metric: str) -> go.Figure:
-    """One metric (e.g. "val_accuracy") of several runs over epochs, one line per run."""
-    fig = go.Figure()
-    last = 0
-    for index, (label, rows) in enumerate(histories.items()):
-        points = [(row["epoch"], row["metrics"][metric]) for row in rows if metric in row["metrics"]]
-        if not points:
-            continue
-        epochs, values = zip(*points)
-        last = max(last, max(epochs))
-        fig.add_trace(go.Scatter(x=list(epochs), y=list(values), name=label, mode="lines+markers",
-                                 line={"color": PALETTE[index % len(PALETTE)]}, hovertemplate="%{y:.4f}"))
-    _epoch_axis(fig, last)
-    return _layout(fig, f"{metric} by run", "epoch", metric, 380)

@@ -14,7 +14,8 @@ from core.runs import RunStoreError
 from core.runs import tensorboard as tensorboard_runs
 from core.runs.bundle import bundle_name, max_bundle_bytes, run_bundle
 from core.spec import MemberSpec
-from dashboard import figures, formatting, graph_edit, run_selection, services, spec_edit, state
+from dashboard import figures, formatting, graph_edit, live_chart, run_selection, services, spec_edit, state
+from dashboard.components import live_chart as chart_component
 from dashboard.widgets import draft as draft_widgets
 from dashboard.widgets import live
 
@@ -56,14 +57,18 @@ def run_table(all_runs: list) -> list[str]:
 
 
 def overlay(selected: list[str]) -> None:
-    histories = {f"{run_id} ({runs.get(run_id).name})": runs.metrics(run_id) for run_id in selected}
-    names = list(dict.fromkeys(name for rows in histories.values() for row in rows for name in row["metrics"]))
+    """One metric of the ticked runs, one line per run, in the live-chart component (smoothing,
+    log scale, x as epoch or wall time, PNG download in the browser)."""
+    picked = [runs.get(run_id) for run_id in selected]
+    histories = {run.id: (f"{run.id} ({run.name})", runs.metrics(run.id), run.started_at or run.created_at or 0.0)
+                 for run in picked}
+    names = list(dict.fromkeys(name for _, rows, _ in histories.values() for row in rows for name in row["metrics"]))
     if not names:
         st.caption("The selected runs have no finished epochs yet.")
         return
     preferred = next((n for n in ("val_accuracy", "val_loss", "loss") if n in names), names[0])
     metric = st.columns([1, 2])[0].selectbox("Metric", names, index=names.index(preferred), key="runs-overlay-metric")
-    st.plotly_chart(figures.run_overlay(histories, metric), key="runs-overlay", config={"displayModeBar": False})
+    chart_component.draw("runs-overlay", live_chart.overlay_view(histories, metric))
 
 
 def downloads(run) -> None:
@@ -252,7 +257,7 @@ def details(run_id: str) -> None:
     with tabs[0]:
         rows = runs.metrics(run.id)
         if rows:
-            live.curves(rows, runs.phases(run.id), "runs")
+            live.curves(rows, runs.phases(run.id), "runs", run)
         else:
             st.caption("No finished epochs.")
     with tabs[1]:

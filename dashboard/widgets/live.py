@@ -9,12 +9,13 @@ so widgets outside the fragment (the Train button, the run picker) catch up.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import streamlit as st
 
 from core import runs
-from dashboard import figures, formatting, services, state
+from dashboard import formatting, live_chart, services, state
+from dashboard.components import live_chart as chart_component
 
 POLL_S = 1.0  # seconds between the live view's reads of the run store
 STATUS_ICONS = {
@@ -30,35 +31,42 @@ def status_badge(status: str) -> None:
     st.badge(status, icon=STATUS_ICONS.get(status), color=STATUS_COLORS.get(status, "gray"))
 
 
-def _figure(chart_key: str, source: Any, build: Callable[..., Any], *args: Any) -> Any:
-    """The figure of `chart_key`, `build(*args)`, built again only when `source` (what it shows) changed.
+def read_steps(run_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+    """The run's step samples with seq > after_seq (`core.runs.step_samples`), oldest first;
+    the one place the live view reads them, so a test can fake it."""
+    return runs.step_samples(run_id, after_seq)
 
-    The live view reruns every POLL_S seconds while new epochs come far less often, and
-    building the Plotly figures was most of a rerun's work.
+
+def _origin(run: runs.Run | None, rows: Sequence[Mapping[str, Any]]) -> float:
+    if run is not None and (run.started_at or run.created_at):
+        return float(run.started_at or run.created_at)
+    return float(rows[0].get("recorded_at") or 0.0) if rows else 0.0
+
+
+def curves(rows: Sequence[Mapping[str, Any]], phases: Sequence[Mapping[str, Any]], key: str,
+           run: runs.Run | None = None) -> None:
+    """One chart per metric (training and validation together, the loss's step samples under
+    them), then the member updates: the live-chart component, sent only what it has not drawn.
+
+    Args:
+        rows: the run's epoch rows; phases: its phase changes.
+        key: the component's key on this page.
+        run: the run, for its step samples and its start (the wall-time axis counts from it).
     """
-    cache = state.chart_cache()
-    cached = cache.get(chart_key)
-    if cached is None or cached[0] != source:
-        cached = cache[chart_key] = (source, build(*args))
-    return cached[1]
+    # A resumed or ended run starts a new stream: epochs and steps after its checkpoint were
+    # dropped, so the browser draws it afresh once.
+    stream = f"{run.id}@{run.ended_at}" if run is not None else None
+    view = live_chart.live_view(run.id if run is not None else key, rows, phases, _origin(run, rows),
+                                stream=stream, steps=run is not None)
+    chart_component.draw(f"{key}-charts", view, read_steps if run is not None else None)
 
 
-def curves(rows: Sequence[Mapping[str, Any]], phases: Sequence[Mapping[str, Any]], key: str) -> None:
-    """One chart per metric (training and validation together), then the member updates."""
-    # An epoch row rewritten (a resumed run trains it again) gets a new recorded_at.
-    source = (tuple((row["epoch"], row.get("recorded_at")) for row in rows),
-              tuple((phase["epoch"], phase["phase"]) for phase in phases))
-    names = formatting.metric_names(rows)
-    columns = st.columns(2)
-    for index, name in enumerate(names):
-        with columns[index % 2]:
-            chart_key = f"{key}-curve-{name}"
-            figure = _figure(chart_key, source, figures.metric_curves, rows, phases, name)
-            st.plotly_chart(figure, key=chart_key, config={"displayModeBar": False})
-    if any(row.get("member_updates") for row in rows):
-        with columns[len(names) % 2]:
-            figure = _figure(f"{key}-updates", source, figures.member_updates, rows, phases)
-            st.plotly_chart(figure, key=f"{key}-updates", config={"displayModeBar": False})
+def _has_charts(run: runs.Run, rows: Sequence[Mapping[str, Any]], key: str) -> bool:
+    """Whether there is anything to chart: an epoch, or (between epochs) a step sample."""
+    if rows:
+        return True
+    drawn = state.chart_cache().get(f"{key}-charts")
+    return bool(isinstance(drawn, live_chart.Drawn) and drawn.steps) or bool(read_steps(run.id, 0))
 
 
 def _progress(run: runs.Run, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -161,10 +169,10 @@ def run_view(run_id: str) -> None:
                 st.info(stopping_words(services.progress_dict(run.id), time.time()), icon=":material/pause_circle:")
         else:
             _outcome(run)
-        if rows:
-            curves(rows, runs.phases(run.id), "train")
+        if _has_charts(run, rows, "train"):
+            curves(rows, runs.phases(run.id), "train", run)
         elif run.is_active:
-            st.caption("The charts appear when the first epoch ends.")
+            st.caption("The charts appear as the first batches train.")
         if was_active and not run.is_active:
             st.rerun(scope="app")  # once: the page (Train button, run list) shows the end
 

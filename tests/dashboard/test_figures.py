@@ -7,51 +7,6 @@ import pytest
 from dashboard import figures
 
 
-def rows(count=4, members=("encoder", "head"), fine_tune_at=None):
-    """Epoch rows as runs.metrics returns them; the encoder is frozen until fine-tuning."""
-    out = []
-    for epoch in range(1, count + 1):
-        frozen = epoch < (fine_tune_at or 99)
-        out.append({"epoch": epoch, "phase": "train" if frozen else "fine_tune",
-                    "metrics": {"loss": 1 / epoch, "val_loss": 1.5 / epoch, "accuracy": 0.5 + epoch / 10,
-                                "val_accuracy": 0.4 + epoch / 10},
-                    "member_updates": {name: 0.0 if name == "encoder" and frozen else 0.1 / epoch for name in members},
-                    "duration_s": 1.0, "learning_rate": 1e-3})
-    return out
-
-
-def test_metric_curves_show_training_and_validation_together():
-    fig = figures.metric_curves(rows(), [], "accuracy")
-    assert isinstance(fig, go.Figure)
-    assert [trace.name for trace in fig.data] == ["training", "validation"]
-    assert list(fig.data[0].x) == [1, 2, 3, 4]
-    assert list(fig.data[1].y) == pytest.approx([0.5, 0.6, 0.7, 0.8])
-    assert "higher is better" in fig.layout.title.text
-    assert fig.layout.shapes == ()  # no fine-tune phase, no marker
-
-
-def test_metric_curves_mark_where_fine_tuning_starts():
-    phases = [{"epoch": 3, "phase": "fine_tune", "learning_rate": 1e-4, "trainable_params": 10, "unfrozen_layers": []}]
-    fig = figures.metric_curves(rows(fine_tune_at=3), phases, "loss")
-    (marker,) = fig.layout.shapes
-    assert marker.x0 == marker.x1 == 2.5  # between the last frozen epoch and the first fine-tune epoch
-    assert "fine-tune from epoch 3" in fig.layout.annotations[0].text
-    assert "lower is better" in fig.layout.title.text
-
-
-def test_metric_curves_without_validation_have_one_line():
-    only_train = [{**row, "metrics": {"loss": row["metrics"]["loss"]}} for row in rows()]
-    assert [trace.name for trace in figures.metric_curves(only_train, [], "loss").data] == ["training"]
-
-
-def test_member_updates_have_one_line_per_member_and_frozen_members_stay_at_zero():
-    phases = [{"epoch": 3, "phase": "fine_tune"}]
-    fig = figures.member_updates(rows(fine_tune_at=3), phases)
-    assert [trace.name for trace in fig.data] == ["encoder", "head"]
-    assert list(fig.data[0].y)[:2] == [0.0, 0.0] and fig.data[0].y[2] > 0
-    assert len(fig.layout.shapes) == 1
-
-
 def test_class_balance_labels_counts_and_shares():
     fig = figures.class_balance({"cat": 30, "dog": 10})
     bar = fig.data[0]
@@ -98,10 +53,3 @@ def test_predicted_vs_true_has_the_perfect_line():
     points, perfect = fig.data
     assert list(points.x) == [1.0, 2.0, 3.0]
     assert list(perfect.x) == list(perfect.y) == [1.0, 3.0]
-
-
-def test_run_overlay_draws_one_line_per_run_and_skips_runs_without_the_metric():
-    histories = {"run a": rows(3), "run b": rows(5), "run c": [{"epoch": 1, "metrics": {"loss": 1.0}}]}
-    fig = figures.run_overlay(histories, "val_accuracy")
-    assert [trace.name for trace in fig.data] == ["run a", "run b"]
-    assert len(fig.data[1].x) == 5

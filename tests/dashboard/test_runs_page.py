@@ -2,6 +2,7 @@
 
 import inspect
 import io
+import json
 import zipfile
 
 import pytest
@@ -13,6 +14,11 @@ from dashboard import state
 from tests.dashboard.apptest import TINY, app, elements, fake_run, open_page, texts
 
 pytestmark = pytest.mark.usefixtures("inspector_home")
+
+
+def charts(at) -> list[dict]:
+    """What each live-chart component on the page was sent in the last run."""
+    return [json.loads(chart.proto.json) for chart in elements(at, "bidi_component")]
 
 
 def runs_page():
@@ -67,10 +73,12 @@ def test_selected_runs_are_overlaid(no_workers):
     fake_run(epochs=3, status="finished")
     fake_run(epochs=2, status="finished")
     at = select(runs_page(), 0, 1)
-    overlay = [chart.proto.spec for chart in elements(at, "plotly_chart") if "by run" in chart.proto.spec]
-    assert len(overlay) == 1 and "val_accuracy by run" in overlay[0]
+    overlay = [payload for payload in charts(at) if payload["stream"].startswith("overlay:")]
+    assert len(overlay) == 1 and overlay[0]["charts"][0]["title"] == "val_accuracy by run"
+    assert sorted(len(points["x"]) for points in overlay[0]["points"].values()) == [2, 3]
     at.selectbox(key="runs-overlay-metric").set_value("loss").run()
-    assert any("loss by run" in chart.proto.spec for chart in elements(at, "plotly_chart"))
+    (overlay,) = [payload for payload in charts(at) if payload["stream"].startswith("overlay:")]
+    assert overlay["reset"] and overlay["charts"][0]["title"] == "loss by run"
 
 
 def test_a_finished_run_offers_its_downloads_evaluation_and_reuse(shared_home, finished_run, deferred_downloads):

@@ -5,6 +5,7 @@ live view is exercised in milliseconds; one test trains for real in a worker pro
 AppTest does not fire `st.fragment(run_every=...)` timers, so tests call `at.run()` in a loop.
 """
 
+import json
 import re
 import time
 
@@ -14,6 +15,7 @@ from core import runs
 from core.spec import AdapterSpec, DatasetSpec, EarlyStoppingSpec, FineTuneSpec, MemberSpec, StackSpec
 from core.spec.events import BatchProgress
 from dashboard import spec_edit, state
+from dashboard.widgets import live
 from tests.dashboard.apptest import TINY, app, elements, fake_run, texts
 
 pytestmark = pytest.mark.usefixtures("inspector_home")
@@ -23,8 +25,14 @@ def draft(at):
     return at.session_state[state.DRAFT]
 
 
-def charts(at) -> list[str]:
-    return [chart.proto.spec for chart in elements(at, "plotly_chart")]
+def payloads(at) -> list[dict]:
+    """What each live-chart component on the page was sent in the last run (dashboard/live_chart.py)."""
+    return [json.loads(chart.proto.json) for chart in elements(at, "bidi_component")]
+
+
+def payload(at) -> dict:
+    (sent,) = payloads(at)
+    return sent
 
 
 def test_opens_on_the_default_stack_ready_to_train():
@@ -75,29 +83,72 @@ def test_the_live_view_shows_progress_curves_updates_and_stops(no_workers):
     (progress,) = elements(at, "progress")
     assert progress.proto.text == "Epoch 3 of 3 · batch 2 of 4 · about 1.0 s left"  # half an epoch of 2 s
     assert progress.proto.value == 83  # (2 epochs + half of the third) / 3
-    specs = charts(at)
-    assert len(specs) == 3  # loss, accuracy, member updates
-    assert [any(title in spec for spec in specs) for title in ("Loss", "Accuracy", "Weight update per member")] \
-        == [True, True, True]
+    sent = payload(at)
+    assert [chart["title"] for chart in sent["charts"]] == ["Loss", "Accuracy", "Weight update per member"]
+    assert sent["reset"] and sent["points"]["loss"]["x"] == [1, 2]
     at.button(key="train-stop").click().run()
     assert runs.get(run_id).status == "stopping"
     assert at.button(key="train-stop").disabled
 
 
-def test_the_live_view_reads_only_new_epochs(no_workers, monkeypatch):
+def test_the_live_view_reads_only_new_epochs_and_sends_only_them(no_workers, monkeypatch):
     run_id = fake_run(epochs=2)
     at = app()
+    assert payload(at)["reset"] and payload(at)["points"]["loss"]["x"] == [1, 2]
     calls = []
     real = runs.metrics
     monkeypatch.setattr(runs, "metrics", lambda rid, since_epoch=0: calls.append(since_epoch) or real(rid, since_epoch))
     at.run()
     assert calls == [2]
+    assert payload(at)["points"] == {} and not payload(at)["reset"]  # nothing new: an empty update
     from core.spec.events import EpochEnd
 
     runs.current_store().record(run_id, EpochEnd(epoch=3, phase="train", metrics={"loss": 0.2, "val_loss": 0.3},
                                          duration_s=0.5, learning_rate=1e-3))
     at.run()
-    assert calls == [2, 2] and any('"x":[1,2,3]' in spec.replace(" ", "") for spec in charts(at))
+    assert calls == [2, 2]
+    sent = payload(at)
+    # A delta on top of the update drawn: only epoch 3, no charts, no history.
+    assert not sent["reset"] and sent["base"] == sent["seq"] - 1 and "charts" not in sent
+    assert sent["points"]["loss"]["x"] == [3] and sent["points"]["val_loss"]["y"] == [0.3]
+
+
+def test_the_progress_line_moves_while_the_charts_are_sent_nothing(no_workers):
+    run_id = fake_run(epochs=2)
+    at = app()
+    first = payload(at)
+    runs.current_store().record(run_id, BatchProgress(epoch=3, step=3, steps=4, elapsed_s=0.5))
+    at.run()
+    assert "batch 3 of 4" in elements(at, "progress")[0].proto.text
+    assert payload(at) == {"stream": first["stream"], "seq": first["seq"], "base": first["seq"], "reset": False,
+                           "points": {}}
+
+
+def test_step_samples_are_a_thin_line_on_the_loss_chart_read_after_the_last_one_sent(no_workers, monkeypatch):
+    fake_run(epochs=1)
+    items = [{"seq": seq, "epoch": 2, "step": seq, "steps": 4, "loss": 0.5, "recorded_at": time.time()}
+             for seq in (1, 2)]
+    asked = []
+    monkeypatch.setattr(live, "read_steps", lambda run_id, after=0: asked.append(after) or
+                        [item for item in items if item["seq"] > after])
+    at = app()
+    loss = payload(at)["charts"][0]
+    assert [s["id"] for s in loss["series"]] == ["loss", "val_loss", "loss-steps"]
+    assert payload(at)["points"]["loss-steps"]["x"] == [1.25, 1.5]  # epoch 2, steps 1 and 2 of 4
+    items.append({"seq": 3, "epoch": 2, "step": 3, "steps": 4, "loss": 0.4, "recorded_at": time.time()})
+    at.run()
+    assert payload(at)["points"] == {"loss-steps": payload(at)["points"]["loss-steps"]}
+    assert payload(at)["points"]["loss-steps"]["x"] == [1.75] and asked[-1] == 2
+
+
+def test_before_the_first_epoch_ends_the_step_samples_are_charted(no_workers, monkeypatch):
+    fake_run(epochs=0)
+    at = app()
+    assert "The charts appear as the first batches train." in texts(at) and not payloads(at)
+    monkeypatch.setattr(live, "read_steps", lambda run_id, after=0: [
+        {"seq": 1, "epoch": 1, "step": 2, "steps": 4, "loss": 0.9, "recorded_at": time.time()}][after:])
+    at.run()
+    assert payload(at)["points"]["loss-steps"]["y"] == [0.9]
 
 
 def test_a_second_tab_and_a_reload_show_the_same_active_run(no_workers):
@@ -127,8 +178,7 @@ def test_a_run_that_will_queue_says_so_and_names_the_run_it_waits_for(no_workers
 def test_the_fine_tune_phase_is_marked_on_the_curves(no_workers):
     fake_run(epochs=3, fine_tune_at=3, status="finished")
     at = app()
-    specs = charts(at)
-    assert all("fine-tune from epoch 3" in spec for spec in specs)
+    assert payload(at)["markers"] == [{"x": 2.5, "t": payload(at)["markers"][0]["t"], "text": "fine-tune from epoch 3"}]
 
 
 def test_the_page_reruns_once_when_the_run_ends(no_workers, monkeypatch):
@@ -166,8 +216,9 @@ def test_train_starts_a_real_run_and_the_page_follows_it_to_the_end():
     at.run()
     assert runs.get(run_id).status == "finished", runs.get(run_id).error
     assert "Finished 3 epochs" in texts(at)
-    specs = charts(at)
-    assert len(specs) == 3 and all('"x":[1,2,3]' in spec.replace(" ", "") for spec in specs)
+    reloaded = app(TINY)  # a reload: the whole history once
+    points = {key: value["x"] for key, value in payload(reloaded)["points"].items() if key != "loss-steps"}
+    assert len(points) >= 3 and all(x == [1, 2, 3] for x in points.values()), points
 
 
 def test_an_accepted_adapter_that_no_longer_fits_is_shown_with_its_remove_button():

@@ -20,12 +20,20 @@ TIMEOUT_MS = 60_000
 TRAIN_TIMEOUT_MS = 240_000
 # The app root carries the script state; "notRunning" once a rerun has drawn everything.
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning][data-test-connection-state=CONNECTED]"
-# Points of the first trace of the first Plotly chart on the page (the Train page's loss
-# curve, training), or -1 when no chart is drawn yet.
+# Points of the "training" epoch curve of the first chart on the page (the Train page's loss
+# chart; the live-chart component, dashboard/components/live_chart/), or -1 when none is drawn.
 CHART_POINTS_JS = """() => {
     const chart = document.querySelector('.js-plotly-plot');
-    return chart && chart.data && chart.data.length ? chart.data[0].x.length : -1;
+    const trace = chart && chart.data && chart.data.find((t) => t.name === 'training');
+    return trace ? trace.x.length : -1;
 }"""
+# The charts of the live-chart component: their data as Plotly holds it, and the update drawn.
+CHARTS_JS = """() => Array.from(document.querySelectorAll('.slc-card')).map((card) => {
+    const plot = card.querySelector('.js-plotly-plot');
+    return {id: card.dataset.chart, seq: Number(card.closest('.slc-root').dataset.seq || 0),
+            traces: (plot && plot.data || []).map((t) => ({name: t.name, x: Array.from(t.x || []),
+              y: Array.from(t.y || []), visible: t.visible, opacity: t.opacity, mode: t.mode}))};
+})"""
 
 
 def keyed(page: Page, key: str) -> Locator:
@@ -94,6 +102,11 @@ def errors_shown(page: Page) -> list[str]:
 
 def chart_points(page: Page) -> int:
     return page.evaluate(CHART_POINTS_JS)
+
+
+def charts(page: Page) -> list[dict]:
+    """The live-chart component's charts: [{"id", "seq", "traces": [{"name", "x", "y", "visible", ...}]}]."""
+    return page.evaluate(CHARTS_JS)
 
 
 def wait_for_chart_points(page: Page, count: int, timeout_ms: int = TRAIN_TIMEOUT_MS) -> None:

@@ -1,0 +1,1 @@
+"""The dashboard's own Streamlit components (components v2): their files sit beside their module."""

@@ -1,0 +1,362 @@
+// StackLab's live charts (a Streamlit components-v2 module): Plotly charts kept in the page.
+//
+// Each update is a delta from dashboard/live_chart.py: the points not drawn yet, appended
+// with Plotly.extendTraces; phase markers with relayout. An update that does not follow the
+// one drawn (the component was remounted, or an update was missed) makes the component ask
+// for the whole history ("resync" trigger); the next update is then a reset.
+//
+// Each series is two traces: the raw values (index i) and their exponential moving average
+// (index n + i), shown while smoothing > 0 with the raw curve faint behind it. The raw
+// trace's customdata holds the other x (wall time while x is the epoch, and back), so
+// switching the x axis swaps two arrays Plotly already holds: nothing is kept twice.
+//
+// plotly.js is the installed plotly package's own file, served by Streamlit beside this
+// module (dashboard/components/live_chart/__init__.py); it is loaded once per page.
+
+const PLOTLY_URL = new URL("../stacklab.plotly/plotly.min.js", import.meta.url).href;
+const MARKER_COLOR = "#7f7f7f";
+const CHART_HEIGHT = 300;
+const MARKERS_UP_TO = 60; // points per series drawn with markers; beyond, lines only
+const views = new WeakMap(); // parentElement -> the component's state
+
+let plotlyLoading = null;
+
+function loadPlotly() {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!plotlyLoading) {
+    plotlyLoading = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = PLOTLY_URL;
+      script.dataset.stacklabPlotly = "";
+      script.addEventListener("load", () => resolve(window.Plotly));
+      script.addEventListener("error", () => {
+        plotlyLoading = null;
+        reject(new Error(`plotly.js could not be loaded from ${PLOTLY_URL}`));
+      });
+      document.head.appendChild(script);
+    });
+  }
+  return plotlyLoading;
+}
+
+// TensorBoard's smoothing: an exponential moving average, debiased so it starts at the data.
+function smoothStep(state, y, weight) {
+  state.last = state.last * weight + (1 - weight) * y;
+  state.count += 1;
+  const debias = weight === 1 ? 1 : 1 - Math.pow(weight, state.count);
+  return state.last / debias;
+}
+
+function smoothAll(values, weight) {
+  const state = { last: 0, count: 0 };
+  const out = values.map((y) => (Number.isFinite(y) ? smoothStep(state, y, weight) : y));
+  return { out, state };
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function createView(parentElement) {
+  const root = el("div", "slc-root");
+  const toolbar = el("div", "slc-toolbar");
+  const smoothingLabel = el("label", "slc-control");
+  smoothingLabel.append("Smoothing ");
+  const smoothing = el("input", "slc-smoothing");
+  Object.assign(smoothing, { type: "range", min: "0", max: "0.99", step: "0.01", value: "0" });
+  smoothing.setAttribute("aria-label", "Smoothing");
+  const smoothingValue = el("span", "slc-smoothing-value", "0.00");
+  smoothingLabel.append(smoothing, smoothingValue);
+  const logLabel = el("label", "slc-control");
+  const logY = el("input", "slc-log");
+  logY.type = "checkbox";
+  logLabel.append(logY, " Log scale");
+  const xLabel = el("label", "slc-control");
+  xLabel.append("X axis ");
+  const xMode = el("select", "slc-x");
+  for (const [value, text] of [["epoch", "epoch"], ["time", "wall time"]]) {
+    const option = el("option", "", text);
+    option.value = value;
+    xMode.append(option);
+  }
+  xLabel.append(xMode);
+  toolbar.append(smoothingLabel, logLabel, xLabel);
+  const grid = el("div", "slc-grid");
+  const message = el("div", "slc-message");
+  root.append(toolbar, grid, message);
+  parentElement.append(root);
+
+  const view = {
+    root, grid, message, stream: null, seq: 0, asked: null, charts: new Map(), markers: [],
+    settings: { smoothing: 0, logY: false, x: "epoch" }, queue: Promise.resolve(), setTriggerValue: null,
+    resizer: new ResizeObserver((entries) => {
+      for (const entry of entries) {
+        if (window.Plotly && entry.target._fullLayout) window.Plotly.Plots.resize(entry.target);
+      }
+    }),
+  };
+  let pending = false;
+  smoothing.addEventListener("input", () => {
+    view.settings.smoothing = Number(smoothing.value);
+    smoothingValue.textContent = view.settings.smoothing.toFixed(2);
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      const started = performance.now();
+      view.charts.forEach((chart) => resmooth(chart, view.settings));
+      view.root.dataset.smoothMs = (performance.now() - started).toFixed(1); // for tests and benchmarks
+    });
+  });
+  logY.addEventListener("change", () => {
+    view.settings.logY = logY.checked;
+    view.charts.forEach((chart) => window.Plotly.relayout(chart.gd, { "yaxis.type": logY.checked ? "log" : "linear" }));
+  });
+  xMode.addEventListener("change", () => {
+    view.settings.x = xMode.value;
+    view.charts.forEach((chart) => swapX(chart, view));
+  });
+  return view;
+}
+
+function rawStyle(series, smoothing) {
+  const faint = smoothing > 0;
+  if (series.kind === "step") return { opacity: faint ? 0.2 : 0.45, "line.width": 1 };
+  return { opacity: faint ? 0.3 : 1, "line.width": 2 };
+}
+
+// The chart's traces with the points it starts from (a reset draws once, not per update).
+function traces(chart, state, points, settings) {
+  const shownX = (p) => (settings.x === "time" ? p.t : p.x);
+  const otherX = (p) => (settings.x === "time" ? p.x : p.t);
+  const empty = { x: [], t: [], y: [] };
+  const raw = chart.series.map((series) => {
+    const p = points[series.id] || empty;
+    if (series.kind !== "step" && p.x.length) state.lastEpoch = Math.max(state.lastEpoch, ...p.x);
+    const crowded = series.kind === "step" || p.x.length > MARKERS_UP_TO;
+    return {
+      type: "scatter",
+      mode: crowded ? "lines" : "lines+markers",
+      name: series.name,
+      legendgroup: series.id,
+      x: shownX(p).slice(), y: p.y.slice(), customdata: otherX(p).slice(),
+      line: { color: series.color, width: series.kind === "step" ? 1 : 2 },
+      marker: { size: 6 },
+      opacity: rawStyle(series, settings.smoothing).opacity,
+      zorder: series.kind === "step" ? -1 : 0, // the step samples under the epoch points
+      hovertemplate: "%{y:.4g}",
+    };
+  });
+  const smooth = chart.series.map((series, i) => {
+    const p = points[series.id] || empty;
+    const { out, state: ema } = smoothAll(p.y, settings.smoothing);
+    state.smooth[i] = ema;
+    return {
+      type: "scatter", mode: "lines", name: `${series.name} (smoothed)`, legendgroup: series.id, showlegend: false,
+      x: shownX(p).slice(), y: out, customdata: otherX(p).slice(), line: { color: series.color, width: series.kind === "step" ? 1.5 : 2.5 },
+      visible: settings.smoothing > 0, zorder: series.kind === "step" ? -1 : 0, hovertemplate: "%{y:.4g}",
+    };
+  });
+  return raw.concat(smooth);
+}
+
+function markerLayout(markers, xMode) {
+  return {
+    shapes: markers.map((m) => ({
+      type: "line", xref: "x", yref: "paper", y0: 0, y1: 1, x0: xMode === "time" ? m.t : m.x,
+      x1: xMode === "time" ? m.t : m.x, line: { dash: "dot", color: MARKER_COLOR, width: 1.5 },
+    })),
+    annotations: markers.map((m) => ({
+      xref: "x", yref: "paper", x: xMode === "time" ? m.t : m.x, y: 1, xanchor: "right", yanchor: "top",
+      text: m.text, showarrow: false, font: { color: MARKER_COLOR },
+    })),
+  };
+}
+
+function xAxisLayout(xMode, lastEpoch) {
+  if (xMode === "time") return { title: { text: "wall time (s)" }, tickformat: "", dtick: null, automargin: true };
+  return { title: { text: "epoch" }, tickformat: "d", dtick: lastEpoch <= 12 ? 1 : null, automargin: true };
+}
+
+function layout(spec, view) {
+  const style = getComputedStyle(view.root);
+  const font = style.getPropertyValue("--st-font").trim() || "sans-serif";
+  const color = style.getPropertyValue("--st-text-color").trim() || "#31333f";
+  const subtitle = spec.subtitle ? ` <sup>${spec.subtitle}</sup>` : "";
+  // A few lines: the legend in a row above the plot; many (runs): a column beside it, scrolling.
+  const many = spec.series.length > 4;
+  const legend = many ? { orientation: "v", yanchor: "top", y: 1, xanchor: "left", x: 1.02 }
+    : { orientation: "h", yanchor: "bottom", y: 1.0, xanchor: "right", x: 1 };
+  return {
+    title: { text: `${spec.title}${subtitle}`, x: 0, xanchor: "left" },
+    height: spec.height || CHART_HEIGHT,
+    margin: { l: 10, r: 10, t: 60, b: 10 },
+    font: { family: font, color },
+    paper_bgcolor: "rgba(0,0,0,0)",
+    plot_bgcolor: "rgba(0,0,0,0)",
+    legend,
+    hovermode: "x unified",
+    xaxis: { ...xAxisLayout(view.settings.x, 0), gridcolor: "rgba(128,128,128,0.2)", zeroline: false },
+    yaxis: {
+      title: { text: spec.y_title }, automargin: true, type: view.settings.logY ? "log" : "linear",
+      rangemode: spec.y_from_zero ? "tozero" : "normal", gridcolor: "rgba(128,128,128,0.2)", zeroline: false,
+    },
+    ...markerLayout(view.markers, view.settings.x),
+  };
+}
+
+function clear(view) {
+  view.charts.forEach((chart) => {
+    view.resizer.unobserve(chart.gd);
+    window.Plotly.purge(chart.gd);
+  });
+  view.charts.clear();
+  view.grid.replaceChildren();
+}
+
+function fileName(view, chartId) {
+  return `stacklab-${String(view.stream).replace(/[^A-Za-z0-9_-]+/g, "-")}-${chartId}`;
+}
+
+async function build(view, payload) {
+  const Plotly = await loadPlotly();
+  clear(view);
+  view.markers = payload.markers || [];
+  for (const spec of payload.charts || []) {
+    const card = el("div", "slc-card");
+    card.dataset.chart = spec.id;
+    const png = el("button", "slc-png", "PNG");
+    png.type = "button";
+    png.title = "Download this chart as a PNG image";
+    const gd = el("div", "slc-plot");
+    card.append(png, gd);
+    view.grid.append(card);
+    const chart = { spec, gd, lastEpoch: 0, smooth: [] };
+    png.addEventListener("click", () => Plotly.downloadImage(gd, {
+      format: "png", filename: fileName(view, spec.id), width: gd.offsetWidth || 700, height: spec.height || CHART_HEIGHT,
+    }));
+    const data = traces(spec, chart, payload.points || {}, view.settings);
+    const chartLayout = layout(spec, view);
+    if (view.settings.x === "epoch") chartLayout.xaxis.dtick = chart.lastEpoch <= 12 ? 1 : null;
+    await Plotly.newPlot(gd, data, chartLayout, { displayModeBar: false });
+    view.resizer.observe(gd);
+    view.charts.set(spec.id, chart);
+  }
+}
+
+// One extendTraces for the raw and the smoothed traces together: one redraw per update.
+function extend(chart, points, view) {
+  const { series } = chart.spec;
+  const n = series.length;
+  const update = { x: [], y: [], customdata: [] };
+  const raw = [];
+  const smooth = { x: [], y: [], customdata: [] };
+  const smoothIndices = [];
+  series.forEach((s, i) => {
+    const p = points[s.id];
+    if (!p || !p.y.length) return;
+    const [shown, other] = view.settings.x === "time" ? [p.t, p.x] : [p.x, p.t];
+    raw.push(i);
+    update.x.push(shown);
+    update.y.push(p.y);
+    update.customdata.push(other);
+    smoothIndices.push(n + i);
+    smooth.x.push(shown);
+    smooth.customdata.push(other);
+    const weight = view.settings.smoothing;
+    smooth.y.push(p.y.map((y) => (Number.isFinite(y) ? smoothStep(chart.smooth[i], y, weight) : y)));
+    if (s.kind !== "step") chart.lastEpoch = Math.max(chart.lastEpoch, ...p.x);
+  });
+  if (!raw.length) return;
+  window.Plotly.extendTraces(chart.gd, {
+    x: update.x.concat(smooth.x), y: update.y.concat(smooth.y), customdata: update.customdata.concat(smooth.customdata),
+  }, raw.concat(smoothIndices));
+  // Many epochs: lines only, markers would hide the curve.
+  const crowded = raw.filter((i) => series[i].kind !== "step" && chart.gd.data[i].x.length > MARKERS_UP_TO
+    && chart.gd.data[i].mode !== "lines");
+  if (crowded.length) window.Plotly.restyle(chart.gd, { mode: "lines" }, crowded);
+  const dtick = view.settings.x === "epoch" && chart.lastEpoch <= 12 ? 1 : null;
+  if (view.settings.x === "epoch" && chart.gd.layout.xaxis.dtick !== dtick) {
+    window.Plotly.relayout(chart.gd, { "xaxis.dtick": dtick });
+  }
+}
+
+// Two redraws whatever the number of series: the smoothed curves, then the raw ones' style.
+function resmooth(chart, settings) {
+  const { series } = chart.spec;
+  const n = series.length;
+  const ys = series.map((s, i) => {
+    const { out, state } = smoothAll(chart.gd.data[i].y, settings.smoothing);
+    chart.smooth[i] = state;
+    return out;
+  });
+  window.Plotly.restyle(chart.gd, { y: ys, visible: settings.smoothing > 0 }, series.map((_, i) => n + i));
+  const styles = series.map((s) => rawStyle(s, settings.smoothing));
+  window.Plotly.restyle(chart.gd, {
+    opacity: styles.map((style) => style.opacity), "line.width": styles.map((style) => style["line.width"]),
+  }, series.map((_, i) => i));
+}
+
+function swapX(chart, view) {
+  const { series } = chart.spec;
+  const n = series.length;
+  const raw = series.map((_, i) => chart.gd.data[i]);
+  const xs = raw.map((trace) => trace.customdata);
+  const others = raw.map((trace) => trace.x);
+  // The smoothed traces get copies: an array shared by two traces would be extended twice.
+  const copy = (arrays) => arrays.map((a) => Array.from(a));
+  const indices = series.map((_, i) => i).concat(series.map((_, i) => n + i));
+  window.Plotly.restyle(chart.gd, { x: xs.concat(copy(xs)), customdata: others.concat(copy(others)) }, indices);
+  window.Plotly.relayout(chart.gd, {
+    xaxis: { ...chart.gd.layout.xaxis, ...xAxisLayout(view.settings.x, chart.lastEpoch) },
+    ...markerLayout(view.markers, view.settings.x),
+  });
+}
+
+async function apply(view, payload) {
+  if (!payload || typeof payload !== "object") return;
+  if (payload.stream === view.stream && payload.seq === view.seq) return; // nothing new
+  if (!payload.reset && (payload.stream !== view.stream || payload.base !== view.seq)) {
+    // Not the update drawn last: ask once for the whole history.
+    if (view.asked !== payload.seq && view.setTriggerValue) {
+      view.asked = payload.seq;
+      view.setTriggerValue("resync", { stream: view.stream, seq: view.seq, received: payload.seq });
+    }
+    return;
+  }
+  if (payload.reset) await loadPlotly(); // once per page; not part of the drawing's time
+  const started = performance.now();
+  if (payload.reset) {
+    view.stream = payload.stream;
+    await build(view, payload);
+  } else {
+    if (payload.markers) {
+      view.markers = payload.markers;
+      view.charts.forEach((chart) => window.Plotly.relayout(chart.gd, markerLayout(view.markers, view.settings.x)));
+    }
+    view.charts.forEach((chart) => extend(chart, payload.points || {}, view));
+  }
+  view.seq = payload.seq;
+  view.asked = null;
+  // For tests and benchmarks: the update drawn, and how long drawing it took.
+  view.root.dataset.seq = String(view.seq);
+  view.root.dataset.drawMs = (performance.now() - started).toFixed(1);
+}
+
+export default function liveChart(component) {
+  const { data, parentElement, setTriggerValue } = component;
+  let view = views.get(parentElement);
+  if (!view) {
+    view = createView(parentElement);
+    views.set(parentElement, view);
+  }
+  view.setTriggerValue = setTriggerValue;
+  view.queue = view.queue.then(() => apply(view, data)).then(() => {
+    view.message.textContent = "";
+  }, (error) => {
+    view.message.textContent = `The charts could not be drawn: ${error.message}`;
+  });
+}

@@ -1,0 +1,134 @@
+"""The live-chart component end to end: a real run watched in headless Chromium.
+
+The charts grow by deltas (dashboard/live_chart.py), survive a reload, smooth, switch to a
+log scale and to wall time, download as PNG, and plotly.js comes from the dashboard itself,
+once per page load. The Runs page overlays 20 runs of 200 epochs. Screenshots go to
+test-artifacts/e2e/ (live-charts-*.png).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e import ui
+
+pytestmark = pytest.mark.e2e
+
+EPOCHS = 5
+PLOTLY_FILE = "stacklab.plotly/plotly.min.js"
+SLIDER_JS = """(value) => {
+    const slider = document.querySelector('.slc-smoothing');
+    slider.value = String(value);
+    slider.dispatchEvent(new Event('input', {bubbles: true}));
+}"""
+
+
+def loss_chart(page) -> dict:
+    return next(chart for chart in ui.charts(page) if chart["id"] == "metric-loss")
+
+
+def trace(chart: dict, name: str) -> dict:
+    return next(t for t in chart["traces"] if t["name"] == name)
+
+
+def test_the_live_charts_grow_survive_a_reload_smooth_and_download(tab, server, server_runs, artifacts, tmp_path):
+    requested: list[str] = []
+    tab.on("request", lambda request: requested.append(request.url))
+    ui.open_app(tab, server.url)
+    run_id = ui.start_training(tab, EPOCHS)
+    ui.wait_for_chart_points(tab, 3)
+    first = trace(loss_chart(tab), "training")
+    ui.shot(tab, artifacts, "live-charts-3-epochs", focus=tab.locator(".slc-root"))
+    assert first["x"][:3] == [1, 2, 3]
+
+    tab.reload()
+    ui.heading(tab, "Train").wait_for()
+    ui.wait_for_chart_points(tab, 3, timeout_ms=ui.TIMEOUT_MS)  # the whole history at once
+    again = trace(loss_chart(tab), "training")
+    assert again["x"][:3] == [1, 2, 3] and again["y"][:3] == first["y"][:3]
+    ui.wait_for_chart_points(tab, EPOCHS)  # and it goes on with the deltas
+    ui.wait_until_finished(tab, run_id)
+    ui.wait_for_chart_points(tab, EPOCHS)
+    chart = loss_chart(tab)
+    assert trace(chart, "training")["x"] == list(range(1, EPOCHS + 1))
+    assert [row["epoch"] for row in server_runs.metrics(run_id)] == list(range(1, EPOCHS + 1))
+    # plotly.js came from the dashboard, once per page load (two loads), and nothing left the machine.
+    assert sum(PLOTLY_FILE in url for url in requested) == 2, [u for u in requested if "plotly" in u]
+    assert all(url.startswith((server.url, "data:", "blob:")) for url in requested), \
+        [url for url in requested if not url.startswith((server.url, "data:", "blob:"))]
+    ui.shot(tab, artifacts, "live-charts-finished", focus=tab.locator(".slc-root"))
+
+    tab.evaluate(SLIDER_JS, 0.8)
+    expect(tab.locator(".slc-smoothing-value")).to_have_text("0.80")
+    # The curves are smoothed in the next animation frame, in the browser alone (no rerun).
+    tab.wait_for_function("() => document.querySelector('.js-plotly-plot').data.some("
+                          "(t) => t.name === 'training (smoothed)' && t.visible === true)")
+    chart = loss_chart(tab)
+    raw, smoothed = trace(chart, "training"), trace(chart, "training (smoothed)")
+    assert smoothed["visible"] is True and raw["opacity"] < 1
+    assert smoothed["x"] == raw["x"] and smoothed["y"] != raw["y"]
+    assert smoothed["y"][0] == pytest.approx(raw["y"][0])  # debiased: it starts at the data
+    ui.shot(tab, artifacts, "live-charts-smoothed", focus=tab.locator(".slc-root"))
+
+    with tab.expect_download() as download:
+        tab.locator(".slc-card[data-chart=metric-loss] .slc-png").click()
+    assert download.value.suggested_filename.endswith("metric-loss.png"), download.value.suggested_filename
+    target = tmp_path / download.value.suggested_filename
+    download.value.save_as(target)
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and target.stat().st_size > 5000
+
+    tab.locator(".slc-log").check()
+    assert tab.evaluate("() => document.querySelector('.js-plotly-plot').layout.yaxis.type") == "log"
+    tab.locator(".slc-x").select_option("time")
+    timed = trace(loss_chart(tab), "training")["x"]
+    assert timed == sorted(timed) and timed != list(range(1, EPOCHS + 1))  # seconds since the start
+    ui.shot(tab, artifacts, "live-charts-log-time", focus=tab.locator(".slc-root"))
+    ui.no_app_exception(tab)
+
+
+def test_twenty_runs_of_200_epochs_overlay_within_a_second(tab, server, server_runs, artifacts):
+    from core.spec.events import EpochEnd
+    from tests.dashboard.apptest import TINY
+
+    store = server_runs.current_store()
+    start = time.time() - 3600
+    with store.transaction():
+        for index in range(20):
+            run_id = store.create(TINY.replace(name=f"overlay{index:02d}"))
+            store.update(run_id, status="finished", started_at=start, ended_at=start + 200, epochs_done=200,
+                         epochs_total=200)
+            for epoch in range(1, 201):
+                store.record(run_id, EpochEnd(
+                    epoch=epoch, phase="train", duration_s=1.0, learning_rate=1e-3, ended_at=start + epoch,
+                    metrics={"loss": 1 / epoch + index / 100, "val_accuracy": 0.5 + 0.4 * epoch / 200 - index / 100}))
+    ui.open_app(tab, server.url, "runs")
+    # The table's header row marker ticks every row.
+    box = tab.get_by_test_id("stDataFrame").first.bounding_box()
+    tab.mouse.click(box["x"] + ui.ROW_MARKER_X, box["y"] + ui.ROW_PX / 2)
+    overlay = tab.locator(".slc-card[data-chart=overlay]")
+    overlay.wait_for()
+    tab.wait_for_function("""() => {
+        const plot = document.querySelector('.slc-card[data-chart=overlay] .js-plotly-plot');
+        return plot && plot.data.filter((t) => t.x.length === 200).length >= 40;
+    }""", polling=50)
+    ui.wait_idle(tab)
+    draw_ms = float(overlay.locator("xpath=ancestor::div[contains(@class, 'slc-root')]")
+                    .get_attribute("data-draw-ms"))
+    assert draw_ms < 1000, f"the overlay took {draw_ms:.0f} ms to draw"
+    # Responsive: smoothing all 20 runs is one frame's work, not a second's.
+    tab.evaluate("""() => {
+        const slider = document.querySelector('.slc-card[data-chart=overlay]').closest('.slc-root')
+            .querySelector('.slc-smoothing');
+        slider.value = '0.9';
+        slider.dispatchEvent(new Event('input', {bubbles: true}));
+    }""")
+    tab.wait_for_function("""() => document.querySelector('.slc-card[data-chart=overlay]').closest('.slc-root')
+        .dataset.smoothMs !== undefined""")
+    root = overlay.locator("xpath=ancestor::div[contains(@class, 'slc-root')]")
+    smooth_ms = float(root.get_attribute("data-smooth-ms"))
+    assert smooth_ms < 500, f"smoothing 20 runs took {smooth_ms:.0f} ms"
+    ui.shot(tab, artifacts, "live-charts-overlay-20-runs", focus=overlay)
+    ui.no_app_exception(tab)
