@@ -12,10 +12,14 @@ worker process, alternating a/b for `--pairs` pairs, and prints:
 - the RSS of this (calling) process over `--runs` consecutive short runs (growth target
   <= 5 %): the dashboard server is such a caller.
 
+With `--step-samples`, it measures instead what sampling the loss once a second costs the
+batch callback: alternating plain fits with the run's event callback, sampling off / on
+(median epoch-time ratio of the pairs), and the callback's own time per batch.
+
 Ratios are measured within one invocation, on the same machine, because absolute times on
 a shared machine are noise. Run from the repo root:
 
-    .venv/bin/python bench/run_overhead.py [--pairs 7] [--epochs 8] [--runs 20]
+    .venv/bin/python bench/run_overhead.py [--pairs 7] [--epochs 8] [--runs 20] [--step-samples]
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import keras
 from core.data import load_dataset, split
 from core.spec import StackSpec
 from core.build.stacking import build
+from core.training import callbacks
 from core.training.loop import compile_model
 
 spec = StackSpec.from_json(open(sys.argv[1]).read())
@@ -58,9 +63,26 @@ class EpochEnds(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         ends.append(time.perf_counter())
 
+extra, hook = [], [0, 0.0]
+if len(sys.argv) > 2:  # "samples" / "no-samples": the run's event callback, sampling the loss or not
+    if sys.argv[2] == "no-samples":
+        callbacks.STEP_SAMPLE_INTERVAL_S = float("inf")
+    steps = -(-len(parts.x_train) // spec.train.batch_size)
+    events = callbacks.EventCallback(lambda event: None, lambda: False, [m.name for m in spec.all_members()],
+                                     "train", steps, [])
+    batch_end = events.on_train_batch_end
+
+    def timed(batch, logs=None):
+        start = time.perf_counter()
+        batch_end(batch, logs)
+        hook[0] += 1
+        hook[1] += time.perf_counter() - start
+
+    events.on_train_batch_end = timed
+    extra.append(events)
 model.fit(parts.x_train, parts.y_train, batch_size=spec.train.batch_size, epochs=spec.train.epochs,
-          validation_data=(parts.x_val, parts.y_val), shuffle=True, verbose=0, callbacks=[EpochEnds()])
-print(json.dumps(ends))
+          validation_data=(parts.x_val, parts.y_val), shuffle=True, verbose=0, callbacks=[EpochEnds(), *extra])
+print(json.dumps({"ends": ends, "hook_calls": hook[0], "hook_s": hook[1]}))
 """
 
 
@@ -98,11 +120,36 @@ def epoch_times(ends: list[float]) -> tuple[float, float]:
     return statistics.median(gaps), min(gaps)
 
 
-def plain_fit(spec_path: Path) -> tuple[float, float]:
+def _plain_fit_run(spec_path: Path, *mode: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", PLAIN_FIT, str(spec_path)], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", PLAIN_FIT, str(spec_path), *mode], capture_output=True, text=True,
                             env=env, cwd=ROOT, check=True)
-    return epoch_times(json.loads(result.stdout.strip().splitlines()[-1]))
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def plain_fit(spec_path: Path) -> tuple[float, float]:
+    return epoch_times(_plain_fit_run(spec_path)["ends"])
+
+
+def step_sample_cost(spec_path: Path, pairs: int) -> None:
+    """Plain fits with the event callback, step samples off / on, alternating: what sampling costs."""
+    ratios, min_ratios, per_batch = [], [], {"no-samples": [], "samples": []}
+    for pair in range(pairs):
+        times = {}
+        for mode in ("no-samples", "samples"):
+            result = _plain_fit_run(spec_path, mode)
+            times[mode] = epoch_times(result["ends"])
+            per_batch[mode].append(result["hook_s"] / max(result["hook_calls"], 1))
+        (off, off_min), (on, on_min) = times["no-samples"], times["samples"]
+        ratios.append(on / off)
+        min_ratios.append(on_min / off_min)
+        print(f"pair {pair + 1}: event callback without samples {off:.3f} s/epoch (min {off_min:.3f}), with "
+              f"samples {on:.3f} s/epoch (min {on_min:.3f}), ratio {on / off:.3f} (of minima "
+              f"{on_min / off_min:.3f})", flush=True)
+    print(f"\nmedian epoch-time ratio with / without step samples: {statistics.median(ratios):.3f} "
+          f"(pairs {min(ratios):.2f}-{max(ratios):.2f}); of the fastest epochs {statistics.median(min_ratios):.3f}")
+    print("batch callback time per batch (median over runs): "
+          + ", ".join(f"{mode} {statistics.median(values) * 1e6:.1f} us" for mode, values in per_batch.items()))
 
 
 def through_runs(spec: StackSpec, latencies: list[float]) -> tuple[float, float]:
@@ -158,12 +205,19 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--step-samples", action="store_true",
+                        help="measure the batch callback's cost of sampling the loss once a second instead")
     args = parser.parse_args()
+    if args.pairs < 7:
+        print(f"note: {args.pairs} pairs; the target is judged on the median of >= 7", flush=True)
     with tempfile.TemporaryDirectory(prefix="stacklab-bench-") as tmp:
         os.environ["STACKLAB_HOME"] = str(Path(tmp) / "home")
         spec = bench_spec(make_digits_10k(Path(tmp)), args.epochs)
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(spec.to_json())
+        if args.step_samples:
+            step_sample_cost(spec_path, args.pairs)
+            return
         ratios, min_ratios, latencies = [], [], []
         for pair in range(args.pairs):
             plain, plain_min = plain_fit(spec_path)
