@@ -221,29 +221,46 @@ function fileName(view, chartId) {
   return `stacklab-${String(view.stream).replace(/[^A-Za-z0-9_-]+/g, "-")}-${chartId}`;
 }
 
+function card(view, spec) {
+  const box = el("div", "slc-card");
+  box.dataset.chart = spec.id;
+  const png = el("button", "slc-png", "PNG");
+  png.type = "button";
+  png.title = "Download this chart as a PNG image";
+  const gd = el("div", "slc-plot");
+  box.append(png, gd);
+  png.addEventListener("click", () => window.Plotly.downloadImage(gd, {
+    format: "png", filename: fileName(view, spec.id), width: gd.offsetWidth || 700, height: spec.height || CHART_HEIGHT,
+  }));
+  return { box, gd };
+}
+
+// A reset: the same charts are redrawn in place (Plotly.react, no flash, the page keeps its
+// height); other charts replace them. Every card is in the grid before any is plotted, so
+// each is plotted at its final width.
 async function build(view, payload) {
   const Plotly = await loadPlotly();
-  clear(view);
+  const specs = payload.charts || [];
+  const same = specs.length === view.charts.size
+    && specs.every((spec) => view.charts.get(spec.id)?.specJson === JSON.stringify(spec));
+  if (!same) {
+    clear(view);
+    for (const spec of specs) {
+      const { box, gd } = card(view, spec);
+      view.grid.append(box);
+      view.charts.set(spec.id, { spec, specJson: JSON.stringify(spec), gd, lastEpoch: 0, smooth: [], plotted: false });
+    }
+  }
   view.markers = payload.markers || [];
-  for (const spec of payload.charts || []) {
-    const card = el("div", "slc-card");
-    card.dataset.chart = spec.id;
-    const png = el("button", "slc-png", "PNG");
-    png.type = "button";
-    png.title = "Download this chart as a PNG image";
-    const gd = el("div", "slc-plot");
-    card.append(png, gd);
-    view.grid.append(card);
-    const chart = { spec, gd, lastEpoch: 0, smooth: [] };
-    png.addEventListener("click", () => Plotly.downloadImage(gd, {
-      format: "png", filename: fileName(view, spec.id), width: gd.offsetWidth || 700, height: spec.height || CHART_HEIGHT,
-    }));
+  for (const spec of specs) {
+    const chart = view.charts.get(spec.id);
+    chart.lastEpoch = 0;
     const data = traces(spec, chart, payload.points || {}, view.settings);
     const chartLayout = layout(spec, view);
     if (view.settings.x === "epoch") chartLayout.xaxis.dtick = chart.lastEpoch <= 12 ? 1 : null;
-    await Plotly.newPlot(gd, data, chartLayout, { displayModeBar: false });
-    view.resizer.observe(gd);
-    view.charts.set(spec.id, chart);
+    await (chart.plotted ? Plotly.react : Plotly.newPlot)(chart.gd, data, chartLayout, { displayModeBar: false });
+    if (!chart.plotted) view.resizer.observe(chart.gd);
+    chart.plotted = true;
   }
 }
 
