@@ -2,8 +2,11 @@
 
 Everything shown is read from the run store, so a reload or a second tab shows the same
 run. While the run is active the view is a fragment that reruns every POLL_S seconds and
-reads only the epochs it has not seen; when the run ends it reruns the whole page once,
-so widgets outside the fragment (the Train button, the run picker) catch up.
+reads only the epochs (and step samples) it has not seen; the charts are the live-chart
+component (dashboard/components/live_chart/), sent only the points it has not drawn, and
+nothing when nothing is new, so the progress line moves without redrawing them. When the
+run ends the whole page reruns once, so widgets outside the fragment (the Train button,
+the run picker) catch up.
 """
 
 from __future__ import annotations
