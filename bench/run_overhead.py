@@ -2,7 +2,7 @@
 
 Trains the same spec (the seed's sequential CNN on 10,000 28x28 digits, batch 64)
 (a) with plain `model.fit` in a fresh process and (b) through `core.runs.start` and a
-worker process, alternating a/b for `--pairs` pairs, and prints:
+worker process, alternating a/b for `--pairs` pairs (ab, ba, ab, ...), and prints:
 
 - the median epoch-time ratio b/a (target <= 1.03). Epoch time is the wall time between
   consecutive epoch ends, so everything done per epoch counts (events, SQLite rows,
@@ -136,7 +136,9 @@ def step_sample_cost(spec_path: Path, pairs: int) -> None:
     ratios, min_ratios, per_batch = [], [], {"no-samples": [], "samples": []}
     for pair in range(pairs):
         times = {}
-        for mode in ("no-samples", "samples"):
+        # ABBA: which runs first alternates, so a load that rises or falls over the minutes
+        # of the bench does not favour one side.
+        for mode in ("no-samples", "samples")[::1 if pair % 2 == 0 else -1]:
             result = _plain_fit_run(spec_path, mode)
             times[mode] = epoch_times(result["ends"])
             per_batch[mode].append(result["hook_s"] / max(result["hook_calls"], 1))
@@ -220,8 +222,14 @@ def main() -> None:
             return
         ratios, min_ratios, latencies = [], [], []
         for pair in range(args.pairs):
-            plain, plain_min = plain_fit(spec_path)
-            engine, engine_min = through_runs(spec, latencies)
+            # ABBA: which runs first alternates, so a load that rises or falls over the
+            # minutes of the bench does not favour one side.
+            if pair % 2 == 0:
+                plain, plain_min = plain_fit(spec_path)
+                engine, engine_min = through_runs(spec, latencies)
+            else:
+                engine, engine_min = through_runs(spec, latencies)
+                plain, plain_min = plain_fit(spec_path)
             ratios.append(engine / plain)
             min_ratios.append(engine_min / plain_min)
             print(f"pair {pair + 1}: plain fit {plain:.3f} s/epoch (min {plain_min:.3f}), run engine "
