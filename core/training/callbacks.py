@@ -42,8 +42,10 @@ class EventCallback(keras.callbacks.Callback):
     """Turns Keras callback hooks into events; handles stop requests and NaN losses.
 
     `async_safe`: batch-end hooks run on Keras's callback thread, so reading the batch
-    counter never blocks the training loop. Progress reads no metric values (that would
-    force a device sync every batch); metrics arrive once per epoch.
+    counter never blocks the training loop. The loss is read only at the batches where
+    progress (at most 4 a second, for the NaN check) or a step sample (at most 1 a second)
+    is due, never every batch (on an accelerator that read is a device sync); the other
+    metrics arrive once per epoch.
 
     Args:
         sink: receives the events.
