@@ -114,7 +114,8 @@ def test_member_updates_from_one_snapshot_an_epoch_match_the_weights_before_and_
             self.seen.append(self._copy())
 
         def _copy(self):
-            return {name: [np.array(v, dtype="float64") for v in learnable_variables(self.model.get_layer(name))]
+            return {name: [keras.ops.convert_to_numpy(v).astype("float64")
+                           for v in learnable_variables(self.model.get_layer(name))]
                     for name in ("encoder", "head")}
 
     watcher = MemberWeights()
