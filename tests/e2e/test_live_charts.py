@@ -101,7 +101,7 @@ def test_the_live_charts_grow_survive_a_reload_smooth_and_download(tab, server, 
     ui.no_app_exception(tab)
 
 
-def test_twenty_runs_of_200_epochs_overlay_within_a_second(tab, server, server_runs, artifacts):
+def test_twenty_runs_of_200_epochs_are_overlaid_and_smoothed_together(tab, server, server_runs, artifacts):
     from core.spec.events import EpochEnd
     from tests.dashboard.apptest import TINY
 
@@ -127,10 +127,10 @@ def test_twenty_runs_of_200_epochs_overlay_within_a_second(tab, server, server_r
         return plot && plot.data.filter((t) => t.x.length === 200).length >= 40;
     }""", polling=50)
     ui.wait_idle(tab)
-    draw_ms = float(overlay.locator("xpath=ancestor::div[contains(@class, 'slc-root')]")
-                    .get_attribute("data-draw-ms"))
-    assert draw_ms < 1000, f"the overlay took {draw_ms:.0f} ms to draw"
-    # Responsive: smoothing all 20 runs is one frame's work, not a second's.
+    # Smoothing all 20 runs happens in the browser (how fast: bench/long_views.py, not here).
+    root = overlay.locator("xpath=ancestor::div[contains(@class, 'slc-root')]")
+    raw = tab.evaluate("""() => document.querySelector('.slc-card[data-chart=overlay] .js-plotly-plot').data
+        .filter((t) => t.x.length === 200).map((t) => Array.from(t.y).slice(-3))""")
     tab.evaluate("""() => {
         const slider = document.querySelector('.slc-card[data-chart=overlay]').closest('.slc-root')
             .querySelector('.slc-smoothing');
@@ -139,9 +139,9 @@ def test_twenty_runs_of_200_epochs_overlay_within_a_second(tab, server, server_r
     }""")
     tab.wait_for_function("""() => document.querySelector('.slc-card[data-chart=overlay]').closest('.slc-root')
         .dataset.smoothMs !== undefined""")
-    root = overlay.locator("xpath=ancestor::div[contains(@class, 'slc-root')]")
-    smooth_ms = float(root.get_attribute("data-smooth-ms"))
-    assert smooth_ms < 500, f"smoothing 20 runs took {smooth_ms:.0f} ms"
-    print(f"20 runs x 200 epochs: drawn in {draw_ms:.0f} ms, smoothed in {smooth_ms:.0f} ms")
+    smoothed = tab.evaluate("""() => document.querySelector('.slc-card[data-chart=overlay] .js-plotly-plot').data
+        .filter((t) => t.x.length === 200).map((t) => Array.from(t.y).slice(-3))""")
+    assert len(smoothed) == len(raw) >= 40 and smoothed != raw  # every run's smoothed curve changed
+    assert root.get_attribute("data-draw-ms") is not None
     ui.shot(tab, artifacts, "live-charts-overlay-20-runs", focus=overlay)
     ui.no_app_exception(tab)

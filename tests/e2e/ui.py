@@ -226,8 +226,10 @@ def connect(page: Page, source: str, target: str) -> None:
     wait until the app has drawn the edge. A drag the canvas lost while it took a new drawing
     (its nodes moved under the mouse) is made once more."""
     for attempt in range(2):
-        start = canvas_node(page, source).locator(".react-flow__handle.source").bounding_box()
-        end = canvas_node(page, target).locator(".react-flow__handle.target").bounding_box()
+        start, end = _handles(page, source, target)
+        if not (in_canvas_view(page, start) and in_canvas_view(page, end)):
+            fit_view(page)  # as a user does when a node is out of view
+            start, end = _handles(page, source, target)
         drag(page, start, end)
         try:
             canvas_edge(page, source, target).wait_for(timeout=CONNECT_TIMEOUT_MS if attempt == 0 else TIMEOUT_MS)
@@ -236,6 +238,32 @@ def connect(page: Page, source: str, target: str) -> None:
             if attempt:
                 raise
             settle(page)
+    settle(page)
+
+
+def _handles(page: Page, source: str, target: str) -> tuple[dict, dict]:
+    return (canvas_node(page, source).locator(".react-flow__handle.source").bounding_box(),
+            canvas_node(page, target).locator(".react-flow__handle.target").bounding_box())
+
+
+def in_canvas_view(page: Page, box: dict | None) -> bool:
+    """Whether `box` (page coordinates) is inside the canvas's frame and the browser's viewport."""
+    frame = page.locator(CANVAS_IFRAME).bounding_box()
+    viewport = page.viewport_size
+    if box is None or frame is None or viewport is None:
+        return False
+    right, bottom = box["x"] + box["width"], box["y"] + box["height"]
+    return (max(frame["x"], 0) <= box["x"] and right <= min(frame["x"] + frame["width"], viewport["width"])
+            and max(frame["y"], 0) <= box["y"] and bottom <= min(frame["y"] + frame["height"], viewport["height"]))
+
+
+def fit_view(page: Page) -> None:
+    """Press the canvas's own "fit view" control and bring the whole canvas on screen. The
+    component fits the view by itself only after its own layout of a new drawing, which a
+    drawing given meanwhile can cancel; and nodes grow as the report fills their labels."""
+    page.locator(CANVAS_IFRAME).evaluate("frame => frame.scrollIntoView({block: 'center'})")
+    canvas(page).locator(".react-flow__controls-fitview").click()
+    page.locator(CANVAS_IFRAME).evaluate("frame => frame.scrollIntoView({block: 'center'})")
     settle(page)
 
 
