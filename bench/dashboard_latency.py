@@ -18,17 +18,21 @@ runs through `core.runs.start`, and prints:
    - on the real server, as the browser sees it: from the fragment's auto-rerun request
      leaving the browser to the server's "script finished" message arriving (WebSocket
      frames, decoded with Streamlit's protobufs), during the latency runs of 3;
-3. epoch end -> point drawn: in `--latency-runs` watched runs, the page's Plotly chart
-   (`.js-plotly-plot` data[0].x.length) is read every 50 ms; the time a new point appears
-   minus the epoch row's `ended_at` (target p95 <= 1 s);
+3. epoch end -> point drawn: in `--latency-runs` watched runs, the live-chart component's
+   loss chart (its trace "training", tests/e2e/ui.py `chart_points`) is read every 50 ms; the
+   time a new point appears minus the epoch row's `ended_at` (target p95 <= 1 s);
 4. the CPU that Chromium (all its processes) and the dashboard server (not the workers it
    starts) use while a run trains, watched and not, as a share of one core: where the
-   epoch-time ratio comes from on a machine whose cores the browser shares with training.
+   epoch-time ratio comes from on a machine whose cores the browser shares with training;
+5. with `--long-epochs N` and `--overlay-runs N` (bench/long_views.py): a watched run of N
+   short epochs (the per-update cost late in it against early, target <= 1.2x) and the Runs
+   page overlay of N finished runs of `--overlay-epochs` epochs (ticked -> drawn, <= 1 s).
 
 Ratios are measured within one invocation because absolute times on a shared machine are
 noise. Run from the repo root (about 5 minutes on 2 cores):
 
-    .venv/bin/python bench/dashboard_latency.py [--pairs 5] [--epochs 8] [--latency-runs 2]
+    .venv/bin/python bench/dashboard_latency.py [--pairs 7] [--epochs 8] [--latency-runs 2] \
+        [--long-epochs 1000] [--overlay-runs 20]
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
+from bench import long_views  # noqa: E402
 from bench.run_overhead import bench_spec, epoch_times, make_digits_10k  # noqa: E402
 from tests.e2e import ui  # noqa: E402
 from tests.e2e.server import launch_chromium, start_dashboard  # noqa: E402
@@ -247,10 +252,13 @@ def ms(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--latency-runs", type=int, default=2)
     parser.add_argument("--no-apptest", action="store_true", help="skip the in-process AppTest reruns")
+    parser.add_argument("--long-epochs", type=int, default=0, help="also watch a run of this many short epochs")
+    parser.add_argument("--overlay-runs", type=int, default=0, help="also overlay this many runs on the Runs page")
+    parser.add_argument("--overlay-epochs", type=int, default=200)
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -283,6 +291,8 @@ def main() -> None:
                 run_polled(spec, browser, server, latencies, fragment_reruns)
                 print("latency run: epoch end -> point drawn, by epoch: " + ", ".join(
                     f"{epoch}: {values[-1] * 1000:.0f} ms" for epoch, values in sorted(latencies.items())), flush=True)
+            long = long_views.long_run(browser, server, home, args.long_epochs) if args.long_epochs else None
+            lots = long_views.overlay(browser, args.overlay_runs, args.overlay_epochs) if args.overlay_runs else None
             page_reruns = [] if args.no_apptest else apptest_reruns(spec, POLL_S)
             if page_reruns:
                 print(f"AppTest Train-page reruns: {ms(page_reruns)}", flush=True)
@@ -307,6 +317,10 @@ def main() -> None:
     later = [value for epoch, values in latencies.items() if epoch > 1 for value in values]
     print(f"epoch end -> point drawn in the browser, every epoch: {ms(every)} epochs (target p95 <= 1000 ms)")
     print(f"  epochs after the first (the first also creates the charts): {ms(later)} epochs")
+    if long:
+        long_views.report_long(long)
+    if lots:
+        long_views.report_overlay(lots, args.overlay_runs, args.overlay_epochs)
 
 
 if __name__ == "__main__":
