@@ -49,8 +49,8 @@ def tiny_spec(folder: Path, epochs: int) -> StackSpec:
     rng = np.random.default_rng(0)
     path = folder / "tiny.npz"
     np.savez(path, x=rng.normal(size=(320, 8)).astype("float32"), y=rng.integers(0, 3, 320))
-    return StackSpec(name="long", members=(MemberSpec("mlp", template="mlp_classifier",
-                                                      params={"hidden_units": [16]}),),
+    return StackSpec(name="long", members=(MemberSpec("mlp", template="mlp", params={"hidden_units": [16]}),
+                                           MemberSpec("head", template="dense_head", params={"hidden_units": []})),
                      train=TrainSpec(epochs=epochs, batch_size=256, validation_split=0.2),
                      dataset=DatasetSpec(source="npz", path=str(path), scaling="none"))
 
@@ -129,11 +129,13 @@ def long_run(browser, server, home: Path, epochs: int) -> dict[str, float]:
         inside = [(t, s) for t, s in cpu if start <= t <= end]
         return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]) if len(inside) > 1 else float("nan")
 
+    def median(values) -> float:
+        values = list(values)
+        return statistics.median(values) if values else float("nan")
+
     result = {"epochs": len(ends), "drawn": drawn, "epoch_s": statistics.median(np.diff(ends)),
-              "early_ms": statistics.median(d for d, _ in early) * 1000,
-              "late_ms": statistics.median(d for d, _ in late) * 1000,
-              "early_bytes": statistics.median(b for _, b in early),
-              "late_bytes": statistics.median(b for _, b in late),
+              "early_ms": median(d for d, _ in early) * 1000, "late_ms": median(d for d, _ in late) * 1000,
+              "early_bytes": median(b for _, b in early), "late_bytes": median(b for _, b in late),
               "early_cpu": share(ends[0], early_end), "late_cpu": share(late_start, ends[-1]),
               "early_reruns": len(early), "late_reruns": len(late)}
     return result
