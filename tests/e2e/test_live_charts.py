@@ -58,9 +58,11 @@ def test_the_live_charts_grow_survive_a_reload_smooth_and_download(tab, server, 
     assert [row["epoch"] for row in server_runs.metrics(run_id)] == list(range(1, EPOCHS + 1))
     # plotly.js came from the dashboard, once per page load (two loads), and nothing left the machine.
     assert sum(PLOTLY_FILE in url for url in requested) == 2, [u for u in requested if "plotly" in u]
-    # The component's own module and styles too: an update carries data only.
+    # The component's own module and styles are not fetched per update either: an update
+    # carries data only. (Two page loads; under load Streamlit may also remount the
+    # component once when the run ends and the page reruns, which fetches them again.)
     for name in ("live_chart.js", "live_chart.css"):
-        assert sum(url.endswith(f"stacklab.live_chart/{name}") for url in requested) <= 2, \
+        assert sum(url.endswith(f"stacklab.live_chart/{name}") for url in requested) <= 3 < EPOCHS, \
             [url for url in requested if "live_chart" in url]
     assert all(url.startswith((server.url, "data:", "blob:")) for url in requested), \
         [url for url in requested if not url.startswith((server.url, "data:", "blob:"))]
