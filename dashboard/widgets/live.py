@@ -24,9 +24,9 @@ POLL_S = 1.0  # seconds between the live view's reads of the run store
 LIVE_VIEW_KEY = "live-view"
 # Each poll is a fragment rerun, and Streamlit fades the elements of a rerunning fragment
 # (a 1 s opacity transition on each element) and glides the progress bar (0.5 s): CSS
-# transitions that repaint the page on every frame, most of what watching a run cost the
-# browser, on the cores that train. A poll is not news, so the live view's elements stay
-# opaque and the bar moves in one step.
+# transitions that repaint the page on every frame, on the cores that train (measured while
+# watching a run: Chromium's GPU process 3.2 -> 0.4 % of a core, its renderer 22 -> 18 %).
+# A poll is not news, so the live view's elements stay opaque and the bar moves in one step.
 LIVE_VIEW_CSS = f"""<style>
 .st-key-{LIVE_VIEW_KEY} .stElementContainer {{ opacity: 1 !important; transition: none !important; }}
 .st-key-{LIVE_VIEW_KEY} [data-testid="stProgress"] * {{ transition: none !important; }}
