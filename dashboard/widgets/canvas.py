@@ -89,9 +89,10 @@ def absorb(spec: StackSpec) -> StackSpec:
     if not isinstance(answer, Mapping) or shown is None or answer.get("timestamp") == state.canvas_seen():
         return spec
     state.set_canvas_seen(answer.get("timestamp"))
-    if (answer.get("timestamp") or 0) >= shown.flow.timestamp:
+    answers_this_drawing = (answer.get("timestamp") or 0) >= shown.flow.timestamp
+    if answers_this_drawing:
         shown.answers += 1
-    if (answer.get("timestamp") or 0) >= shown.flow.timestamp and not answer_shows(answer, shown.flow):
+    if answers_this_drawing and not answer_shows(answer, shown.flow):
         # Sent after the last drawing was given, without it: the component will drop (or has
         # dropped) that drawing as older than its own answer. Give it again, newer.
         shown.signature = ""

@@ -53,7 +53,8 @@ def texts(at: AppTest) -> str:
 
 
 def elements(at: AppTest, kind: str) -> list:
-    """Elements AppTest has no accessor for (plotly_chart, graphviz_chart, progress...)."""
+    """Elements AppTest has no accessor for (plotly_chart, graphviz_chart, progress...), in the
+    whole app or, given a block of it, inside that block."""
     found = []
 
     def walk(node):
@@ -62,7 +63,7 @@ def elements(at: AppTest, kind: str) -> list:
                 found.append(child)
             walk(child)
 
-    walk(at._tree)
+    walk(getattr(at, "_tree", at))
     return found
 
 

@@ -69,5 +69,4 @@ def test_the_live_view_keeps_its_elements_still_while_it_polls(no_workers):
     assert f".st-key-{live.LIVE_VIEW_KEY} .stElementContainer" in live.LIVE_VIEW_CSS
     (view,) = [block for block in blocks(at.main) if str(getattr(block.proto, "id", "")).endswith(
         f"-{live.LIVE_VIEW_KEY}")]
-    inside = {getattr(node, "type", None) for node in blocks(view)}
-    assert {"bidi_component", "progress"} <= inside  # the charts and the progress line
+    assert elements(view, "bidi_component") and elements(view, "progress")  # the charts and the progress line
