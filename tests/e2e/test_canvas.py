@@ -164,7 +164,7 @@ def expected_report(mode: str, members: list[dict], **extra):
     return report
 
 
-def draw_sequential(page, artifacts):
+def draw_sequential(page, artifacts, folder):
     ui.place(page, "Member", "canvas-add-template", r"· cnn_features$")
     ui.place(page, "Member", "canvas-add-template", r"· dense_head$")
     for source, target in [("input", "cnn"), ("cnn", "dense"), ("dense", "output")]:
@@ -173,14 +173,16 @@ def draw_sequential(page, artifacts):
                                           {"name": "dense", "template": "dense_head"}])
 
 
-def draw_transfer(page, artifacts):
-    """A pretrained file under a new head, frozen with its node panel's switch."""
-    from tests.dashboard.apptest import ROOT
+def draw_transfer(page, artifacts, folder):
+    """A pretrained file (made in `folder` by examples/make_pretrained.py, as a user of a fresh
+    clone does) under a new head, frozen with its node panel's switch."""
+    from tests.core.build.test_seed_parity import make_pretrained
 
+    pretrained = make_pretrained(folder)
     palette = ui.keyed(page, "canvas-palette")
     palette.get_by_role("tab", name="Member", exact=True).click()
     palette.get_by_role("tab", name="Model file (.keras, .h5)").click()
-    ui.upload(page, "canvas-add-file-upload", ROOT / "examples" / "pretrained_model.keras")
+    ui.upload(page, "canvas-add-file-upload", pretrained)
     ui.button(page, "canvas-add-file-button").click()  # once the file is inspected
     ui.canvas_node(page, "pretrained_model").wait_for()
     ui.wait_idle(page)
@@ -197,11 +199,11 @@ def draw_transfer(page, artifacts):
     expect(ui.canvas_node(page, "pretrained_model")).to_contain_text(frozen)
     ui.shot(page, artifacts, "canvas-transfer-frozen", focus=ui.keyed(page, "canvas-panel"))
     return expected_report("transfer", [{"name": "pretrained_model", "source": "file",
-                                         "file": str(ROOT / "examples" / "pretrained_model.keras")}],
+                                         "file": str(pretrained)}],
                            head={"name": "dense", "template": "dense_head"}, options={"freeze_base": True})
 
 
-def draw_ensemble(page, artifacts):
+def draw_ensemble(page, artifacts, folder):
     """A CNN and an MLP (on the flattened image) classify; their predictions are averaged."""
     ui.place(page, "Member", "canvas-add-template", r"· cnn_classifier$")
     ui.place(page, "Adapter", "canvas-add-adapter", r"^Flatten$")
@@ -227,7 +229,7 @@ def test_a_seed_stack_or_an_ensemble_drawn_on_the_canvas_is_its_preset_and_train
     downloaded and used with plain Keras."""
     page = tab
     empty_stack(page, server.url)
-    preset = DRAWINGS[stack](page, artifacts)
+    preset = DRAWINGS[stack](page, artifacts, tmp_path)
     expect(page.get_by_text("The stack builds: (28, 28, 1) → (10,).")).to_be_visible()
     expect(metric(page, "Total parameters")).to_contain_text(f"{preset.total_params:,}")
     expect(metric(page, "Non-trainable")).to_contain_text(f"{preset.non_trainable_params:,}")

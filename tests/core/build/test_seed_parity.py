@@ -96,16 +96,22 @@ def test_example_2_feature_fusion():
     assert ours.count_params() == 456_458
 
 
+def make_pretrained(folder: Path) -> Path:
+    """examples/make_pretrained.py run for real (one epoch) into `folder` (a fresh clone has no
+    examples/pretrained_model.keras: the script makes it); returns the model file's path."""
+    path = folder / "pretrained_model.keras"
+    result = subprocess.run([sys.executable, str(EXAMPLES / "make_pretrained.py"), "--epochs", "1", "--out", str(path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return path
+
+
 @pytest.fixture(scope="module")
 def pretrained_folder(tmp_path_factory) -> Path:
-    """examples/make_pretrained.py run for real (one epoch), next to a copy of the spec."""
+    """The pretrained model made for real, next to a copy of the spec."""
     folder = tmp_path_factory.mktemp("transfer")
     shutil.copy(EXAMPLES / "seed_transfer.json", folder)
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "make_pretrained.py"), "--epochs", "1",
-         "--out", str(folder / "pretrained_model.keras")],
-        capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    make_pretrained(folder)
     return folder
 
 
