@@ -63,7 +63,12 @@ MODE_OPTION_CHOICES: dict[str, tuple[Any, ...]] = {
     "freeze_base": (True, False),
     "combine": ("average", "meta_head"),
 }
-DATASET_SOURCES = ("builtin", "csv", "npz")
+DATASET_SOURCES = ("builtin", "csv", "npz", "images")
+# source="images": how each image is decoded (Keras's image_dataset_from_directory names).
+COLOR_MODES = ("rgb", "grayscale")
+# Height and width an image folder is resized to: a few pixels to a large photo's thumbnail.
+IMAGE_SIDE_RANGE = Range(4, 1024)
+DEFAULT_IMAGE_SIZE = (64, 64)
 TASKS = ("auto", "classification", "regression")
 SCALINGS = ("standard", "minmax", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -190,6 +195,7 @@ class DatasetSpec(_SpecBase):
     Example:
         DatasetSpec(source="builtin", name="digits28")
         DatasetSpec(source="csv", path="sha256:ab12...", target="label")
+        DatasetSpec(source="images", path="sha256:cd34...", image_size=(32, 32), color_mode="grayscale")
     """
 
     source: str = "builtin"
@@ -202,8 +208,24 @@ class DatasetSpec(_SpecBase):
     features: tuple[str, ...] = ()
     task: str = "auto"
     scaling: str = "standard"
+    # source="images" (a ZIP of class folders): every image is resized to (height, width)
+    # and decoded as "rgb" (3 channels) or "grayscale" (1). The other sources keep the defaults.
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE
+    color_mode: str = "rgb"
 
-    _choices: typing.ClassVar = {"source": DATASET_SOURCES, "task": TASKS, "scaling": SCALINGS}
+    _choices: typing.ClassVar = {"source": DATASET_SOURCES, "task": TASKS, "scaling": SCALINGS,
+                                 "color_mode": COLOR_MODES}
+    _ranges: typing.ClassVar = {"image_size": IMAGE_SIDE_RANGE}
+
+    def _check_rules(self, prefix: str) -> None:
+        if len(self.image_size) != 2:
+            raise SpecError(f"'{prefix}image_size' must be [height, width], two whole numbers, received "
+                            f"{list(self.image_size)}.")
+        if self.source != "images":
+            for name, default in (("image_size", DEFAULT_IMAGE_SIZE), ("color_mode", "rgb")):
+                if getattr(self, name) != default:
+                    raise SpecError(f"'{prefix}{name}' is read only for source 'images', but the source is "
+                                    f"'{self.source}'. Remove it, or set source 'images'.")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ from core.storage.atomic import write_bytes_atomically, write_text_atomically
 from core.storage.paths import stacklab_home, uploads_dir  # noqa: F401  (re-exported)
 
 REF_PATTERN = re.compile(r"^sha256:([0-9a-f]{64})$")
-ALLOWED_SUFFIXES = (".keras", ".h5", ".hdf5", ".csv", ".npz")
+# A .zip is a folder of class folders of images (core.data.image_folders inspects it when it is
+# read; storing it only hashes and writes its bytes: nothing is extracted).
+ALLOWED_SUFFIXES = (".keras", ".h5", ".hdf5", ".csv", ".npz", ".zip")
 
 
 def _suffix(filename: str) -> str:

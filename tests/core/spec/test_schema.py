@@ -59,7 +59,7 @@ def test_member_source_is_inferred_from_its_fields():
          r"Unknown option 'options.combine' for mode 'fusion'. Allowed options: \['include_raw_input'\]"),
         ({"mode": "ensemble", "options": {"combine": "vote"}},
          r"'options.combine' must be one of \['average', 'meta_head'\]"),
-        ({"dataset": {"source": "parquet"}}, r"'dataset.source' must be one of \['builtin', 'csv', 'npz'\]"),
+        ({"dataset": {"source": "parquet"}}, r"'dataset.source' must be one of \['builtin', 'csv', 'npz', 'images'\]"),
         ({"schema_version": 99}, r"'schema_version' 99 is not supported: this StackLab reads schema_version 1 and 2"),
         ({"members": {"name": "a"}}, r"'members' must be a list"),
     ],
