@@ -26,7 +26,11 @@ runs through `core.runs.start`, and prints:
    epoch-time ratio comes from on a machine whose cores the browser shares with training;
 5. with `--long-epochs N` and `--overlay-runs N` (bench/long_views.py): a watched run of N
    short epochs (the per-update cost late in it against early, target <= 1.2x) and the Runs
-   page overlay of N finished runs of `--overlay-epochs` epochs (ticked -> drawn, <= 1 s).
+   page overlay of N finished runs of `--overlay-epochs` epochs (ticked -> drawn, <= 1 s);
+6. with `--floor-runs N`: Chromium's CPU, while the same run trains, on a bare Streamlit page
+   whose only content is a fragment rerunning every POLL_S with a caption and a progress bar
+   (FLOOR_PAGE): the floor any 1 s fragment poll costs the browser, below which the live
+   view cannot go without leaving Streamlit's rerun model.
 
 Ratios are measured within one invocation because absolute times on a shared machine are
 noise. Run from the repo root (about 5 minutes on 2 cores):
@@ -58,6 +62,21 @@ from tests.e2e import ui  # noqa: E402
 from tests.e2e.server import launch_chromium, start_dashboard  # noqa: E402
 
 POLL_CHART_S = 0.05
+# The reference page of point 6: what a fragment rerun every second costs Chromium, nothing else.
+FLOOR_PAGE = """import time
+import streamlit as st
+
+st.title("A bare fragment, rerun every second")
+
+
+@st.fragment(run_every={poll_s})
+def poll():
+    st.caption(f"now {{time.time():.1f}}")
+    st.progress(time.time() % 10 / 10, text=f"Epoch {{int(time.time()) % 10}} of 10")
+
+
+poll()
+"""
 
 
 def quiet_streamlit_without_runtime() -> None:
@@ -110,13 +129,16 @@ class CpuMeter:
     def start(self) -> None:
         self._began = (time.monotonic(), self._seconds(self._chromium()), self._seconds([self.server]))
 
-    def stop(self, kind: str) -> None:
+    def stop(self, kind: str, server_too: bool = True) -> None:
         """Record the share of a core used since `start`; a process that ended in between is
-        not counted (Chromium ends a closed tab's renderer)."""
+        not counted (Chromium ends a closed tab's renderer). `server_too=False`: Chromium only
+        (the page shown was not the dashboard's)."""
         began, chromium, server = self._began
         wall = time.monotonic() - began
-        for name, before, after in (("browser", chromium, self._seconds(self._chromium())),
-                                    ("server", server, self._seconds([self.server]))):
+        measured = [("browser", chromium, self._seconds(self._chromium()))]
+        if server_too:
+            measured.append(("server", server, self._seconds([self.server])))
+        for name, before, after in measured:
             used = sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
             self.samples.setdefault(f"{kind}, {name}", []).append(used / wall)
 
@@ -155,6 +177,21 @@ def run_watched(spec, browser, server, meter: CpuMeter) -> tuple[float, float]:
     finally:
         context.close()
     return run_epoch_times(run_id)
+
+
+def run_floor(spec, browser, server, meter: CpuMeter) -> None:
+    """A run trains while a tab shows the bare fragment page (FLOOR_PAGE) of `server`."""
+    from core import runs
+
+    run_id = runs.start(spec)
+    meter.start()
+    context = browser.new_context(viewport=ui.VIEWPORT)
+    try:
+        context.new_page().goto(server.url)
+        finished(run_id)
+        meter.stop("bare 1 s fragment page", server_too=False)
+    finally:
+        context.close()
 
 
 def watch_fragment_reruns(page, durations: list[float]) -> None:
@@ -259,6 +296,8 @@ def main() -> None:
     parser.add_argument("--long-epochs", type=int, default=0, help="also watch a run of this many short epochs")
     parser.add_argument("--overlay-runs", type=int, default=0, help="also overlay this many runs on the Runs page")
     parser.add_argument("--overlay-epochs", type=int, default=200)
+    parser.add_argument("--floor-runs", type=int, default=0,
+                        help="also measure Chromium on a bare 1 s fragment page during this many runs")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -293,6 +332,15 @@ def main() -> None:
                     f"{epoch}: {values[-1] * 1000:.0f} ms" for epoch, values in sorted(latencies.items())), flush=True)
             long = long_views.long_run(browser, server, home, args.long_epochs) if args.long_epochs else None
             lots = long_views.overlay(browser, args.overlay_runs, args.overlay_epochs) if args.overlay_runs else None
+            if args.floor_runs:
+                script = home / "floor_page.py"
+                script.write_text(FLOOR_PAGE.format(poll_s=POLL_S))
+                floor_server = start_dashboard(home, home / "floor.log", script=str(script))
+                try:
+                    for _ in range(args.floor_runs):
+                        run_floor(spec, browser, floor_server, meter)
+                finally:
+                    floor_server.stop()
             page_reruns = [] if args.no_apptest else apptest_reruns(spec, POLL_S)
             if page_reruns:
                 print(f"AppTest Train-page reruns: {ms(page_reruns)}", flush=True)

@@ -111,9 +111,11 @@ def _serving(url: str) -> bool:
         return False
 
 
-def start_dashboard(home: Path, log_path: Path, env: dict[str, str] | None = None) -> DashboardServer:
+def start_dashboard(home: Path, log_path: Path, env: dict[str, str] | None = None,
+                    script: str = "dashboard/app.py") -> DashboardServer:
     """Start the dashboard in $STACKLAB_HOME `home`, its console going to `log_path`; return
-    once it serves.
+    once it serves. `script`: another Streamlit script to serve the same way (a benchmark's
+    reference page).
 
     Raises:
         ServerError: it exited, or did not serve within START_TIMEOUT_S.
@@ -125,7 +127,7 @@ def start_dashboard(home: Path, log_path: Path, env: dict[str, str] | None = Non
     with open(log_path, "wb") as log:
         # cwd: Streamlit reads the app's hardened config from ROOT/.streamlit/config.toml.
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+            [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
              "--server.headless", "true"],
             cwd=ROOT, env=environment, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
