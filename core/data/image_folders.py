@@ -47,6 +47,7 @@ IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 PIL_FORMATS = ("BMP", "GIF", "JPEG", "PNG")
 CHANNELS = {"rgb": 3, "grayscale": 1}
 PIL_MODES = {"rgb": "RGB", "grayscale": "L"}
+WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I")
 # Files that archivers and file browsers add by themselves (macOS's __MACOSX/ and ._ forks,
 # Finder's .DS_Store, Windows's Thumbs.db): skipped, never read, but their paths are checked.
 OS_FOLDERS = ("__MACOSX",)
@@ -201,7 +202,7 @@ def read_image_folders(path: Path, name: str, spec: DatasetSpec, limits: DataLim
     return Dataset(Path(name).stem, x, y, task, description=description, pixel_range=255.0)
 
 
-def class_samples(path: Path, name: str, spec: DatasetSpec, per_class: int = 6,
+def class_samples(path: Path, name: str, spec: DatasetSpec, per_class: int = 6, max_classes: int | None = None,
                   limits: DataLimits = DEFAULT_LIMITS,
                   image_limits: ImageLimits = DEFAULT_IMAGE_LIMITS) -> dict[str, np.ndarray]:
     """The first `per_class` images of every class, as the model sees them, for a preview.
@@ -209,6 +210,7 @@ def class_samples(path: Path, name: str, spec: DatasetSpec, per_class: int = 6,
     Args:
         path, name, spec, limits, image_limits: as for `read_image_folders`.
         per_class: images per class (fewer when a class has fewer).
+        max_classes: only the first this many classes (None: all).
 
     Returns:
         Class name -> uint8 array (k, height, width, channels), classes in label order.
@@ -224,7 +226,7 @@ def class_samples(path: Path, name: str, spec: DatasetSpec, per_class: int = 6,
     with zipfile.ZipFile(path) as archive:
         return {class_name: np.stack([_decode(_read_member(archive, member, name), member, name, spec, image_limits)
                                       for member in members[:per_class]])
-                for class_name, members in zip(index.class_names, index.files)}
+                for class_name, members in list(zip(index.class_names, index.files))[:max_classes]}
 
 
 # -- the central directory ------------------------------------------------------------------
@@ -360,6 +362,11 @@ def _decode(data: bytes, member: str, name: str, spec: DatasetSpec, image_limits
             image.draft(mode, size)  # JPEG only: decode at the smallest scale still >= size
             if image.mode == "P" and "transparency" in image.info:
                 image = image.convert("RGBA")  # the palette's transparency, as Pillow asks
+            elif image.mode in WIDE_GRAY_MODES:
+                # 16-bit grayscale (scans, microscopy): Pillow's convert clips it at 255, so scale
+                # 0..65535 to 0..255 as TensorFlow's decode_png does for 8-bit output.
+                wide = np.asarray(image, dtype=np.float64) / 257.0
+                image = Image.fromarray(np.clip(np.rint(wide), 0, 255).astype(np.uint8), "L")
             pixels = image.convert(mode).resize(size, Image.Resampling.BILINEAR)
         except (OSError, SyntaxError, ValueError, EOFError) as error:
             raise DataError(f"{held}, which could not be decoded ({error}). Remove it, or save it again as PNG "

@@ -105,6 +105,14 @@ def test_files_the_operating_system_adds_are_skipped(tmp_path):
     assert dataset.num_samples == 9
 
 
+def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped(tmp_path):
+    wide = io.BytesIO()
+    Image.new("I;16", (6, 8), 40_000).save(wide, "PNG")
+    path = make_zip(tmp_path / "scans.zip", good_members() + [("red/scan.png", wide.getvalue())])
+    dataset = read_image_folders(path, "scans.zip", images(color_mode="grayscale"))
+    assert np.all(dataset.x[-1] == round(40_000 / 257))  # last of red, sorted: 000-002.png, scan.png
+
+
 def test_class_samples_gives_the_first_images_of_every_class_as_uint8(tmp_path):
     path = make_zip(tmp_path / "colours.zip", good_members(per_class=4))
     samples = class_samples(path, "colours.zip", images(), per_class=2)
