@@ -15,6 +15,7 @@ keyed by `$STACKLAB_HOME` as well so two homes never share answers; session stat
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from typing import Any
 
@@ -228,3 +229,81 @@ def new_epoch_rows(run: runs.Run) -> list[dict[str, Any]]:
 def progress_dict(run_id: str) -> dict[str, Any] | None:
     progress = runs.progress(run_id)
     return dataclasses.asdict(progress) if progress is not None else None
+
+
+# -- predictions (a child process: Keras never loads in the server) -----------------------------
+
+PREDICT_TIMEOUT_S = 300
+PREDICTION_LABELS = ("predicted", "true")  # class names, read back as text ("1" stays "1")
+
+
+class ChildFailed(RuntimeError):
+    """A `python -m core...` child gave no answer; the message says how it ended."""
+
+
+def _child_answer(args: list[str], timeout_s: float) -> dict[str, Any]:
+    """The JSON line a `python -m <args>` child printed last on stdout.
+
+    Raises:
+        ChildFailed: it timed out, or ended without an answer (its last stderr line says why).
+    """
+    import subprocess
+    import sys
+
+    from core.processes import child_env, exit_words
+
+    try:
+        done = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=child_env(),
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise ChildFailed(f"It took longer than {timeout_s:.0f} s and was stopped.") from None
+    lines = done.stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, ValueError):
+        reason = (done.stderr.strip().splitlines() or [""])[-1]
+        raise ChildFailed(f"The process {exit_words(done.returncode)} without an answer"
+                          f"{': ' + reason if reason else ''}.") from None
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _predictions(home: str, run_id: str, model_stamp: int, data_ref: str | None) -> tuple[str, Any]:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="stacklab-predict-") as folder:
+        out = Path(folder) / "predictions.csv"
+        source = ["--validation"] if data_ref is None else [data_ref]
+        try:
+            answer = _child_answer(["core.predict", run_id, *source, "--out", str(out), "--json"], PREDICT_TIMEOUT_S)
+        except ChildFailed as error:
+            return "error", f"The prediction failed. {error}"
+        if not answer.get("ok"):
+            return "error", answer.get("error", "The prediction failed without a reason.")
+        data = out.read_bytes()
+    labels = {name: str for name in PREDICTION_LABELS} if answer.get("task") == "classification" else {}
+    table = pd.read_csv(io.BytesIO(data), dtype=labels, keep_default_na=not labels)
+    return "ok", {**answer, "table": table, "csv": data}
+
+
+def predictions(run_id: str, data_ref: str | None) -> tuple[str, Any]:
+    """("ok", {table, csv, rows, task, class_names, notes, metrics}) or ("error", one-line reason):
+    a finished run's predictions on an upload (a reference to a stored CSV or NPZ), or on its
+    validation split (`data_ref` None), by `python -m core.predict` in a child process.
+
+    Cached per run, model file (a resumed run's new model is asked again) and upload; refusals
+    are cached too: the same file gives the same answer.
+    """
+    model = run_model_path(run_id)
+    stamp = model.stat().st_mtime_ns if model.is_file() else 0
+    return _predictions(_home(), run_id, stamp, data_ref)
+
+
+def data_card(run_id: str) -> dict[str, Any] | None:
+    """The run's data.json (the columns and classes its model takes), or None without one."""
+    path = run_model_path(run_id).with_name("data.json")
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return card if isinstance(card, dict) else None

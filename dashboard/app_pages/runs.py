@@ -1,4 +1,4 @@
-"""Runs: every run in the store; overlay their curves; download, evaluate, reuse, resume, stop, delete.
+"""Runs: every run in the store; overlay their curves; download, evaluate, predict, reuse, resume, stop, delete.
 
 Core calls: core.runs (list, get, metrics, phases, artifacts, stop, resume, delete) and
 the inspector's client.evaluate; "use as a member" edits the draft spec.
@@ -17,7 +17,7 @@ from core.spec import MemberSpec
 from dashboard import figures, formatting, graph_edit, live_chart, run_selection, services, spec_edit, state
 from dashboard.components import live_chart as chart_component
 from dashboard.widgets import draft as draft_widgets
-from dashboard.widgets import live
+from dashboard.widgets import live, predict_panel
 
 ARTIFACTS = {  # artifact name -> (button label, MIME type), in the order shown
     "history.csv": ("history.csv", "text/csv"),
@@ -253,7 +253,7 @@ def details(run_id: str) -> None:
     actions(run)
     st.markdown("**Downloads**")
     downloads(run)
-    tabs = st.tabs(["Curves", "Evaluation", "Spec"])
+    tabs = st.tabs(["Curves", "Evaluation", "Predict", "Spec"])
     with tabs[0]:
         rows = runs.metrics(run.id)
         if rows:
@@ -263,6 +263,8 @@ def details(run_id: str) -> None:
     with tabs[1]:
         evaluation(run)
     with tabs[2]:
+        predict_panel.predict_tab(run, runs.artifacts(run.id))
+    with tabs[3]:
         st.json(run.spec.to_dict(), expanded=1)
 
 
