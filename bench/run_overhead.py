@@ -45,15 +45,15 @@ from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec  # noqa: E40
 PLAIN_FIT = r"""
 import json, sys, time
 import keras
-from core.data import load_dataset, split
+from core.data import prepare
 from core.spec import StackSpec
 from core.build.stacking import build
 from core.training import callbacks
 from core.training.loop import compile_model
 
 spec = StackSpec.from_json(open(sys.argv[1]).read())
-data = load_dataset(spec.dataset)
-parts = split(data, spec.train.validation_split, spec.train.seed)
+data = prepare(spec.dataset, spec.train)  # the encoded split a run trains on
+parts = data.split
 keras.utils.set_random_seed(spec.train.seed)
 model = build(spec, data.task)
 compile_model(model, spec.train, data.task)

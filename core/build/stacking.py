@@ -98,13 +98,17 @@ def _warn_about_members(assembler: Assembler) -> None:
 
 
 def resolve_task(spec: StackSpec, task: TaskInfo | None, sample: np.ndarray | None):
-    """The task (and an adaptation sample) from the arguments, or from the spec's dataset."""
+    """The task (and an adaptation sample) from the arguments, or from the spec's prepared data.
+
+    The stack's input shape is that of the ENCODED samples (a CSV's one-hot widths come from
+    its training split), so the spec's dataset goes through `core.data.prepare` (cached).
+    """
     if task is not None:
         return task, sample
-    from core.data import load_dataset
+    from core.data import prepare
 
-    dataset = load_dataset(spec.dataset)
-    return dataset.task, dataset.x[:ADAPT_SAMPLE_ROWS]
+    prepared = prepare(spec.dataset, spec.train)
+    return prepared.task, prepared.split.x_train[:ADAPT_SAMPLE_ROWS]
 
 
 def _assemble(spec: StackSpec, task: TaskInfo | None, sample: np.ndarray | None):
@@ -234,7 +238,15 @@ def member_files(spec: StackSpec) -> dict[str, Path]:
         if member.source == "file" and member.file:
             files[member.name] = resolve(member.file)
         elif member.source == "run" and member.run_id:
-            files[member.name] = run_model_path(member.run_id)
+            files[member.name] = run_member_path(member.run_id)
     return files
+
+
+def run_member_path(run_id: str) -> Path:
+    """The model file a run member loads: the run's stack.keras (the trained stack on encoded
+    inputs), or model.keras for a run from before the end-to-end export, which had only that."""
+    model_path = run_model_path(run_id)
+    stack_path = model_path.with_name("stack.keras")
+    return stack_path if stack_path.exists() or not model_path.exists() else model_path
 
 

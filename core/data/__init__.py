@@ -1,16 +1,26 @@
-"""Datasets for training: built-in (offline), CSV and NPZ files, checked and split.
+"""Datasets for training: built-in (offline), CSV and NPZ files, checked, split and prepared.
 
-`load_dataset(spec)` turns a `core.spec.DatasetSpec` into a `Dataset`: float32 features,
-integer labels (or float targets) and the `TaskInfo` that sizes the model's output. Bad
-data raises `DataError`, whose message says what is wrong and how to fix it, so the
-dashboard can show it as is. Files are read with explicit `DataLimits`; NPZ archives are
-inspected (members, sizes, .npy headers) before any array is read.
+`load_dataset(spec)` turns a `core.spec.DatasetSpec` into a `Dataset` of RAW features (a
+CSV's columns as numbers and text, images as stored), integer labels (or float targets)
+and the `TaskInfo` that sizes the model's output. Bad data raises `DataError`, whose
+message says what is wrong and how to fix it, so the dashboard can show it as is. Files
+are read with explicit `DataLimits`; NPZ archives are inspected (members, sizes, .npy
+headers) before any array is read.
+
+Preprocessing belongs to the model: `prepare(dataset_spec, train_spec)` splits, fits the
+scaling, vocabularies and target statistics on the training split only, and encodes the
+split with the Keras layers the exported model starts with (`core.data.preprocessing`).
+Everything that needs the stack's input shape or the split goes through it.
 
 - `limits`: DataLimits (from STACKLAB_* variables) and DataError;
-- `dataset`: Dataset, feature scaling, the train/validation split;
+- `dataset`: Dataset and the train/validation split;
+- `encoding`: what the preprocessing knows (plain data) and the run's data card;
+- `preprocessing`: its Keras layers, the end-to-end model, `prepare` (imports Keras);
+- `inputs`: samples in the end-to-end model's form, `validation_inputs`;
 - `builtin`: the built-in datasets (made offline); `csv_files`, `npz_files`: the readers.
 
-No Keras, TensorFlow, Streamlit or Plotly here: the dashboard imports this for previews.
+No Keras, TensorFlow, Streamlit or Plotly at import: the dashboard imports this for
+previews; `prepare` imports Keras when it is called.
 
 Example:
     >>> dataset = load_dataset(DatasetSpec(source="builtin", name="digits28"))
@@ -22,24 +32,42 @@ from __future__ import annotations
 
 from core.data.builtin import BUILTIN_DATASETS, list_builtins, load_builtin
 from core.data.csv_files import check_file_size, read_csv, read_header
-from core.data.dataset import Dataset, Split, scale_features, split
+from core.data.dataset import Dataset, Split, split
+from core.data.encoding import Preprocessing
+from core.data.inputs import model_inputs, validation_inputs
 from core.data.limits import DEFAULT_LIMITS, DataError, DataLimits
 from core.data.npz_files import read_npz
-from core.spec import SCALINGS, DatasetSpec
+from core.spec import SCALINGS, DatasetSpec, TrainSpec
 from core.storage.uploads import display_name, resolve
 
-__all__ = ["BUILTIN_DATASETS", "DEFAULT_LIMITS", "DataError", "DataLimits", "Dataset", "Split", "csv_columns",
-           "list_builtins", "load_dataset", "scale_features", "split"]
+__all__ = ["BUILTIN_DATASETS", "DEFAULT_LIMITS", "DataError", "DataLimits", "Dataset", "Preprocessing", "Split",
+           "csv_columns", "list_builtins", "load_dataset", "model_inputs", "prepare", "split", "validation_inputs"]
+
+
+def prepare(dataset_spec: DatasetSpec, train_spec: TrainSpec, limits: DataLimits = DEFAULT_LIMITS):
+    """The spec's data split, with its preprocessing fitted on the training split and applied.
+
+    Imports Keras (the encoding is done by the model's own layers). See
+    `core.data.preprocessing.prepare`.
+
+    Returns:
+        A `core.data.preprocessing.Prepared`: task (encoded input shape), split (encoded),
+        preprocessing, and the raw dataset.
+    """
+    from core.data.preprocessing import prepare as prepare_cached
+
+    return prepare_cached(dataset_spec, train_spec, limits)
 
 
 def load_dataset(spec: DatasetSpec, limits: DataLimits = DEFAULT_LIMITS) -> Dataset:
-    """Load the dataset a spec describes: a built-in, a CSV file or an NPZ file.
+    """Load the dataset a spec describes: a built-in, a CSV or NPZ file, or a ZIP of image folders, raw.
 
     Built-in datasets are cached and their arrays are read-only: copy before changing.
+    The features are not scaled here: `prepare` fits the scaling on the training split.
 
     Args:
         spec: source, name or path ("sha256:<hex>" for an upload), and for CSV the
-            target, features, task and scaling.
+            target, features and task (the scaling is checked, and used by `prepare`).
         limits: size limits for files (default: `DataLimits.from_env()` at import).
 
     Returns:
@@ -60,9 +88,9 @@ def load_dataset(spec: DatasetSpec, limits: DataLimits = DEFAULT_LIMITS) -> Data
                 f"Unknown built-in dataset '{spec.name}'. Choose one of "
                 f"{sorted(BUILTIN_DATASETS)}, or use source 'csv' or 'npz' for your own file."
             )
-        return load_builtin(spec.name, spec.scaling)
-    if spec.source not in ("csv", "npz"):
-        raise DataError(f"Dataset source must be 'builtin', 'csv' or 'npz', received {spec.source!r}.")
+        return load_builtin(spec.name)
+    if spec.source not in ("csv", "npz", "images"):
+        raise DataError(f"Dataset source must be 'builtin', 'csv', 'npz' or 'images', received {spec.source!r}.")
     if not spec.path:
         raise DataError(
             f"A '{spec.source}' dataset needs a file: upload one or set dataset.path."
@@ -71,6 +99,10 @@ def load_dataset(spec: DatasetSpec, limits: DataLimits = DEFAULT_LIMITS) -> Data
         path = resolve(spec.path)
     except FileNotFoundError as error:
         raise DataError(str(error)) from None
+    if spec.source == "images":  # a ZIP of class folders: raw pixels, pixel_range 255
+        from core.data.image_folders import read_image_folders
+
+        return read_image_folders(path, display_name(spec.path), spec, limits)
     reader = read_csv if spec.source == "csv" else read_npz
     return reader(path, display_name(spec.path), spec, limits)
 

@@ -2,7 +2,8 @@
 generated ones. Everything is offline and deterministic; nothing here downloads.
 
 Each maker returns raw `Arrays` (features as the data holds them, unscaled labels);
-`core.data` wraps them into a `Dataset`, scales tabular features and caches the result.
+`core.data` wraps them into a `Dataset` and caches it; scaling tabular features is the
+model's first layer (`core.data.preprocessing`), fitted on the training split.
 scikit-learn is imported inside the makers, so importing this module stays cheap.
 
 Example:
@@ -19,7 +20,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from core.data.dataset import Dataset, scale_features
+from core.data.dataset import Dataset
 from core.spec.tasks import TaskInfo
 
 # Fixed seeds: a generated dataset must be the same on every machine and every run,
@@ -246,7 +247,7 @@ def list_builtins() -> list[dict[str, Any]]:
     """
     out = []
     for entry in BUILTIN_DATASETS.values():
-        dataset = load_builtin(entry.name, "standard")
+        dataset = load_builtin(entry.name)
         out.append({
             "name": entry.name, "title": entry.title, "description": entry.description,
             "input_shape": list(dataset.task.input_shape), "task": dataset.task.kind,
@@ -257,18 +258,10 @@ def list_builtins() -> list[dict[str, Any]]:
 
 
 @functools.lru_cache(maxsize=None)
-def _builtin_arrays(name: str) -> Arrays:
-    return BUILTIN_DATASETS[name].loader()  # made once per process, whatever the scaling
-
-
-@functools.lru_cache(maxsize=None)
-def load_builtin(name: str, scaling: str) -> Dataset:
-    """The built-in dataset `name`, scaled (features only), made once per process and read-only."""
-    arrays = _builtin_arrays(name)
-    if not arrays.feature_names and scaling != "none":
-        return load_builtin(name, "none")  # images and sequences are never rescaled
-    x = scale_features(arrays.x, scaling) if arrays.feature_names else arrays.x
-    y = arrays.y
+def load_builtin(name: str) -> Dataset:
+    """The built-in dataset `name` with its raw features, made once per process and read-only."""
+    arrays = BUILTIN_DATASETS[name].loader()
+    x, y = arrays.x, arrays.y
     if arrays.kind == "regression":
         task = TaskInfo("regression", tuple(x.shape[1:]), output_dim=1 if y.ndim == 1 else y.shape[1])
     else:

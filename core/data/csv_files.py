@@ -1,7 +1,10 @@
-"""CSV files and in-memory arrays turned into checked `Dataset`s.
+"""CSV files and in-memory arrays turned into checked `Dataset`s of raw features.
 
-Files are untrusted: their size is checked before reading, and every refusal is a
-`DataError` naming the file and the fix. NPZ archives (core.data.npz_files) end here too, in
+A CSV becomes a table of named columns: numbers stay numbers, text (and bool) columns
+stay text; their scaling and one-hot encoding are layers of the model, fitted on the
+training split (`core.data.preprocessing`). Files are untrusted: their size is checked
+before reading, and every refusal is a `DataError` naming the file and the fix. NPZ archives
+(core.data.npz_files) end here too, in
 `dataset_from_arrays`.
 
 Example:
@@ -17,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.data.dataset import Dataset, scale_features
+from core.data.dataset import Dataset
 from core.data.limits import DEFAULT_LIMITS, DataError, DataLimits
 from core.limits import format_bytes
 from core.spec import DatasetSpec
@@ -32,16 +35,17 @@ AUTO_CLASSIFICATION_MAX_CLASSES = 20
 
 
 def read_csv(path: Path, name: str, spec: DatasetSpec, limits: DataLimits = DEFAULT_LIMITS) -> Dataset:
-    """Read a CSV file: one target column, numeric and one-hot encoded text features.
+    """Read a CSV file: one target column, and numeric and text feature columns as they are.
 
     Args:
         path: the file to read.
         name: the file name to show in messages (the upload's original name).
-        spec: target (required), features (empty: all other columns), task and scaling.
+        spec: target (required), features (empty: all other columns) and task.
         limits: file size, rows, columns and categories allowed.
 
     Returns:
-        A Dataset with feature_names such as "amount" or "color=red" (one-hot).
+        A Dataset whose feature_names are the CSV's feature columns, with feature_kinds
+        "numeric" (float32 values) or "categorical" (text values, str) for each.
 
     Raises:
         DataError: empty or unreadable file, missing or unknown target or features,
@@ -69,11 +73,11 @@ def read_csv(path: Path, name: str, spec: DatasetSpec, limits: DataLimits = DEFA
             f"or raise STACKLAB_MAX_ROWS."
         )
     _check_missing(frame, features, target, name)
-    x, feature_names, numeric = _encode_features(frame, features, name, limits)
+    x, kinds = _feature_table(frame, features, name, limits)
     y, task = encode_target(frame[target].to_numpy(), spec.task, f"target column '{target}'",
-                            name, limits, input_shape=(x.shape[1],))
-    return Dataset(Path(name).stem, scale_features(x, spec.scaling, numeric), y, task,
-                   tuple(feature_names), f"{name}: {len(frame)} rows, target '{target}'.")
+                            name, limits, input_shape=(len(features),))
+    return Dataset(Path(name).stem, x, y, task, tuple(features),
+                   f"{name}: {len(frame)} rows, target '{target}'.", feature_kinds=tuple(kinds))
 
 
 def read_header(path: Path, name: str) -> list[str]:
@@ -151,34 +155,42 @@ def _check_missing(frame: pd.DataFrame, features: list[str], target: str, name: 
         )
 
 
-def _encode_features(frame: pd.DataFrame, features: list[str], name: str,
-                     limits: DataLimits) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Numeric columns as they are, text/bool/category columns one-hot encoded.
+def _feature_table(frame: pd.DataFrame, features: list[str], name: str,
+                   limits: DataLimits) -> tuple[np.ndarray, list[str]]:
+    """The feature columns as one (rows, columns) array, and each column's kind.
 
-    Returns the matrix, the feature names and a mask of the numeric (scalable) columns.
+    Numeric columns are numeric; text, bool and category columns are categorical (their
+    values as str, "True"/"False" for bools). The array is float32 when every column is
+    numeric, else an object array holding floats and str.
     """
-    blocks, names, numeric = [], [], []
+    kinds, values, encoded_width = [], [], 0
     for column in features:
         series = frame[column]
         if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-            blocks.append(series.to_numpy(dtype=np.float64)[:, np.newaxis])
-            names.append(column)
-            numeric.append(True)
+            kinds.append("numeric")
+            values.append(series.to_numpy(dtype=np.float32))
+            encoded_width += 1
             continue
-        values = series.astype(str).to_numpy()
-        categories = np.unique(values)
-        if len(categories) > limits.max_categories_per_column:
-            raise DataError(_too_many_categories(series, column, len(categories), name, limits))
-        blocks.append((values[:, np.newaxis] == categories[np.newaxis, :]).astype(np.float64))
-        names.extend(f"{column}={category}" for category in categories)
-        numeric.extend([False] * len(categories))
-    if len(names) > limits.max_columns:
+        text = series.astype(str).to_numpy(dtype=object)
+        count = len(pd.unique(text))
+        if count > limits.max_categories_per_column:
+            raise DataError(_too_many_categories(series, column, count, name, limits))
+        kinds.append("categorical")
+        values.append(text)
+        encoded_width += count + 1  # one-hot, plus the slot for values never seen in training
+    if encoded_width > limits.max_columns:
         raise DataError(
-            f"'{name}' has {len(names)} feature columns after one-hot encoding its text "
+            f"'{name}' has {encoded_width} feature columns after one-hot encoding its text "
             f"columns, over the limit of {limits.max_columns}. Leave out or bin text columns "
             f"with many values, or raise STACKLAB_MAX_COLUMNS."
         )
-    return np.hstack(blocks), names, np.array(numeric)
+    if "categorical" not in kinds:
+        return np.column_stack(values).astype(np.float32), kinds
+    table = np.empty((len(frame), len(features)), dtype=object)
+    for index, column_values in enumerate(values):
+        # Numbers as Python floats of their float32 value: what the model's input receives.
+        table[:, index] = column_values.astype(np.float64) if kinds[index] == "numeric" else column_values
+    return table, kinds
 
 
 def _too_many_categories(series: pd.Series, column: str, count: int, name: str,
@@ -284,8 +296,8 @@ def _class_name(value) -> str:
 
 
 def dataset_from_arrays(x, y, *, name: str = "arrays", task: str = "auto",
-                        scaling: str = "none", limits: DataLimits = DEFAULT_LIMITS,
-                        description: str = "") -> Dataset:
+                        limits: DataLimits = DEFAULT_LIMITS, description: str = "",
+                        pixel_range: float | None = None) -> Dataset:
     """Check and wrap in-memory arrays as a Dataset (what an NPZ file becomes).
 
     Args:
@@ -293,10 +305,12 @@ def dataset_from_arrays(x, y, *, name: str = "arrays", task: str = "auto",
         y: labels or targets, shape (samples,) (or (samples, k), see `encode_target`).
         name: used in messages and as the dataset name.
         task: "auto", "classification" or "regression".
-        scaling: applied per column when x is 2-D (tabular); images and sequences are
-            left as given.
         limits: max_rows and max_classes.
         description: for the dashboard.
+        pixel_range: the largest raw pixel value of images (255.0 for 8-bit), so the model
+            rescales them; None guesses it: 255.0 for a uint8 x of rank >= 3 (images),
+            else no rescaling. The values themselves are kept as given (scaling of 2-D x
+            is a layer of the model, `core.data.preprocessing`).
 
     Returns:
         A Dataset.
@@ -324,6 +338,8 @@ def dataset_from_arrays(x, y, *, name: str = "arrays", task: str = "auto",
     if len(x) > limits.max_rows:
         raise DataError(f"'{name}' has {len(x):,} samples, over the limit of {limits.max_rows:,}. "
                         f"Sample it down, or raise STACKLAB_MAX_ROWS.")
+    if pixel_range is None and x.dtype == np.uint8 and x.ndim >= 3:
+        pixel_range = 255.0  # 8-bit images: the model divides by 255, the arrays stay raw
     x = x.astype(np.float32, copy=False)
     finite = np.isfinite(x).reshape(len(x), -1)
     if not finite.all():
@@ -334,9 +350,8 @@ def dataset_from_arrays(x, y, *, name: str = "arrays", task: str = "auto",
         raise DataError(f"Array x of '{name}' has missing, infinite or too-large values in "
                         f"{rows} sample(s){where}. Drop those samples or fill them in.")
     y, task_info = encode_target(y, task, "array y", name, limits, tuple(x.shape[1:]))
-    if x.ndim == 2:
-        x = scale_features(x, scaling)
-    return Dataset(Path(name).stem, x, y, task_info, (), description or f"{name}: {len(x)} samples.")
+    return Dataset(Path(name).stem, x, y, task_info, (), description or f"{name}: {len(x)} samples.",
+                   pixel_range=pixel_range)
 
 
 def check_file_size(path: Path, name: str, limits: DataLimits) -> int:

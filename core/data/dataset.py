@@ -1,4 +1,7 @@
-"""A dataset in memory: float32 features, labels or targets, its task; scaling and the split.
+"""A dataset in memory: raw features, labels or targets, its task; and the train/validation split.
+
+Features stay as the data holds them: scaling, one-hot encoding and pixel rescaling are
+layers of the model (`core.data.preprocessing`), fitted on the training split only.
 
 Example:
     >>> parts = split(dataset, validation_split=0.2, seed=0)
@@ -14,25 +17,39 @@ from typing import Any
 import numpy as np
 
 from core.data.limits import DataError
-from core.spec import SCALINGS
 from core.spec.tasks import TaskInfo
+
+FEATURE_KINDS = ("numeric", "categorical")
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing numpy arrays with == is ambiguous
 class Dataset:
     """Features, targets and the task they define.
 
+    The features are raw: a model trained on them carries its own preprocessing
+    (`core.data.prepare`), so the TaskInfo here describes the raw samples; the input shape
+    a model is built for (one-hot widths) comes from `prepare`'s training split.
+
     Args:
         name: a short name (the built-in name or the file name).
-        x: features, float32, shape (num_samples, *task.input_shape).
+        x: raw features of shape (num_samples, *task.input_shape): float32, or for a table
+            with text columns (`feature_kinds` holds "categorical") an object array whose
+            numeric columns hold floats and text columns hold str.
         y: int64 labels 0..n-1 for classification; float32 targets of shape (n,) or
             (n, k) for regression.
         task: the learning task; sizes the model's output layer.
         feature_names: one name per feature column for tabular data, () otherwise.
         description: one or two sentences for the dashboard.
+        feature_kinds: for a table of named columns (a CSV), "numeric" or "categorical"
+            per column of `feature_names`; the model then takes a dict of columns. ()
+            for arrays (built-ins, NPZ, images), whose model takes one array.
+        pixel_range: for raw images, the largest pixel value the format allows (255.0 for
+            8-bit images): the model starts with Rescaling(1 / pixel_range). None when the
+            values are already in a usable range.
 
     Raises:
-        DataError: x and y differ in length, or x's shape disagrees with the task.
+        DataError: x and y differ in length, x's shape disagrees with the task, or the
+            feature kinds do not match the columns.
     """
 
     name: str
@@ -41,10 +58,15 @@ class Dataset:
     task: TaskInfo
     feature_names: tuple[str, ...] = ()
     description: str = ""
+    feature_kinds: tuple[str, ...] = ()
+    pixel_range: float | None = None
 
     def __post_init__(self) -> None:
         # Coerce here so every consumer can rely on the dtypes, whoever built the Dataset.
-        x = np.asarray(self.x, dtype=np.float32)
+        if self.feature_kinds:
+            self._check_columns()
+        text = "categorical" in self.feature_kinds
+        x = np.asarray(self.x, dtype=object if text else np.float32)
         y_dtype = np.int64 if self.task.is_classification else np.float32
         y = np.asarray(self.y, dtype=y_dtype)
         if len(x) != len(y):
@@ -64,8 +86,26 @@ class Dataset:
                 f"Dataset '{self.name}' has samples of shape {x.shape[1:]} but its task "
                 f"declares input_shape {tuple(self.task.input_shape)}."
             )
+        if self.pixel_range is not None and not self.pixel_range > 0:
+            raise DataError(f"Dataset '{self.name}' has pixel_range {self.pixel_range!r}; it must be the "
+                            f"largest raw pixel value (e.g. 255.0), or None.")
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "y", y)
+        object.__setattr__(self, "feature_names", tuple(self.feature_names))
+        object.__setattr__(self, "feature_kinds", tuple(self.feature_kinds))
+
+    def _check_columns(self) -> None:
+        unknown = sorted(set(self.feature_kinds) - set(FEATURE_KINDS))
+        if unknown or len(self.feature_kinds) != len(self.feature_names) or len(self.task.input_shape) != 1:
+            raise DataError(
+                f"Dataset '{self.name}' has feature_kinds {list(self.feature_kinds)} for columns "
+                f"{list(self.feature_names)} and input shape {tuple(self.task.input_shape)}; give one kind "
+                f"({' or '.join(FEATURE_KINDS)}) per column of a (samples, columns) table.")
+
+    @property
+    def is_table(self) -> bool:
+        """Whether the features are named columns (a CSV): the model takes a dict of them."""
+        return bool(self.feature_kinds)
 
     @property
     def num_samples(self) -> int:
@@ -100,58 +140,40 @@ class Dataset:
             "class_counts": self.class_counts(),
             "x_bytes": int(self.x.nbytes),
         }
-        if self.num_samples:
-            out["x_stats"] = {"min": float(self.x.min()), "max": float(self.x.max()),
-                              "mean": float(self.x.mean())}
+        numbers = self._numeric_features()
+        if numbers.size:
+            out["x_stats"] = {"min": float(numbers.min()), "max": float(numbers.max()),
+                              "mean": float(numbers.mean())}
+        if self.feature_kinds:
+            out["feature_kinds"] = list(self.feature_kinds)
+        if self.pixel_range is not None:
+            out["pixel_range"] = self.pixel_range
         if not self.task.is_classification and self.num_samples:
             out["target_stats"] = {"min": float(self.y.min()), "max": float(self.y.max()),
                                    "mean": float(self.y.mean()), "std": float(self.y.std())}
         return out
 
+    def _numeric_features(self) -> np.ndarray:
+        if not self.num_samples:
+            return np.zeros(0, np.float32)
+        if "categorical" not in self.feature_kinds:
+            return self.x
+        numeric = [i for i, kind in enumerate(self.feature_kinds) if kind == "numeric"]
+        return self.x[:, numeric].astype(np.float32)
+
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """Training and validation arrays; the validation arrays may be empty (0 samples)."""
+    """Training and validation arrays; the validation arrays may be empty (0 samples).
+
+    From `split` the arrays are raw (as the Dataset holds them); from `core.data.prepare`
+    the x arrays are encoded, float32, what the stack trains on.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
-
-
-def scale_features(x: np.ndarray, scaling: str, columns: np.ndarray | None = None) -> np.ndarray:
-    """Scale feature columns of a 2-D array, returning a new float32 array.
-
-    Args:
-        x: shape (num_samples, num_features).
-        scaling: "standard" (zero mean, unit variance), "minmax" (to [0, 1]) or "none".
-        columns: boolean mask of the columns to scale (default: all); the others, such
-            as one-hot columns, are copied unchanged.
-
-    Returns:
-        The scaled array. Constant columns become 0 rather than dividing by zero.
-
-    Raises:
-        DataError: an unknown scaling.
-
-    Example:
-        >>> scale_features(np.array([[1.0], [3.0]]), "minmax").ravel().tolist()
-        [0.0, 1.0]
-    """
-    if scaling not in SCALINGS:
-        raise DataError(f"Scaling must be one of {list(SCALINGS)}, received {scaling!r}.")
-    values = np.array(x, dtype=np.float64)  # a copy: the caller's array stays unscaled
-    if scaling != "none" and len(values):
-        mask = np.ones(values.shape[1], bool) if columns is None else np.asarray(columns, bool)
-        selected = values[:, mask]
-        if scaling == "standard":
-            center, spread = selected.mean(axis=0), selected.std(axis=0)
-        else:
-            center = selected.min(axis=0)
-            spread = selected.max(axis=0) - center
-        spread = np.where(spread > 0, spread, 1.0)
-        values[:, mask] = (selected - center) / spread
-    return values.astype(np.float32)
 
 
 def split(dataset: Dataset, validation_split: float, seed: int) -> Split:

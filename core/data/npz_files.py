@@ -57,11 +57,13 @@ def read_npz(path: Path, name: str, spec: DatasetSpec, limits: DataLimits = DEFA
     Args:
         path: the file to read.
         name: the file name to show in messages.
-        spec: task and scaling (see `dataset_from_arrays`).
+        spec: the task (see `dataset_from_arrays`); the scaling is the model's
+            (`core.data.prepare`).
         limits: file, array, row and ratio limits.
 
     Returns:
-        A Dataset; x keeps its shape (samples, ...).
+        A Dataset; x keeps its shape (samples, ...) and its values (a uint8 image array
+        gets pixel_range 255, so the model rescales it).
 
     Raises:
         DataError: not a zip, missing x or y, object or non-numeric arrays, sizes over
@@ -92,8 +94,7 @@ def read_npz(path: Path, name: str, spec: DatasetSpec, limits: DataLimits = DEFA
         headers = {key: _read_npy_header(archive, arrays[key], name) for key in ("x", "y")}
         _check_headers(headers, name, limits)
         loaded = {key: _read_npy(archive, arrays[key], name) for key in ("x", "y")}
-    return dataset_from_arrays(loaded["x"], loaded["y"], name=name, task=spec.task,
-                               scaling=spec.scaling, limits=limits)
+    return dataset_from_arrays(loaded["x"], loaded["y"], name=name, task=spec.task, limits=limits)
 
 
 def _declared_member_count(path: Path) -> int | None:

@@ -1,4 +1,13 @@
-"""Run artifacts: model.keras, history.csv, spec.json, and a Keras script that rebuilds the stack.
+"""Run artifacts: model.keras, stack.keras, data.json, history.csv, spec.json, and stack.py.
+
+- model.keras: the END-TO-END model users download: raw inputs (a dict of CSV columns, or
+  the raw array) -> the preprocessing layers fitted on the training split -> the trained
+  stack; class probabilities, or values in the target's units. Built-in Keras layers only:
+  it loads with plain `keras.saving.load_model(path, safe_mode=True)`.
+- stack.keras: the trained stack on the encoded arrays training fed; a run used as a member
+  of a later stack loads this one.
+- data.json: the data card (`core.data.encoding.data_card`): task, class names, raw
+  inputs and vocabularies, target statistics, the split and the scalers' statistics.
 
 `export_run` writes each artifact atomically, so a crash halfway leaves the previous file
 (or none), never half a file. The script, `stack.py`, comes from `generate_script`
@@ -11,13 +20,14 @@ Example:
     >>> paths = export_run(result.model, spec, result.history, "runs/42",
     ...                    compile_args=result.compile_args)
     >>> sorted(paths)
-    ['history.csv', 'model.keras', 'spec.json', 'stack.py']
+    ['data.json', 'history.csv', 'model.keras', 'spec.json', 'stack.keras', 'stack.py']
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import shutil
 from pathlib import Path
@@ -25,6 +35,7 @@ from typing import Any, Mapping
 
 import keras
 
+from core.data.preprocessing import Prepared, end_to_end_model, prepare
 from core.export.script import generate_script
 from core.spec import StackSpec
 from core.spec.events import PHASE_TRAIN
@@ -90,11 +101,13 @@ def export_run(
     out_dir: str | Path,
     member_sources: Mapping[str, Path] = {},
     compile_args: Mapping[str, Any] | None = None,
+    prepared: Prepared | None = None,
 ) -> dict[str, Path]:
     """Write a run's downloadable artifacts into `out_dir`, each one atomically.
 
     Args:
-        model: the trained stack.
+        model: the trained stack (on encoded inputs; for regression it ends in the
+            de-standardizing layer, `core.training.loop.with_target_units`).
         spec: the spec it was built from; stored as spec.json.
         history: one record per epoch (see `write_history_csv`).
         out_dir: the run folder; created if missing.
@@ -103,13 +116,21 @@ def export_run(
         compile_args: optimizer, learning_rate, weight_decay, loss and metrics with "auto"
             resolved, as the trainer compiled with (`TrainResult.compile_args`);
             without it, "auto" is guessed from the model's output activation.
+        prepared: the data the stack trained on (`TrainResult.prepared`): its
+            preprocessing goes in front of the stack in model.keras and into data.json.
+            None: `core.data.prepare(spec.dataset, spec.train)` (cached in the process
+            that trained).
 
     Returns:
         Artifact paths keyed by their path relative to `out_dir`, e.g. "model.keras",
-        "history.csv", "spec.json", "stack.py", "members/base.keras".
+        "stack.keras", "data.json", "history.csv", "spec.json", "stack.py",
+        "members/base.keras".
 
     Raises:
-        ValueError: a member in `member_sources` is not a nested model of `model`.
+        ValueError: a member in `member_sources` is not a nested model of `model`, or the
+            stack does not take the prepared data's encoded samples (checked where there
+            is preprocessing to put in front of it).
+        DataError: `prepared` is None and the spec's data cannot be prepared.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -124,8 +145,18 @@ def export_run(
             relative, counter = f"members/{stem}_{counter}{suffix}", counter + 1
         member_files[name] = relative
     script = generate_script(model, spec, member_files, compile_args)
+    prepared = prepared if prepared is not None else prepare(spec.dataset, spec.train)
+    expected = tuple(prepared.task.input_shape)
+    received = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    if prepared.preprocessing.has_layers and received != expected:
+        raise ValueError(
+            f"The stack '{model.name}' takes inputs of shape {model.input_shape}, but the data it was trained "
+            f"on gives encoded samples of shape {expected}: pass the `prepared` data it trained with "
+            f"(TrainResult.prepared).")
     paths: dict[str, Path] = {}
-    paths["model.keras"] = _atomic_save_model(model, out_dir / "model.keras")
+    paths["stack.keras"] = _atomic_save_model(model, out_dir / "stack.keras")
+    paths["model.keras"] = _atomic_save_model(end_to_end_model(prepared.preprocessing, model), out_dir / "model.keras")
+    paths["data.json"] = write_text_atomically(out_dir / "data.json", json.dumps(prepared.data_card(), indent=2) + "\n")
     paths["history.csv"] = write_history_csv(history, out_dir / "history.csv")
     paths["spec.json"] = write_text_atomically(out_dir / "spec.json", spec.to_json() + "\n")
     for name, relative in member_files.items():

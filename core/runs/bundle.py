@@ -3,7 +3,9 @@
 `run_bundle(run_id)` gives the dashboard's "Download everything (.zip)" its file name and
 bytes. The archive holds one folder, `<run name>-<run id>/`, with the files a run exports:
 
-    model.keras    the trained stack
+    model.keras    the end-to-end model: raw inputs, preprocessing layers, the trained stack
+    stack.keras    the trained stack alone, on encoded inputs (runs from before it: absent)
+    data.json      the data card: class names, inputs, vocabularies, statistics (idem)
     stack.py       the Keras script that rebuilds it; it finds members/ next to itself,
                    so `python stack.py` runs from any working directory once unpacked
     spec.json      the stack as data (`python -m core train spec.json --out DIR`)
@@ -31,9 +33,12 @@ from core import runs
 from core.limits import positive_from_env
 from core.runs.store import RunNotFound
 
-__all__ = ["BUNDLE_FILES", "MAX_BUNDLE_BYTES", "bundle_name", "max_bundle_bytes", "run_bundle"]
+__all__ = ["BUNDLE_FILES", "MAX_BUNDLE_BYTES", "OPTIONAL_BUNDLE_FILES", "bundle_name", "max_bundle_bytes",
+           "run_bundle"]
 
 BUNDLE_FILES = ("model.keras", "stack.py", "spec.json", "history.csv")
+# Written by every run since the end-to-end export; a run from before has only the files above.
+OPTIONAL_BUNDLE_FILES = ("stack.keras", "data.json")
 MEMBER_FILE = re.compile(r"^members/[A-Za-z0-9_][\w.-]*$", re.ASCII)  # as core.export.artifacts names them
 MAX_BUNDLE_BYTES = 2**30
 ENV_MAX_BUNDLE_BYTES = "STACKLAB_MAX_BUNDLE_BYTES"
@@ -72,7 +77,7 @@ def run_bundle(run_id: str, max_bytes: int | None = None) -> tuple[str, bytes]:
     Returns:
         (file name, archive bytes): the name is `<run name>-<run id>.zip`, and the archive
         holds the folder `<run name>-<run id>/` with model.keras, stack.py, spec.json,
-        history.csv and members/*.
+        history.csv, stack.keras and data.json (when the run wrote them) and members/*.
 
     Raises:
         ValueError: there is no such run, it is still active, its files were never
@@ -104,7 +109,9 @@ def run_bundle(run_id: str, max_bytes: int | None = None) -> tuple[str, bytes]:
     folder = bundle_name(run.name, run_id)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for name in [*BUNDLE_FILES, *sorted(n for n in files if n not in BUNDLE_FILES)]:
+        extra = [name for name in OPTIONAL_BUNDLE_FILES if name in files]
+        known = (*BUNDLE_FILES, *OPTIONAL_BUNDLE_FILES)
+        for name in [*BUNDLE_FILES, *extra, *sorted(n for n in files if n not in known)]:
             stored = Path(name).suffix.lower() in STORED_SUFFIXES
             archive.write(files[name], f"{folder}/{name}",
                           compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
@@ -116,7 +123,7 @@ def _bundle_files(run_id: str, folder: Path) -> dict[str, Path]:
     inside = folder.resolve()
     files = {}
     for name, path in runs.artifacts(run_id).items():
-        if name not in BUNDLE_FILES and not MEMBER_FILE.match(name):
+        if name not in BUNDLE_FILES and name not in OPTIONAL_BUNDLE_FILES and not MEMBER_FILE.match(name):
             continue  # other artifacts (evaluations, exports in other formats) are not part of it
         resolved = Path(path).resolve()
         if not resolved.is_relative_to(inside) or not resolved.is_file():

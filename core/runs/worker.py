@@ -6,7 +6,8 @@ Two processes per run:
   end (killed by a signal, for example by the out-of-memory killer), the supervisor marks
   the run failed with a reason naming the signal, then starts the next queued run;
 - the trainer (`--trainer`) builds, fits through `core.training.loop`, heartbeats, checkpoints
-  every epoch, exports the artifacts and records the end.
+  every epoch, exports the artifacts (model.keras end to end, stack.keras, data.json, ...)
+  and records the end.
 
 A resumed run continues from its checkpoint; epoch rows written after that checkpoint are
 dropped first (their epochs are trained again), so every epoch appears exactly once, and
@@ -140,7 +141,6 @@ def _epoch_logger(folder: Path):
 def train_run(run_id: str) -> int:
     """The trainer: train the run, export its artifacts, record how it ended."""
     from core.build.stacking import member_files
-    from core.data import load_dataset
     from core.export.artifacts import export_run
     from core.training.checkpoints import read_checkpoint
     from core.training.loop import train
@@ -176,11 +176,12 @@ def train_run(run_id: str) -> int:
         writer = _EventWriter(write)
         writer.start()
         spec = run.spec
-        result = train(spec, load_dataset(spec.dataset), writer, should_stop=stop.is_set,
-                       checkpoint_path=checkpoint, resume=resume)
+        result = train(spec, None, writer, should_stop=stop.is_set, checkpoint_path=checkpoint, resume=resume)
         writer.close()  # every epoch row is stored before the artifacts and the end
+        # model.keras is the end-to-end model (the preprocessing fitted on the training split in
+        # front of the stack), stack.keras the stack alone, data.json the data card.
         paths = export_run(result.model, spec, result.history, folder, member_sources=member_files(spec),
-                           compile_args=result.compile_args)
+                           compile_args=result.compile_args, prepared=result.prepared)
         for name, path in paths.items():
             store.add_artifact(run_id, name, path)
         status, reason = result.status, result.reason

@@ -260,15 +260,42 @@ def instantiate(value: Any, quantities: Mapping[str, float]) -> Any:
     return value
 
 
+def standardized_loss(loss: str, target) -> tuple[Any, float]:
+    """The loss and its weight that make a model outputting the target's units train on the
+    standardized scale: loss(y, pred) * weight == loss((y - mean) / std, (pred - mean) / std).
+
+    Exact for one target: mse / variance, mae / std, Huber(delta=std) / variance. With
+    several targets the weight uses their mean variance (the same scale for all of them).
+
+    Args:
+        loss: a regression loss name ("mse", "mae", "huber").
+        target: a `core.data.encoding.TargetScaling` (mean, variance per target).
+
+    Returns:
+        (loss as compile takes it, loss weight).
+    """
+    variance = float(sum(target.variance) / len(target.variance))
+    std = math.sqrt(variance)
+    if loss == "mae":
+        return loss, 1.0 / std
+    if loss == "huber":
+        return keras.losses.Huber(delta=std), 1.0 / variance
+    return loss, 1.0 / variance
+
+
 def compile_model(model: keras.Model, train_spec: TrainSpec, task: TaskInfo, *,
                   learning_rate: float | None = None, epochs: int | None = None,
-                  steps_per_epoch: int | None = None) -> dict[str, Any]:
+                  steps_per_epoch: int | None = None, target=None) -> dict[str, Any]:
     """Compile `model` from the spec, as the generated script's compile_model() does.
 
     Args:
         learning_rate: the phase's rate; the spec's by default.
         epochs: the epochs a step schedule decays over; all of the run's by default.
         steps_per_epoch: batches per epoch; needed by a step schedule (cosine, exponential).
+        target: for regression, the targets' `TargetScaling`: the model outputs the
+            target's units (its last layer de-standardizes), and the loss is weighted to
+            the standardized scale (`standardized_loss`), so metrics read in the target's
+            units while the loss trains on a sane scale.
 
     Returns:
         The resolved compile arguments (`resolve_compile_args`) with this learning rate.
@@ -283,7 +310,11 @@ def compile_model(model: keras.Model, train_spec: TrainSpec, task: TaskInfo, *,
         raise ValueError(f"lr_schedule '{train_spec.lr_schedule}' decays per step: pass steps_per_epoch "
                          f"(batches per epoch) to compile_model.")
     quantities = {"learning_rate": rate, "epochs": epochs or train_spec.epochs, "steps_per_epoch": steps_per_epoch}
-    model.compile(**instantiate(compile_kwargs(train_spec, args), quantities))
+    kwargs = instantiate(compile_kwargs(train_spec, args), quantities)
+    if target is not None and not task.is_classification:
+        kwargs["loss"], weight = standardized_loss(args["loss"], target)
+        kwargs["loss_weights"] = [weight]
+    model.compile(**kwargs)
     return {**args, "learning_rate": rate}
 
 

@@ -15,10 +15,11 @@ import math
 import keras
 import numpy as np
 
-from core.data import load_dataset, split
+from core.build.stacking import run_member_path
+from core.data import prepare
 from core.spec import StackSpec
 from core.storage.atomic import write_text_atomically
-from core.storage.paths import run_dir, run_model_path
+from core.storage.paths import run_dir
 from core.storage.plain import to_plain
 
 MAX_PLOT_POINTS = 2000
@@ -28,10 +29,12 @@ CACHE_NAME = "evaluation.json"
 def evaluate_run(run_id: str) -> dict:
     """Score a finished run's model on the validation split it trained with; cache the result.
 
-    The model is loaded with safe_mode=True; the split is `core.data.split` with the run's
-    validation_split and seed. A run without validation samples is scored on the whole
-    dataset, and `note` says so. The result is written atomically to the run folder as
-    evaluation.json, and returned from there while it is newer than model.keras.
+    The stack (stack.keras; model.keras for a run from before the end-to-end export) is
+    loaded with safe_mode=True and scored on the encoded split `core.data.prepare` draws
+    with the run's validation_split and seed, the arrays it trained on. A run without
+    validation samples is scored on the whole dataset, and `note` says so. The result is
+    written atomically to the run folder as evaluation.json, and returned from there while
+    it is newer than the model file.
 
     Returns:
         Plain data: run_id, dataset, task, kind ("classification" or "regression"), subset
@@ -49,10 +52,10 @@ def evaluate_run(run_id: str) -> dict:
         >>> evaluate_run(run_id)["confusion_matrix"]
         [[10, 0, 0], [0, 9, 1], [0, 1, 9]]
     """
-    folder, model_path = run_dir(run_id), run_model_path(run_id)
+    folder, model_path = run_dir(run_id), run_member_path(run_id)
     if not model_path.is_file():
         raise FileNotFoundError(
-            f"Run '{run_id}' has no model.keras ({model_path}); only a finished run can be evaluated.")
+            f"Run '{run_id}' has no trained model ({model_path}); only a finished run can be evaluated.")
     cache = folder / CACHE_NAME
     try:
         if cache.stat().st_mtime_ns > model_path.stat().st_mtime_ns:
@@ -63,18 +66,18 @@ def evaluate_run(run_id: str) -> dict:
     if not spec_path.is_file():
         raise FileNotFoundError(f"Run '{run_id}' has no spec.json ({spec_path}), so its dataset is unknown.")
     spec = StackSpec.from_json(spec_path.read_text(encoding="utf-8"), check_values=False)  # a stored run's spec
-    dataset = load_dataset(spec.dataset)
-    parts = split(dataset, spec.train.validation_split, spec.train.seed)
+    prepared = prepare(spec.dataset, spec.train)
+    parts = prepared.split
     if len(parts.y_val):
         x, y, subset, note = parts.x_val, parts.y_val, "validation", ""
     else:
-        x, y, subset = dataset.x, dataset.y, "all"
+        x, y, subset = parts.x_train, parts.y_train, "all"
         note = ("The run trained without a validation split, so the whole dataset is scored, including "
                 "the samples it trained on: expect optimistic numbers.")
     model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
     predictions = np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float64)
     predictions = predictions.reshape(len(predictions), -1)
-    task = dataset.task
+    task = prepared.task
     scores = (_classification_scores(y, predictions, task) if task.is_classification
               else _regression_scores(y, predictions))
     result = to_plain({"run_id": run_id, "dataset": spec.dataset.to_dict(), "task": task.to_dict(),

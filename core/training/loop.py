@@ -9,6 +9,11 @@ CLI, a list in a test.
   model keeps its weights as of the last finished epoch.
 - A NaN or infinite loss fails the run with a reason and keeps the last good weights.
 - The fine-tune phase continues the same history: epochs keep counting.
+- The data comes through `core.data.prepare`: encoded by the preprocessing fitted on the
+  training split. A regression stack ends in `Normalization(mean, variance, invert=True)`
+  of the training targets (`with_target_units`), so it trains on standardized targets
+  (the loss is weighted by 1 / variance: the standardized loss, a sane scale) while its
+  outputs and every metric (mae, mse, rmse) are in the target's own units.
 
 How to compile and which callbacks fit gets is the policy in `core.training.compile` (the
 generated stack.py renders the same); the event callback is `core.training.callbacks`.
@@ -22,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +38,9 @@ import numpy as np
 
 from core.build.stacking import ADAPT_SAMPLE_ROWS, build
 from core.build.trainability import count_params, unfreeze_top
-from core.data import Dataset, load_dataset, split
+from core.data import Dataset
+from core.data.encoding import TargetScaling
+from core.data.preprocessing import Prepared, prepare, prepare_dataset
 from core.spec import StackSpec, TrainSpec
 from core.spec.events import PHASE_FINE_TUNE, PHASE_TRAIN, EventSink, PhaseChange, RunEnded, RunStarted
 from core.spec.tasks import TaskInfo
@@ -63,6 +71,8 @@ class TrainResult:
     status: str  # finished, stopped or failed
     reason: str = ""
     compile_args: dict[str, Any] = field(default_factory=dict)
+    # The data as trained on: the preprocessing the end-to-end model.keras starts with.
+    prepared: Prepared | None = None
 
     @property
     def epochs_done(self) -> int:
@@ -79,6 +89,20 @@ def _never() -> bool:
     return False
 
 
+TARGET_UNITS_LAYER = "target_units"
+
+
+def with_target_units(model: keras.Model, target: TargetScaling) -> keras.Model:
+    """The stack followed by Normalization(mean, variance, invert=True): outputs in the target's units.
+
+    The stack's own layers stay the top-level layers (members keep their names for
+    trainability and fine-tuning); the added layer has no trainable weights.
+    """
+    units = keras.layers.Normalization(axis=-1, mean=list(target.mean), variance=list(target.variance),
+                                       invert=True, name=TARGET_UNITS_LAYER, dtype="float32")
+    return keras.Model(model.inputs, units(model.outputs[0]), name=model.name)
+
+
 def train(
     spec: StackSpec,
     dataset: Dataset | None = None,
@@ -93,7 +117,8 @@ def train(
 
     Args:
         spec: the stack and its TrainSpec.
-        dataset: the data; loaded from `spec.dataset` if None.
+        dataset: raw data (split and prepared with the spec's train settings and
+            `spec.dataset.scaling`); `prepare(spec.dataset, spec.train)` (cached) if None.
         sink: receives `core.spec.events` records (on the training thread and Keras's
             callback thread, so it must be thread-safe). None: events are dropped.
         should_stop: polled every batch; True stops training at the next batch.
@@ -102,8 +127,9 @@ def train(
         resume: continue from the checkpoint at `checkpoint_path`, if there is one.
 
     Returns:
-        TrainResult with the model (weights of the last finished epoch), the history
-        (one row per finished epoch, including those before a resume) and the status.
+        TrainResult with the model (weights of the last finished epoch; it takes the
+        ENCODED inputs), the history (one row per finished epoch, including those before a
+        resume), the status and `prepared` (the split and preprocessing it trained with).
 
     Raises:
         StackError: the stack does not build.
@@ -113,9 +139,13 @@ def train(
     """
     sink = sink or (lambda event: None)
     should_stop = should_stop or _never
-    dataset = dataset or load_dataset(spec.dataset)
     train_spec = spec.train
-    _check_settings(train_spec, dataset)
+    if dataset is None:
+        prepared = prepare(spec.dataset, train_spec)
+    else:
+        prepared = prepare_dataset(dataset, train_spec, spec.dataset.scaling, spec.dataset.target or "target")
+    task = prepared.task
+    _check_settings(train_spec, task)
     state = None
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
         state = read_checkpoint(Path(checkpoint_path))
@@ -124,20 +154,23 @@ def train(
     if train_spec.mixed_precision:
         keras.mixed_precision.set_global_policy(backend.mixed_precision_policy())
     try:
-        data = split(dataset, train_spec.validation_split, train_spec.seed)
-        model = build(spec, dataset.task, sample=data.x_train[:ADAPT_SAMPLE_ROWS])
+        data = prepared.split
+        model = build(spec, task, sample=data.x_train[:ADAPT_SAMPLE_ROWS])
+        target = prepared.preprocessing.target
+        if target is not None:
+            model = with_target_units(model, target)
         if state is not None:
             # A resumed run must not replay the first epochs' shuffles.
             keras.utils.set_random_seed(train_spec.seed + state.epoch)
-        loop = _TrainingLoop(model, spec, dataset.task, data, sink, should_stop, extra_callbacks or [],
-                             checkpoint_path)
-        return loop.run(state)
+        loop = _TrainingLoop(model, spec, task, data, sink, should_stop, extra_callbacks or [],
+                             checkpoint_path, target)
+        return dataclasses.replace(loop.run(state), prepared=prepared)
     finally:
         keras.mixed_precision.set_global_policy(policy)
 
 
-def _check_settings(train_spec: TrainSpec, dataset: Dataset) -> None:
-    resolve_compile_args(train_spec, dataset.task)
+def _check_settings(train_spec: TrainSpec, task: TaskInfo) -> None:
+    resolve_compile_args(train_spec, task)
     stopping = train_spec.early_stopping
     if stopping and stopping.monitor.startswith("val_") and train_spec.validation_split == 0:
         raise ValueError(f"Early stopping monitors '{stopping.monitor}', but validation_split is 0, so "
@@ -149,8 +182,9 @@ def _check_settings(train_spec: TrainSpec, dataset: Dataset) -> None:
 class _TrainingLoop:
     """Runs the phases of one training: compile, fit, fine-tune transition, resume."""
 
-    def __init__(self, model, spec, task, data, sink, should_stop, extra_callbacks, checkpoint_path):
+    def __init__(self, model, spec, task, data, sink, should_stop, extra_callbacks, checkpoint_path, target=None):
         self.model = model
+        self.target = target
         self.spec = spec
         self.train_spec = spec.train
         self.task = task
@@ -168,7 +202,7 @@ class _TrainingLoop:
         unfrozen = unfreeze_top(self.model, self.spec, self.train_spec.fine_tune)
         # New trainable weights need a new compile (and optimizer slots for them).
         compile_model(self.model, self.train_spec, self.task, learning_rate=rate,
-                      epochs=decay_epochs(self.train_spec, done), steps_per_epoch=self.steps)
+                      epochs=decay_epochs(self.train_spec, done), steps_per_epoch=self.steps, target=self.target)
         if announce:
             self.sink(PhaseChange(epoch=done + 1, phase=PHASE_FINE_TUNE, learning_rate=rate,
                                   trainable_params=count_params(self.model).trainable,
@@ -177,7 +211,7 @@ class _TrainingLoop:
     def run(self, state: CheckpointState | None) -> TrainResult:
         model, train_spec = self.model, self.train_spec
         compile_args = compile_model(model, train_spec, self.task, epochs=decay_epochs(train_spec, 0),
-                                     steps_per_epoch=self.steps)
+                                     steps_per_epoch=self.steps, target=self.target)
         phase_start = {PHASE_TRAIN: 0}
         if state is not None:
             self.history.extend(state.history)

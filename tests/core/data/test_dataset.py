@@ -19,7 +19,6 @@ from core.data import (
     csv_columns,
     list_builtins,
     load_dataset,
-    scale_features,
     split,
 )
 from core.data import builtin as builtin_arrays
@@ -158,14 +157,13 @@ def test_builtins_are_cached_and_read_only():
         first.y[0] = 1
 
 
-def test_tabular_builtins_follow_the_scaling():
-    standard, minmax, raw = builtin("wine", "standard"), builtin("wine", "minmax"), builtin("wine", "none")
-    np.testing.assert_allclose(standard.x.mean(axis=0), 0.0, atol=1e-5)
-    np.testing.assert_allclose(standard.x.std(axis=0), 1.0, atol=1e-4)
-    assert minmax.x.min() == 0.0 and minmax.x.max() == 1.0
-    np.testing.assert_allclose(raw.x, builtin_arrays.make_wine().x, rtol=1e-6)
-    # Images are never rescaled: "standard" leaves digits in [0, 1].
-    assert builtin("digits8", "standard").x.max() == 1.0
+def test_tabular_builtins_stay_raw_whatever_the_scaling():
+    # The scaling is the model's first layer, fitted on the training split (test_preprocessing.py):
+    # the dataset itself is the same raw data for every scaling.
+    standard, minmax = builtin("wine", "standard"), builtin("wine", "minmax")
+    assert standard is minmax
+    np.testing.assert_allclose(standard.x, builtin_arrays.make_wine().x, rtol=1e-6)
+    assert builtin("digits8", "standard").x.max() == 1.0 and builtin("digits8").pixel_range is None
 
 
 def test_unknown_builtin_lists_the_choices():
@@ -189,17 +187,21 @@ def test_summary_is_plain_data_with_class_counts_or_target_stats():
 MIXED_CSV = "size,color,fresh,label\n1,red,True,apple\n2,green,False,pear\n3,red,True,apple\n4,blue,True,plum\n"
 
 
-def test_csv_numeric_and_categorical_features(tmp_path):
+def test_csv_numeric_and_categorical_features_stay_raw_columns(tmp_path):
     dataset = load_csv(tmp_path, MIXED_CSV, target="label")
-    assert dataset.feature_names == ("size", "color=blue", "color=green", "color=red",
-                                     "fresh=False", "fresh=True")
-    assert dataset.task.kind == "multiclass"
+    assert dataset.feature_names == ("size", "color", "fresh") and dataset.is_table
+    assert dataset.feature_kinds == ("numeric", "categorical", "categorical")
+    assert dataset.task.kind == "multiclass" and dataset.task.input_shape == (3,)
     assert dataset.task.class_names == ("apple", "pear", "plum")
     assert dataset.y.tolist() == [0, 1, 0, 2]
-    # One-hot columns stay 0/1; only the numeric column is scaled.
-    np.testing.assert_array_equal(dataset.x[:, 1:], [[0, 0, 1, 0, 1], [0, 1, 0, 1, 0],
-                                                     [0, 0, 1, 0, 1], [1, 0, 0, 0, 1]])
-    assert abs(dataset.x[:, 0].mean()) < 1e-6 and abs(dataset.x[:, 0].std() - 1) < 1e-5
+    # Numbers as numbers, text (and bools) as text: encoding them is the model's job.
+    assert dataset.x[:, 0].astype(float).tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert dataset.x[:, 1].tolist() == ["red", "green", "red", "blue"]
+    assert dataset.x[:, 2].tolist() == ["True", "False", "True", "True"]
+    summary = dataset.summary()
+    assert summary["feature_kinds"] == ["numeric", "categorical", "categorical"]
+    assert summary["x_stats"] == {"min": 1.0, "max": 4.0, "mean": 2.5}  # the numeric columns
+    json.dumps(summary)
 
 
 @pytest.mark.parametrize("values, kind, classes", [
@@ -227,13 +229,11 @@ def test_csv_forced_task(tmp_path):
         load_csv(tmp_path, "a,t\n1,x\n2,y\n", target="t", task="regression")
 
 
-def test_csv_feature_selection_and_scalings(tmp_path):
+def test_csv_feature_selection_keeps_raw_numbers(tmp_path):
     text = "a,b,skip,t\n" + "".join(f"{i},{10 * i},{i % 3},{i % 2}\n" for i in range(10))
     chosen = load_csv(tmp_path, text, target="t", features=("b", "a"), scaling="minmax")
     assert chosen.feature_names == ("b", "a")  # the order asked for
-    assert chosen.x.min() == 0.0 and chosen.x.max() == 1.0
-    raw = load_csv(tmp_path, text, target="t", features=("b",), scaling="none")
-    assert raw.x[:, 0].tolist() == [10.0 * i for i in range(10)]
+    assert chosen.x.dtype == np.float32 and chosen.x[:, 0].tolist() == [10.0 * i for i in range(10)]
 
 
 def test_csv_from_an_upload_resolves_and_errors_name_the_original_file():
@@ -326,8 +326,22 @@ def test_npz_string_labels_regression_and_one_hot(tmp_path):
     assert targets.y.shape == (10, 2) and targets.y.dtype == np.float32
     one_hot = load_npz(write_npz(tmp_path / "c.npz", x=x, y=np.eye(3)[[0, 1, 2, 1, 0, 2, 1, 0, 2, 1]]))
     assert one_hot.task.num_classes == 3 and one_hot.y.tolist()[:4] == [0, 1, 2, 1]
-    standard = load_npz(tmp_path / "a.npz", scaling="standard")  # 2-D x is tabular: scaled
-    np.testing.assert_allclose(standard.x.mean(axis=0), 0.0, atol=1e-6)
+    standard = load_npz(tmp_path / "a.npz", scaling="standard")  # scaled by the model, not here
+    np.testing.assert_array_equal(standard.x, x)
+    assert standard.pixel_range is None
+
+
+def test_npz_uint8_images_keep_raw_pixels_and_a_pixel_range(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (6, 4, 4, 1), dtype=np.uint8)
+    dataset = load_npz(write_npz(tmp_path / "images.npz", x=images, y=np.array([0, 1] * 3)))
+    assert dataset.pixel_range == 255.0 and dataset.summary()["pixel_range"] == 255.0
+    np.testing.assert_array_equal(dataset.x, images.astype(np.float32))  # /255 is the model's Rescaling layer
+    floats = load_npz(write_npz(tmp_path / "floats.npz", x=images / 255.0, y=np.array([0, 1] * 3)))
+    assert floats.pixel_range is None
+    given = dataset_from_arrays(images.astype(np.float32), np.array([0, 1] * 3), pixel_range=255.0)
+    assert given.pixel_range == 255.0
+    with pytest.raises(DataError, match="pixel_range"):
+        Dataset("bad", images[:, 0, 0], [0, 1] * 3, TaskInfo("binary", (1,), 2), pixel_range=0.0)
 
 
 def test_npz_is_read_without_pickle(tmp_path, monkeypatch):
@@ -464,12 +478,18 @@ def test_dataset_checks_its_arrays():
         Dataset("bad", np.ones((2, 3)), [0, 1], task)
 
 
-def test_dataset_from_arrays_and_scale_features():
+def test_dataset_from_arrays():
     dataset = dataset_from_arrays(np.random.default_rng(0).random((10, 5, 1)), np.arange(10) % 2)
     assert dataset.task.kind == "binary" and dataset.task.input_shape == (5, 1)
-    scaled = scale_features(np.array([[1.0, 5.0, 0.0], [3.0, 5.0, 1.0]]), "standard",
-                            columns=[True, True, False])
-    np.testing.assert_array_equal(scaled, [[-1, 0, 0], [1, 0, 1]])  # constant column -> 0
+
+
+def test_dataset_checks_its_feature_kinds():
+    task = TaskInfo("binary", (2,), num_classes=2)
+    table = Dataset("t", np.array([[1.0, "a"], [2.0, "b"]], dtype=object), [0, 1], task,
+                    ("n", "c"), feature_kinds=("numeric", "categorical"))
+    assert table.x.dtype == object and table.is_table
+    with pytest.raises(DataError, match="give one kind"):
+        Dataset("bad", np.ones((2, 2)), [0, 1], task, ("n", "c"), feature_kinds=("numeric", "text"))
 
 
 def test_core_data_imports_no_keras_or_ui():

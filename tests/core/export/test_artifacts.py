@@ -74,7 +74,8 @@ def test_export_run_writes_every_artifact_and_the_model_reloads(tmp_path):
     out = tmp_path / "run"
     paths = export_run(model, spec, HISTORY, out, member_sources={"base": source},
                        compile_args=COMPILE_ARGS)
-    assert sorted(paths) == ["history.csv", "members/base.keras", "model.keras", "spec.json", "stack.py"]
+    assert sorted(paths) == ["data.json", "history.csv", "members/base.keras", "model.keras", "spec.json",
+                             "stack.keras", "stack.py"]
     assert all(path.is_file() and path.parent.is_relative_to(out) for path in paths.values())
     assert StackSpec.from_json(paths["spec.json"].read_text()) == spec
     assert paths["members/base.keras"].read_bytes() == source.read_bytes()

@@ -38,10 +38,17 @@ SCRIPT = textwrap.dedent("""
     assert [r["epoch"] for r in result.history] == [1, 2, 3, 4], result.history
     assert [e.epoch for e in log.of_kind("epoch")] == [3, 4]
     assert log.of_kind("epoch")[0].member_updates["base"] > 0  # fine-tuning
-    paths = export_run(result.model, spec, result.history, out, compile_args=result.compile_args)
+    paths = export_run(result.model, spec, result.history, out, compile_args=result.compile_args,
+                       prepared=result.prepared)
+    # model.keras takes raw samples (its Normalization is the training split's); stack.keras the encoded ones.
+    from core.data.preprocessing import PreprocessingLayers
+    encoded = PreprocessingLayers(result.prepared.preprocessing).encode(data.x[:5])
     reloaded = keras.saving.load_model(paths["model.keras"])
     np.testing.assert_allclose(reloaded.predict(data.x[:5], verbose=0),
-                               result.model.predict(data.x[:5], verbose=0), rtol=1e-5, atol=1e-6)
+                               result.model.predict(encoded, verbose=0), rtol=1e-5, atol=1e-6)
+    stack = keras.saving.load_model(paths["stack.keras"])
+    np.testing.assert_allclose(stack.predict(encoded, verbose=0), result.model.predict(encoded, verbose=0),
+                               rtol=1e-5, atol=1e-6)
     print("ok", result.status)
 """)
 
