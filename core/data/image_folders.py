@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import re
 import stat
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -35,7 +36,6 @@ from core.data.csv_files import check_file_size
 from core.data.dataset import Dataset
 from core.data.image_limits import DEFAULT_IMAGE_LIMITS, IMAGE_LIMIT_ENV_VARS, RATIO_CHECK_MIN_BYTES, ImageLimits
 from core.data.limits import DEFAULT_LIMITS, DataError, DataLimits
-from core.data.npz_files import _declared_member_count
 from core.limits import format_bytes
 from core.spec import DatasetSpec
 from core.spec.tasks import TaskInfo
@@ -53,6 +53,13 @@ WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I")
 OS_FOLDERS = ("__MACOSX",)
 OS_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")
 LAYOUT = "one folder per class (cats/001.jpg, dogs/002.jpg, ...)"
+# The end-of-central-directory record: at the file's end, before a comment of up to 64 KiB.
+END_RECORD = b"PK\x05\x06"
+END_RECORD_BYTES = 22
+# zipfile parses the whole central directory into objects, however few entries the end
+# record declares; an entry takes 46 bytes plus its name and extras, so a directory larger
+# than this per allowed entry holds more entries than allowed (or absurd names).
+MAX_CENTRAL_ENTRY_BYTES = 46 + 1024 + 330
 
 
 @dataclass(frozen=True)
@@ -102,9 +109,16 @@ def inspect_image_zip(path: Path, name: str, limits: DataLimits = DEFAULT_LIMITS
     """
     if check_file_size(path, name, limits) == 0:
         raise DataError(f"'{name}' is empty (0 bytes). Zip {LAYOUT}.")
-    declared = _declared_member_count(path)
-    if declared is not None and declared > image_limits.max_entries:
-        raise _too_many(name, declared, image_limits)
+    declared = _end_record(path)
+    if declared is not None:
+        entries, directory_bytes = declared
+        if entries > image_limits.max_entries:
+            raise _too_many(name, entries, image_limits)
+        if directory_bytes > image_limits.max_entries * MAX_CENTRAL_ENTRY_BYTES:
+            variable = IMAGE_LIMIT_ENV_VARS["max_entries"]
+            raise DataError(f"'{name}' has a central directory of {format_bytes(directory_bytes)}, more than "
+                            f"{image_limits.max_entries:,} entries ({variable}) can take: it holds more entries "
+                            f"than its end record declares. Zip the folders again, or raise {variable}.")
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
@@ -128,7 +142,7 @@ def inspect_image_zip(path: Path, name: str, limits: DataLimits = DEFAULT_LIMITS
             f"more data than a dashboard upload needs. Use fewer or smaller images, or raise "
             f"{IMAGE_LIMIT_ENV_VARS['max_uncompressed_bytes']}."
         )
-    root, classes = _class_folders(infos, name, image_limits)
+    root, classes = _class_folders(infos, name)
     if len(classes) < 2:
         found = f" ('{next(iter(classes))}')" if classes else ""
         raise DataError(f"'{name}' holds {len(classes)} class folder{'' if len(classes) == 1 else 's'}{found} "
@@ -232,6 +246,21 @@ def class_samples(path: Path, name: str, spec: DatasetSpec, per_class: int = 6, 
 # -- the central directory ------------------------------------------------------------------
 
 
+def _end_record(path: Path) -> tuple[int, int] | None:
+    """(entries, central directory bytes) as the end record declares them, read before zipfile
+    parses the directory; None when there is no end record (zipfile then says it is no zip).
+    ZIP64 archives mark both fields with all ones: they read as over any limit."""
+    with open(path, "rb") as file:
+        size = file.seek(0, io.SEEK_END)
+        file.seek(max(0, size - (END_RECORD_BYTES + 0xFFFF)))
+        tail = file.read()
+    at = tail.rfind(END_RECORD)
+    if at < 0 or len(tail) - at < END_RECORD_BYTES:
+        return None
+    entries, directory_bytes = struct.unpack("<HI", tail[at + 10:at + 16])
+    return entries, directory_bytes
+
+
 def _too_many(name: str, entries: int, image_limits: ImageLimits) -> DataError:
     variable = IMAGE_LIMIT_ENV_VARS["max_entries"]
     return DataError(f"'{name}' declares {entries:,} entries, over the limit of {image_limits.max_entries:,} "
@@ -280,8 +309,7 @@ def _is_os_metadata(parts: tuple[str, ...]) -> bool:
     return parts[0] in OS_FOLDERS or parts[-1] in OS_FILES or parts[-1].startswith("._")
 
 
-def _class_folders(infos: list[zipfile.ZipInfo], name: str,
-                   image_limits: ImageLimits) -> tuple[str, dict[str, list[str]]]:
+def _class_folders(infos: list[zipfile.ZipInfo], name: str) -> tuple[str, dict[str, list[str]]]:
     """The wrapping folder ("root/" or "") and each class folder's image members."""
     files, folders = [], []
     for info in infos:

@@ -176,6 +176,17 @@ def test_too_many_entries_are_refused_from_the_end_record(tmp_path):
             image_limits=ImageLimits(max_entries=10))
 
 
+def test_a_central_directory_larger_than_its_end_record_declares_is_refused(tmp_path):
+    path = make_zip(tmp_path / "crafted.zip", [(f"red/{'x' * 120}{i}.png", png()) for i in range(20)])
+    data = bytearray(path.read_bytes())
+    end = data.rfind(b"PK\x05\x06")
+    data[end + 8:end + 12] = struct.pack("<HH", 2, 2)  # this disk's entries, all entries: "2"
+    path.write_bytes(bytes(data))
+    refused(path, r"'crafted.zip' has a central directory of 3.4 KiB, more than 2 entries \(STACKLAB_MAX_ZIP_ENTRIES\) "
+                  r"can take: it holds more entries than its end record declares",
+            image_limits=ImageLimits(max_entries=2))
+
+
 def test_too_many_images_for_the_sample_limit_are_refused(tmp_path):
     refused(make_zip(tmp_path / "rows.zip", good_members(per_class=4)), r"holds 12 images, over the limit of 10",
             limits=DataLimits(max_rows=10))
