@@ -112,15 +112,23 @@ def compile_kwargs(train_spec: TrainSpec, compile_args: Mapping[str, Any]) -> di
         train_spec: the schedule and `jit_compile` come from here.
         compile_args: optimizer, weight_decay, loss and metrics with "auto" resolved
             (`resolve_compile_args`); a missing optimizer or weight decay is the spec's.
+            A regression model that outputs the target's units also has loss_weight (and
+            huber_delta for "huber"): `standardized_loss`.
     """
     optimizer = optimizer_call(compile_args.get("optimizer", train_spec.optimizer),
                                compile_args.get("weight_decay", train_spec.weight_decay), train_spec.lr_schedule)
-    return {
+    loss: Any = compile_args["loss"]
+    if compile_args.get("huber_delta") is not None:
+        loss = KerasCall("losses.Huber", kwargs={"delta": compile_args["huber_delta"]})
+    kwargs = {
         "optimizer": optimizer,
-        "loss": compile_args["loss"],
+        "loss": loss,
         "metrics": [METRIC_OBJECTS.get(name, name) for name in compile_args["metrics"]],
         "jit_compile": train_spec.jit_compile,
     }
+    if compile_args.get("loss_weight") is not None:
+        kwargs["loss_weights"] = [compile_args["loss_weight"]]
+    return kwargs
 
 
 def callback_calls(train_spec: TrainSpec) -> list[KerasCall]:
@@ -260,27 +268,30 @@ def instantiate(value: Any, quantities: Mapping[str, float]) -> Any:
     return value
 
 
-def standardized_loss(loss: str, target) -> tuple[Any, float]:
-    """The loss and its weight that make a model outputting the target's units train on the
-    standardized scale: loss(y, pred) * weight == loss((y - mean) / std, (pred - mean) / std).
+def standardized_loss(loss: str, target) -> dict[str, float]:
+    """The loss weight (and Huber delta) that make a model outputting the target's units train
+    on the standardized scale: weight * loss(y, pred) == loss((y - mean) / std, (pred - mean) / std).
 
     Exact for one target: mse / variance, mae / std, Huber(delta=std) / variance. With
     several targets the weight uses their mean variance (the same scale for all of them).
+    Why this way: the model's outputs (and so every metric, early stopping's too) stay in
+    the target's units, the gradients are those of standardized training, and it is plain
+    `compile(loss_weights=...)`, which the generated stack.py renders as well.
 
     Args:
         loss: a regression loss name ("mse", "mae", "huber").
         target: a `core.data.encoding.TargetScaling` (mean, variance per target).
 
     Returns:
-        (loss as compile takes it, loss weight).
+        {"loss_weight": w} plus {"huber_delta": std} for "huber": entries of compile_args.
     """
     variance = float(sum(target.variance) / len(target.variance))
     std = math.sqrt(variance)
     if loss == "mae":
-        return loss, 1.0 / std
+        return {"loss_weight": 1.0 / std}
     if loss == "huber":
-        return keras.losses.Huber(delta=std), 1.0 / variance
-    return loss, 1.0 / variance
+        return {"loss_weight": 1.0 / variance, "huber_delta": std}
+    return {"loss_weight": 1.0 / variance}
 
 
 def compile_model(model: keras.Model, train_spec: TrainSpec, task: TaskInfo, *,
@@ -298,23 +309,22 @@ def compile_model(model: keras.Model, train_spec: TrainSpec, task: TaskInfo, *,
             units while the loss trains on a sane scale.
 
     Returns:
-        The resolved compile arguments (`resolve_compile_args`) with this learning rate.
+        The resolved compile arguments (`resolve_compile_args`) with this learning rate,
+        and loss_weight / huber_delta when `target` is given.
 
     Raises:
         ValueError: the loss or metrics do not suit the task, or a step schedule is
             missing `steps_per_epoch`.
     """
     args = resolve_compile_args(train_spec, task)
+    if target is not None and not task.is_classification:
+        args.update(standardized_loss(args["loss"], target))
     rate = train_spec.learning_rate if learning_rate is None else learning_rate
     if steps_per_epoch is None and uses_steps(train_spec):
         raise ValueError(f"lr_schedule '{train_spec.lr_schedule}' decays per step: pass steps_per_epoch "
                          f"(batches per epoch) to compile_model.")
     quantities = {"learning_rate": rate, "epochs": epochs or train_spec.epochs, "steps_per_epoch": steps_per_epoch}
-    kwargs = instantiate(compile_kwargs(train_spec, args), quantities)
-    if target is not None and not task.is_classification:
-        kwargs["loss"], weight = standardized_loss(args["loss"], target)
-        kwargs["loss_weights"] = [weight]
-    model.compile(**kwargs)
+    model.compile(**instantiate(compile_kwargs(train_spec, args), quantities))
     return {**args, "learning_rate": rate}
 
 

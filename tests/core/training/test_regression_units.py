@@ -37,6 +37,17 @@ def test_diabetes_predictions_and_val_mae_are_in_the_targets_units(diabetes_run)
     variance = prepared.preprocessing.target.variance[0]
     assert last["val_loss"] == pytest.approx(last["val_mse"] / variance, rel=1e-4) and last["loss"] < 5
     assert result.model.layers[-1].name == TARGET_UNITS_LAYER
+    assert result.compile_args["loss_weight"] == pytest.approx(1 / variance)
+
+
+def test_the_generated_script_compiles_with_the_same_loss_weight(diabetes_run, tmp_path):
+    from core.export.artifacts import export_run
+
+    spec, result = diabetes_run
+    paths = export_run(result.model, spec, result.history, tmp_path, compile_args=result.compile_args,
+                       prepared=result.prepared)
+    script = paths["stack.py"].read_text()
+    assert "loss_weights=[" in script and f"name=\"{TARGET_UNITS_LAYER}\"" in script
 
 
 def test_the_end_to_end_model_outputs_the_targets_units_from_raw_features(diabetes_run):
@@ -58,8 +69,9 @@ def test_the_weighted_loss_in_units_equals_the_loss_on_standardized_targets(loss
     y, pred = rng.normal(150, 30, (64, 1)), rng.normal(150, 40, (64, 1))
     classes = {"mse": keras.losses.MeanSquaredError, "mae": keras.losses.MeanAbsoluteError,
                "huber": keras.losses.Huber}
-    weighted, weight = standardized_loss(loss, target)
-    in_units = classes[weighted]() if isinstance(weighted, str) else weighted
+    args = standardized_loss(loss, target)
+    weight = args["loss_weight"]
+    in_units = keras.losses.Huber(delta=args["huber_delta"]) if loss == "huber" else classes[loss]()
     standard = classes[loss]()
     expected = float(standard((y - 150) / 30, (pred - 150) / 30))
     assert float(in_units(y, pred)) * weight == pytest.approx(expected, rel=1e-5)
