@@ -5,11 +5,12 @@ folder per class inside a folder `shapes/`, as `keras.utils.image_dataset_from_d
 reads) in a temporary folder, loads it as StackLab's "images" dataset (the archive is
 inspected, nothing is extracted), and trains a small CNN stack on it for a few epochs.
 
-    python examples/image_folder_zip.py [--epochs 4] [--per-class 40] [--keep DIR]
+    python examples/image_folder_zip.py [--epochs 8] [--per-class 40] [--size 32] [--keep DIR]
 """
 
 import argparse
 import io
+import os
 import sys
 import tempfile
 import zipfile
@@ -20,6 +21,7 @@ from PIL import Image, ImageDraw
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up lines, as the CLI hides them
 
 from core.data import load_dataset  # noqa: E402
 from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec  # noqa: E402
@@ -62,7 +64,7 @@ def make_shapes_zip(path: Path, per_class: int | dict[str, int] = 40, seed: int 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("--size", type=int, default=32, help="height and width the images are resized to")
     parser.add_argument("--keep", type=Path, help="write the ZIP into this folder (default: a temporary one)")

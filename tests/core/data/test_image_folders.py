@@ -3,6 +3,8 @@
 import io
 import stat
 import struct
+import subprocess
+import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -18,6 +20,7 @@ from core.spec import DatasetSpec
 from core.storage.uploads import display_name, resolve, store_bytes
 
 MiB = 1 << 20
+ROOT = Path(__file__).resolve().parents[3]
 COLOURS = {"blue": (0, 0, 255), "green": (0, 255, 0), "red": (255, 0, 0)}
 
 
@@ -268,3 +271,14 @@ def test_a_zip_upload_is_stored_by_its_content_and_reads_from_the_store(tmp_path
     ref = store_bytes(data, "colours.zip")
     assert resolve(ref).suffix == ".zip" and resolve(ref).read_bytes() == data
     assert read_image_folders(resolve(ref), display_name(ref), images()).num_samples == 9
+
+
+@pytest.mark.slow
+def test_the_example_makes_a_zip_loads_it_and_trains_headless(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "image_folder_zip.py"), "--epochs", "1",
+                           "--per-class", "6", "--size", "16", "--keep", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "x (18, 16, 16, 3) (" in done.stdout and "{'circle': 6, 'square': 6, 'triangle': 6}" in done.stdout
+    assert "finished after 1 epochs" in done.stdout
+    assert inspect_image_zip(tmp_path / "shapes.zip", "shapes.zip").root == "shapes/"
