@@ -242,7 +242,7 @@ class ChildFailed(RuntimeError):
 
 
 def _child_answer(args: list[str], timeout_s: float) -> dict[str, Any]:
-    """The JSON line a `python -m <args>` child printed last on stdout.
+    """The JSON line a `python <args>` child (["-m", "core...", ...]) printed last on stdout.
 
     Raises:
         ChildFailed: it timed out, or ended without an answer (its last stderr line says why).
@@ -253,7 +253,7 @@ def _child_answer(args: list[str], timeout_s: float) -> dict[str, Any]:
     from core.processes import child_env, exit_words
 
     try:
-        done = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=child_env(),
+        done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=child_env(),
                               timeout=timeout_s)
     except subprocess.TimeoutExpired:
         raise ChildFailed(f"It took longer than {timeout_s:.0f} s and was stopped.") from None
@@ -275,7 +275,8 @@ def _predictions(home: str, run_id: str, model_stamp: int, data_ref: str | None)
         out = Path(folder) / "predictions.csv"
         source = ["--validation"] if data_ref is None else [data_ref]
         try:
-            answer = _child_answer(["core.predict", run_id, *source, "--out", str(out), "--json"], PREDICT_TIMEOUT_S)
+            answer = _child_answer(["-m", "core.predict", run_id, *source, "--out", str(out), "--json"],
+                                   PREDICT_TIMEOUT_S)
         except ChildFailed as error:
             return "error", f"The prediction failed. {error}"
         if not answer.get("ok"):
@@ -307,3 +308,40 @@ def data_card(run_id: str) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return card if isinstance(card, dict) else None
+
+
+# -- exports (a child process too: the converters import TensorFlow) -----------------------------
+
+EXPORT_TIMEOUT_S = 600
+# Asks core.export.formats, which imports no Keras, what each format is and what it lacks here.
+FORMATS_QUESTION = ("import json; from core.export import formats as f; print(json.dumps({name: {"
+                    "'label': f.LABELS[name], 'file_name': f.FILE_NAMES[name], "
+                    "'missing': f.missing_packages_message(name)} for name in f.FORMATS}))")
+
+
+@st.cache_data(show_spinner=False, ttl=300)
+def _export_formats(home: str) -> tuple[str, Any]:
+    try:
+        return "ok", _child_answer(["-c", FORMATS_QUESTION], 60)
+    except ChildFailed as error:
+        return "error", f"The export formats could not be listed. {error}"
+
+
+def export_formats() -> tuple[str, Any]:
+    """("ok", {format: {label, file_name, missing}}) in the order to show, `missing` the one-line
+    reason with the command that adds the format's packages (None when it can run here), or
+    ("error", why). Checked again every few minutes, so an install shows without a restart."""
+    return _export_formats(_home())
+
+
+def export(run_id: str, format: str) -> tuple[str, Any]:  # noqa: A002 - the CLI's word
+    """("ok", {path, size_bytes, max_abs_diff, samples, tolerance, summary}) or ("error", reason):
+    a finished run's model exported to `format` into its folder and verified in that format's
+    runtime, by `python -m core export RUN_ID --format F --json` in a child process."""
+    try:
+        answer = _child_answer(["-m", "core", "export", run_id, "--format", format, "--json"], EXPORT_TIMEOUT_S)
+    except ChildFailed as error:
+        return "error", f"The export failed. {error}"
+    if not answer.get("ok"):
+        return "error", answer.get("error", "The export failed without a reason.")
+    return "ok", answer

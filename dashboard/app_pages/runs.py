@@ -4,6 +4,8 @@ Core calls: core.runs (list, get, metrics, phases, artifacts, stop, resume, dele
 the inspector's client.evaluate; "use as a member" edits the draft spec.
 """
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -94,9 +96,55 @@ def downloads(run) -> None:
                                icon=":material/folder_zip:", on_click="ignore",
                                help="model.keras, stack.py, spec.json, history.csv and the member files stack.py "
                                     "loads, in one folder: unpacked, `python stack.py` runs from anywhere.")
+    if "model.keras" in artifacts and not run.is_active:
+        exports(run, artifacts)
     if too_big:
         st.caption(f"The run's files together are over STACKLAB_MAX_BUNDLE_BYTES ({format_bytes(max_bundle_bytes())}): "
                    f"download them one by one.")
+
+
+EXPORT_ORDER = ("onnx", "saved_model", "litert")
+
+
+def exports(run, artifacts: dict) -> None:
+    """A button per deployment format: the export runs (in a child process) on click, its
+    verification is shown, and the file is offered; a format whose packages are missing says
+    which command adds them."""
+    outcome, formats = services.export_formats()
+    if outcome == "error":
+        st.caption(formats)
+        return
+    stem = bundle_name(run.name, run.id)
+    done = []
+    with st.container(horizontal=True, key="runs-exports"):
+        for name in sorted(formats, key=lambda f: EXPORT_ORDER.index(f) if f in EXPORT_ORDER else len(EXPORT_ORDER)):
+            label, file_name, missing = formats[name]["label"], formats[name]["file_name"], formats[name]["missing"]
+            if file_name in artifacts:
+                path = artifacts[file_name]
+                size = format_bytes(path.stat().st_size)
+                st.download_button(f"{label} ({Path(file_name).suffix})", data=path.read_bytes,
+                                   file_name=f"{stem}-{file_name}", mime="application/octet-stream",
+                                   key=f"runs-download-{name}", icon=":material/download:", on_click="ignore",
+                                   help=f"{size}, verified against Keras in {label}'s runtime when it was exported.")
+            elif st.button(f"Export {label}", key=f"runs-export-{name}", icon=":material/output:",
+                           disabled=missing is not None,
+                           help=missing or f"Converts model.keras to {label} and checks it in {label}'s runtime on "
+                                           f"validation samples (within 1e-4) before offering the file."):
+                with st.spinner(f"Exporting to {label} and verifying it…"):
+                    done.append((name, label, *services.export(run.id, name)))
+    for name, label, outcome, result in done:
+        if outcome == "error":
+            st.error(result, icon=":material/error:")
+        else:
+            st.success(result["summary"], icon=":material/check:")
+            path = Path(result["path"])
+            st.download_button(f"Download {label} ({path.suffix})", data=path.read_bytes,
+                               file_name=f"{stem}-{path.name}", mime="application/octet-stream",
+                               key=f"runs-download-{name}-new",
+                               icon=":material/download:", on_click="ignore")
+    missing = [formats[name]["missing"] for name in formats if formats[name]["missing"]]
+    if missing:
+        st.caption(" ".join(dict.fromkeys(missing)))
 
 
 def bundle_bytes(run_id: str) -> bytes:
