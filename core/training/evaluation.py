@@ -55,7 +55,7 @@ def evaluate_run(run_id: str) -> dict:
     folder, model_path = run_dir(run_id), run_member_path(run_id)
     if not model_path.is_file():
         raise FileNotFoundError(
-            f"Run '{run_id}' has no trained model ({model_path}); only a finished run can be evaluated.")
+            f"Run '{run_id}' has no model.keras or stack.keras (in {folder}); only a finished run can be evaluated.")
     cache = folder / CACHE_NAME
     try:
         if cache.stat().st_mtime_ns > model_path.stat().st_mtime_ns:
