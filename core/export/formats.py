@@ -40,7 +40,7 @@ import os
 import re
 import tempfile
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -66,7 +66,10 @@ TOLERANCE = 1e-4
 # What each format suggests when a layer does not convert: SavedModel carries every TensorFlow op.
 FALLBACKS = {"onnx": "export to SavedModel instead (it carries every TensorFlow op)",
              "litert": "export to SavedModel instead (it carries every TensorFlow op)",
-             "saved_model": "replace the layer with a built-in Keras layer"}
+             "saved_model": "download model.keras instead (it needs only Keras)"}
+# TensorFlow's rule for a SavedModel signature's input names (tensorflow/python/framework/ops.py):
+# a CSV column such as "sepal length (cm)" breaks it, so such inputs get a name that keeps it.
+SIGNATURE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
 
 
 class ExportError(ValueError):
@@ -84,6 +87,9 @@ class ExportResult:
     format: "saved_model" | "onnx" | "litert". path: the file written (a .zip for SavedModel).
     size_bytes: its size. max_abs_diff: the largest |runtime - Keras| over every output value
     of the samples. samples: how many samples were compared. tolerance: the limit it passed.
+    input_names: the model's input (a column) -> that input's name in the file; they differ
+    where TensorFlow refuses the name ("sepal length (cm)" -> "sepal_length_cm" in SavedModel
+    and LiteRT signatures; ONNX keeps every name).
     """
 
     format: str
@@ -92,14 +98,21 @@ class ExportResult:
     max_abs_diff: float
     samples: int
     tolerance: float = TOLERANCE
+    input_names: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def renamed_inputs(self) -> dict[str, str]:
+        return {name: in_file for name, in_file in self.input_names.items() if name != in_file}
 
     def summary(self) -> str:
         label = LABELS[self.format]
+        renamed = "; inputs renamed in the file: " + ", ".join(
+            f"'{name}' -> '{in_file}'" for name, in_file in self.renamed_inputs.items()) if self.renamed_inputs else ""
         return (f"{label}: {self.path.name} ({format_bytes(self.size_bytes)}), max |{label} - Keras| = "
-                f"{self.max_abs_diff:.1e} on {self.samples} samples (limit {self.tolerance:.0e})")
+                f"{self.max_abs_diff:.1e} on {self.samples} samples (limit {self.tolerance:.0e}){renamed}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "path": str(self.path)}
+        return {**asdict(self), "path": str(self.path), "input_names": dict(self.input_names)}
 
 
 def missing_packages(format: str) -> list[str]:  # noqa: A002 - the word the CLI and the dashboard use
@@ -156,11 +169,13 @@ def export_model(model: Any, format: str, path: str | Path, samples: Any, *,  # 
     model = _loaded(model, path)
     inputs, count = _sample_inputs(model, samples, max_samples)
     expected = _outputs_of(model(inputs, training=False))
+    signature = Signature.of(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The work folder is beside the target, so the final move is a rename on one file system.
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as work:
-        converted = CONVERTERS[format](model, Path(work))
-        received = RUNTIMES[format](converted, inputs)
+        converted = CONVERTERS[format](model, Path(work), signature)
+        names = signature.onnx_names if format == "onnx" else signature.names
+        received = RUNTIMES[format](converted, inputs, names)
         difference = _max_abs_diff(format, expected, received)
         if not difference <= tolerance:  # also refuses NaN
             raise ExportError(f"{LABELS[format]} export does not match Keras: max |{LABELS[format]} - Keras| = "
@@ -171,7 +186,7 @@ def export_model(model: Any, format: str, path: str | Path, samples: Any, *,  # 
                 _zip_folder(converted, temporary, top=path.stem or "saved_model")
             else:
                 os.replace(converted, temporary)
-    return ExportResult(format, path, path.stat().st_size, float(difference), count, tolerance)
+    return ExportResult(format, path, path.stat().st_size, float(difference), count, tolerance, names)
 
 
 # ---- inputs and outputs ---------------------------------------------------------------------
@@ -250,14 +265,72 @@ def _max_abs_diff(format: str, expected: list[np.ndarray], received: list[np.nda
     return max((float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(expected, received)), default=0.0)
 
 
-def _feed(inputs: Any, names: list[str], label: str) -> dict[str, Any]:
+def _feed(inputs: Any, in_file: list[str], names: Mapping[str, str], label: str) -> dict[str, Any]:
+    """The samples keyed by the file's input names (`names`: model input -> name in the file)."""
     if not isinstance(inputs, dict):
-        if len(names) != 1:
-            raise ExportError(f"The {label} file takes {len(names)} inputs ({', '.join(names)}), the model one array.")
-        return {names[0]: inputs}
-    if sorted(names) != sorted(inputs):
-        raise ExportError(f"The {label} file's inputs are {sorted(names)}, the model's columns {sorted(inputs)}.")
-    return dict(inputs)
+        if len(in_file) != 1:
+            raise ExportError(f"The {label} file takes {len(in_file)} inputs ({', '.join(in_file)}), "
+                              f"the model one array.")
+        return {in_file[0]: inputs}
+    feed = {names.get(key, key): value for key, value in inputs.items()}
+    if sorted(in_file) != sorted(feed):
+        raise ExportError(f"The {label} file's inputs are {sorted(in_file)}, the model's {sorted(feed)}.")
+    return feed
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The input signature every format is exported with.
+
+    specs: Keras's `input_signature` (the model's input structure of `keras.InputSpec`s,
+    named as TensorFlow allows), or None to let Keras infer one. names: model input (a
+    dict key, or an array input's name) -> its name in SavedModel and LiteRT files.
+    """
+
+    specs: Any = None
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def onnx_names(self) -> dict[str, str]:
+        """ONNX allows any name, so an ONNX file's inputs keep the model's (the CSV's) names."""
+        return {key: key for key in self.names}
+
+    @classmethod
+    def of(cls, model) -> "Signature":
+        import keras
+
+        try:
+            structure = model.input
+        except (AttributeError, ValueError):  # a subclassed model: Keras infers the signature
+            return cls()
+        keys = list(structure) if isinstance(structure, dict) else [t.name for t in keras.tree.flatten(structure)]
+        names = _signature_names(keys)
+
+        def spec(name: str, tensor) -> keras.InputSpec:
+            return keras.InputSpec(shape=(None, *tensor.shape[1:]), dtype=tensor.dtype, name=name)
+
+        if isinstance(structure, dict):
+            return cls([{key: spec(names[key], tensor) for key, tensor in structure.items()}], names)
+        ordered = iter(names.values())
+        return cls([keras.tree.map_structure(lambda tensor: spec(next(ordered), tensor), structure)], names)
+
+
+def _signature_names(keys: list[str]) -> dict[str, str]:
+    """Each key as is where TensorFlow accepts it, else "sepal length (cm)" -> "sepal_length_cm";
+    unique ignoring case, as TensorFlow compares them ("Age" and "age" collide: "age_2")."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for key in sorted(keys, key=lambda key: not SIGNATURE_NAME.match(key)):  # valid names keep theirs first
+        stem = key
+        if not SIGNATURE_NAME.match(key):
+            stem = re.sub(r"[^A-Za-z0-9.-]+", "_", key).strip("_-") or "input"
+            stem = stem if SIGNATURE_NAME.match(stem) else f"input_{stem}"
+        name, counter = stem, 2
+        while name.lower() in taken:
+            name, counter = f"{stem}_{counter}", counter + 1
+        taken.add(name.lower())
+        names[key] = name
+    return {key: names[key] for key in keys}
 
 
 # ---- converters and runtimes ----------------------------------------------------------------
@@ -289,21 +362,23 @@ def _converter_logs() -> Iterator[list[str]]:
             logger.handlers, logger.propagate = handlers, propagate
 
 
-def _write_saved_model(model, work: Path) -> Path:
+def _write_saved_model(model, work: Path, signature: Signature) -> Path:
     folder = work / "saved_model"
     with _converter_logs(), _conversion_failures("saved_model", model):
-        model.export(str(folder), format="tf_saved_model", verbose=False)
+        model.export(str(folder), format="tf_saved_model", verbose=False, input_signature=signature.specs)
     return folder
 
 
-def _run_saved_model(folder: Path, inputs: Any) -> list[np.ndarray]:
+def _run_saved_model(folder: Path, inputs: Any, names: Mapping[str, str]) -> list[np.ndarray]:
     import keras
 
+    # The "serve" endpoint takes the model's own structure (its dict keys); the names are
+    # those of the serving_default signature that TensorFlow Serving reads.
     return _outputs_of(keras.layers.TFSMLayer(str(folder), call_endpoint="serve")(inputs))
 
 
-def _write_onnx(model, work: Path) -> Path:
-    saved = _write_saved_model(model, work)
+def _write_onnx(model, work: Path, signature: Signature) -> Path:
+    saved = _write_saved_model(model, work, signature)
     # tf2onnx's saved-model path, as its own CLI (`python -m tf2onnx.convert --saved-model`)
     # takes it; `_convert_common` is what that CLI calls (tf2onnx is pinned at 1.17.0).
     from tf2onnx import tf_loader
@@ -313,6 +388,11 @@ def _write_onnx(model, work: Path) -> Path:
         graph, inputs, outputs, tables, renames = tf_loader.from_saved_model(
             str(saved), None, None, tag="serve", signatures=["serving_default"],
             return_initialized_tables=True, return_tensors_to_rename=True)
+        # Back to the model's own input names (a CSV's columns), which ONNX allows. (`renames`
+        # maps graph tensors to signature names; TensorFlow lower-cases the tensors' names.)
+        back = {in_file.lower(): key for key, in_file in signature.names.items()}
+        renames = {tensor: back.get(name.lower(), name) if tensor in inputs else name
+                   for tensor, name in renames.items()}
         proto, _ = _convert_common(graph, name=model.name, input_names=inputs, output_names=outputs,
                                    initialized_tables=tables, tensors_to_rename=renames)
     _refuse_unconverted_onnx_ops(proto, model, errors)
@@ -334,19 +414,19 @@ def _refuse_unconverted_onnx_ops(proto, model, errors: list[str]) -> None:
         raise ExportError(_failure("onnx", model, errors[0]))
 
 
-def _run_onnx(path: Path, inputs: Any) -> list[np.ndarray]:
+def _run_onnx(path: Path, inputs: Any, names: Mapping[str, str]) -> list[np.ndarray]:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feed = _feed(inputs, [value.name for value in session.get_inputs()], "ONNX")
+    feed = _feed(inputs, [value.name for value in session.get_inputs()], names, "ONNX")
     names = [value.name for value in session.get_outputs()]
     return _ordered(dict(zip(names, session.run(None, feed))))
 
 
-def _write_litert(model, work: Path) -> Path:
+def _write_litert(model, work: Path, signature: Signature) -> Path:
     path = work / "model.tflite"
     with _converter_logs(), _conversion_failures("litert", model):
-        model.export(str(path), format="litert", verbose=False)
+        model.export(str(path), format="litert", verbose=False, input_signature=signature.specs)
     # Keras lets the converter fall back to TensorFlow ("Flex") ops, which the LiteRT
     # runtime does not have: such a file would fail on the device, so it is refused here.
     from ai_edge_litert.interpreter import Interpreter
@@ -362,11 +442,11 @@ def _write_litert(model, work: Path) -> Path:
     return path
 
 
-def _run_litert(path: Path, inputs: Any) -> list[np.ndarray]:
+def _run_litert(path: Path, inputs: Any, names: Mapping[str, str]) -> list[np.ndarray]:
     from ai_edge_litert.interpreter import Interpreter
 
     runner = Interpreter(model_path=str(path)).get_signature_runner("serving_default")
-    feed = _feed(inputs, list(runner.get_input_details()), "LiteRT")
+    feed = _feed(inputs, list(runner.get_input_details()), names, "LiteRT")
     return _ordered(runner(**feed))
 
 
@@ -445,5 +525,6 @@ def _failure(format: str, model, said: str) -> str:  # noqa: A002
     lines = [line.strip() for line in said.splitlines() if line.strip()]
     reason = next((line for line in lines if "error" in line.lower()), lines[0] if lines else "no reason given")
     where = _where(model, re.findall(r"[\w.\-]+(?:/[\w.\-]+)+", said))
+    reason = reason if len(reason) <= 400 else reason[:400].rsplit(" ", 1)[0] + " ..."
     return (f"{LABELS[format]} export failed{' at ' + where if where else ''}: the converter said: "
-            f"{reason[:300]}. The model file is unchanged; {FALLBACKS[format]}.")
+            f"{reason.rstrip('.')}. The model file is unchanged; {FALLBACKS[format]}.")

@@ -37,14 +37,16 @@ def array_model() -> keras.Model:
 
 
 def dict_model() -> keras.Model:
-    """A tabular end-to-end model as the contract has it: one (1,) input per column."""
-    age = keras.Input(shape=(1,), name="age", dtype="float32")
+    """A tabular end-to-end model as the contract has it: one (1,) input per column, named
+    after it ("age (years)" is a name TensorFlow's signatures refuse)."""
+    age = keras.Input(shape=(1,), name="age (years)", dtype="float32")
     color = keras.Input(shape=(1,), name="color", dtype="string")
     scaled = keras.layers.Normalization(mean=40.0, variance=100.0)(age)
     encoded = keras.layers.StringLookup(vocabulary=["blue", "red"], output_mode="one_hot")(color)
     merged = keras.layers.Concatenate()([scaled, encoded])
     hidden = keras.layers.Dense(8, activation="relu", bias_initializer="random_normal")(merged)
-    return keras.Model({"age": age, "color": color}, keras.layers.Dense(3, activation="softmax", name="head")(hidden))
+    return keras.Model({"age (years)": age, "color": color},
+                       keras.layers.Dense(3, activation="softmax", name="head")(hidden))
 
 
 def hashing_model() -> keras.Model:
@@ -59,17 +61,23 @@ def samples_for(kind: str) -> dict | np.ndarray:
     if kind == "array":
         return rng.normal(size=(SAMPLES, 3)).astype("float32")
     # "green" is not in the vocabulary: the out-of-vocabulary slot must travel too
-    return {"age": rng.uniform(18, 80, size=(SAMPLES, 1)).astype("float32"),
+    return {"age (years)": rng.uniform(18, 80, size=(SAMPLES, 1)).astype("float32"),
             "color": rng.choice(["blue", "red", "green"], size=(SAMPLES, 1))}
 
 
-def run_file(format: str, path: Path, inputs, folder: Path) -> np.ndarray:  # noqa: A002
-    """The exported file's output in its own runtime, loaded here independently of formats.py."""
+def run_file(format: str, path: Path, inputs, folder: Path, names=None) -> np.ndarray:  # noqa: A002
+    """The exported file's output in its own runtime, loaded here independently of formats.py;
+    `names` maps the model's inputs to the file's (where TensorFlow renamed them)."""
+    if isinstance(inputs, dict) and names:
+        inputs = {names[key]: value for key, value in inputs.items()}
     if format == "saved_model":
         with zipfile.ZipFile(path) as archive:
             archive.extractall(folder)
-        layer = keras.layers.TFSMLayer(str(folder / path.stem), call_endpoint="serve")
-        return np.asarray(layer(inputs))
+        import tensorflow as tf  # TensorFlow Serving's view: the serving_default signature, by name
+
+        signature = tf.saved_model.load(str(folder / path.stem)).signatures["serving_default"]
+        feed = inputs if isinstance(inputs, dict) else {next(iter(signature.structured_input_signature[1])): inputs}
+        return signature(**{name: tf.constant(value) for name, value in feed.items()})["output_0"].numpy()
     if format == "onnx":
         import onnxruntime
 
@@ -87,7 +95,7 @@ def first_100(kind: str):
     samples = samples_for(kind)
     if kind == "array":
         return samples[:100]
-    return {"age": samples["age"][:100], "color": samples["color"][:100].astype(object)}
+    return {"age (years)": samples["age (years)"][:100], "color": samples["color"][:100].astype(object)}
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +113,7 @@ def test_each_format_runs_in_its_runtime_as_keras_does(exports, kind, fmt, tmp_p
     result, model = exports[(kind, fmt)]
     inputs = first_100(kind)
     expected = np.asarray(model(inputs, training=False))
-    received = run_file(fmt, result.path, inputs, tmp_path)
+    received = run_file(fmt, result.path, inputs, tmp_path, result.input_names)
     assert received.shape == expected.shape
     assert np.max(np.abs(received - expected)) <= 1e-4
     assert np.ptp(expected, axis=0).max() > 1e-3  # the samples give different answers: a real comparison
@@ -114,12 +122,28 @@ def test_each_format_runs_in_its_runtime_as_keras_does(exports, kind, fmt, tmp_p
     assert "on 100 samples" in result.summary()
 
 
+@pytest.mark.parametrize("fmt, in_file", [("saved_model", "age_years"), ("litert", "age_years"),
+                                          ("onnx", "age (years)")])
+def test_a_column_name_tensorflow_refuses_is_renamed_in_signatures_and_kept_in_onnx(exports, fmt, in_file):
+    result = exports[("dict", fmt)][0]
+    assert result.input_names == {"age (years)": in_file, "color": "color"}
+    assert ("inputs renamed in the file: 'age (years)' -> 'age_years'" in result.summary()) == (fmt != "onnx")
+
+
+def test_signature_names_are_valid_and_unique_ignoring_case():
+    names = formats._signature_names(["Age", "age", "sepal length (cm)", "sepal_length_cm", "_id", "Größe", "(", "a.b"])
+    assert names == {"Age": "Age", "age": "age_2", "sepal length (cm)": "sepal_length_cm_2",
+                     "sepal_length_cm": "sepal_length_cm", "_id": "id", "Größe": "Gr_e", "(": "input", "a.b": "a.b"}
+
+
 def test_an_unseen_category_gets_the_out_of_vocabulary_slot_in_onnx_and_litert(exports, tmp_path):
     model = exports[("dict", "onnx")][1]
-    inputs = {"age": np.full((2, 1), 40.0, "float32"), "color": np.array([["green"], ["purple"]], dtype=object)}
+    inputs = {"age (years)": np.full((2, 1), 40.0, "float32"),
+              "color": np.array([["green"], ["purple"]], dtype=object)}
     expected = np.asarray(model(inputs, training=False))
     for fmt in ("onnx", "litert"):
-        received = run_file(fmt, exports[("dict", fmt)][0].path, inputs, tmp_path / fmt)
+        result = exports[("dict", fmt)][0]
+        received = run_file(fmt, result.path, inputs, tmp_path / fmt, result.input_names)
         np.testing.assert_allclose(received, expected, atol=1e-5)
     np.testing.assert_allclose(expected[0], expected[1])  # both unseen colours share one slot
 
@@ -169,7 +193,7 @@ def test_an_export_that_differs_from_keras_is_refused_and_nothing_is_written(mon
     tmp_path = tmp_path / "out"  # beside the test's own STACKLAB_HOME
     tmp_path.mkdir()
     onnx_outputs = formats.RUNTIMES["onnx"]
-    monkeypatch.setitem(formats.RUNTIMES, "onnx", lambda path, inputs: [v + 1e-3 for v in onnx_outputs(path, inputs)])
+    monkeypatch.setitem(formats.RUNTIMES, "onnx", lambda *args: [v + 1e-3 for v in onnx_outputs(*args)])
     with pytest.raises(ExportError, match=r"ONNX export does not match Keras: max \|ONNX - Keras\| = 0.001 on 5 "
                                           r"samples, over the 1e-04 limit; nothing was written"):
         export_model(array_model(), "onnx", tmp_path / "model.onnx", samples_for("array")[:5])
@@ -207,7 +231,7 @@ def test_bad_requests_say_what_was_wrong(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="would overwrite its own model file"):
         export_model(source, "onnx", source, samples_for("array"))
     with pytest.raises(ValueError, match=r"lack the model's input column\(s\) 'color'"):
-        export_model(dict_model(), "onnx", tmp_path / "m.onnx", {"age": samples_for("dict")["age"]})
+        export_model(dict_model(), "onnx", tmp_path / "m.onnx", {"age (years)": samples_for("dict")["age (years)"]})
     with pytest.raises(ValueError, match="No samples to verify"):
         export_model(array_model(), "onnx", tmp_path / "m.onnx", np.zeros((0, 3), "float32"))
     monkeypatch.setattr("core.training.backend.backend_name", lambda: "jax")
