@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 .PHONY: dashboard test chromium
 
 dashboard: $(VENV)/.run-deps
-	$(PY) -m streamlit run dashboard/app.py
+	$(PY) -m streamlit run dashboard/server.py
 
 # Lint and the import contracts first (seconds), then the whole suite.
 test: $(VENV)/.dev-deps chromium

@@ -1,6 +1,6 @@
 """Command line: `stacklab ...` (installed), or `python -m core ...` from a checkout.
 
-    python -m core dashboard [STREAMLIT ARGS]    serve the dashboard (streamlit run dashboard/app.py)
+    python -m core dashboard [STREAMLIT ARGS]    serve the dashboard (streamlit run dashboard/server.py)
     python -m core check SPEC.json [--json]      pre-flight report; exit 1 if it doesn't build
     python -m core train SPEC.json --out DIR     train headless, write the export artifacts
     python -m core inspect FILE                  a model or data file, loaded as an upload is
@@ -307,7 +307,7 @@ def cmd_dashboard(args) -> int:
     """Serve the dashboard with Streamlit, with the project's Streamlit settings."""
     import subprocess
 
-    app = PROJECT_ROOT / "dashboard" / "app.py"
+    app = PROJECT_ROOT / "dashboard" / "server.py"  # the pages (app.py) and the live route
     command = [sys.executable, "-m", "streamlit", "run", str(app), *args.streamlit_args]
     # Streamlit reads .streamlit/config.toml from its working directory.
     return subprocess.call(command, cwd=shipped_file(".streamlit/config.toml").parents[1])

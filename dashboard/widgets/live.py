@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import streamlit as st
 
 from core import runs
-from dashboard import formatting, live_chart, services, state
+from dashboard import formatting, live_api, live_chart, services, state
 from dashboard.components import live_chart as chart_component
 
 POLL_S = 1.0  # seconds between the live view's reads of the run store
@@ -83,22 +83,7 @@ def _has_charts(run: runs.Run, rows: Sequence[Mapping[str, Any]], key: str) -> b
 
 
 def _progress(run: runs.Run, rows: Sequence[Mapping[str, Any]]) -> None:
-    progress = services.progress_dict(run.id)
-    durations = [row["duration_s"] for row in rows]
-    fraction = formatting.progress_fraction(run.epochs_total, run.epochs_done, progress)
-    current = min(run.epochs_done + 1, run.epochs_total)
-    text = f"Epoch {current} of {run.epochs_total}"
-    if progress and progress["epoch"] == run.epochs_done + 1:
-        text += f" · batch {progress['step']} of {progress['steps']}"
-    eta = formatting.eta_seconds(run.epochs_total, run.epochs_done, durations, progress)
-    if eta is not None:
-        text += f" · about {formatting.duration(eta)} left" if eta >= 0.5 else " · finishing"
-    elif progress is None:
-        text += " · starting: the worker loads TensorFlow and builds the stack…"
-    else:
-        text += " · estimating the time left…"
-    if run.phase == "fine_tune":
-        text += " · fine-tuning"
+    fraction, text = live_api.progress_line(run, rows, services.progress_dict(run.id))
     st.progress(fraction, text=text)
 
 
@@ -116,29 +101,6 @@ def _outcome(run: runs.Run) -> None:
                  icon=":material/error:")
 
 
-def queue_words(run_id: str) -> str:
-    """What a queued run waits for: 'Queued, first in line: it starts when run X (name) ends ...'."""
-    waiting = [run.id for run in reversed(runs.list_runs(("queued",)))]  # oldest first: the order they start in
-    place = waiting.index(run_id) + 1 if run_id in waiting else 1
-    active = runs.list_runs(("running", "stopping"))
-    ahead = " and ".join(f"run {run.id} ({run.name}, epoch {run.epochs_done}/{run.epochs_total})" for run in active)
-    line = "first in line" if place == 1 else f"{formatting.ordinal(place)} in line"
-    before = f" and the {formatting.plural(place - 1, 'run')} queued before it have trained" if place > 1 else ""
-    return (f"Queued, {line}: it starts when {ahead or 'a worker slot'} ends{before}. At most "
-            f"{formatting.plural(runs.max_workers(), 'run')} train at once (STACKLAB_MAX_WORKERS).")
-
-
-def stopping_words(progress: Mapping[str, Any] | None, now: float) -> str:
-    """'Stopping after the current batch (about 25 s)': a batch is not interrupted, and on a slow
-    model it can take long, so say how long from the measured batch time."""
-    step_time = (progress or {}).get("step_time_s")
-    if step_time is None:
-        return "Stopping after the current batch; the last finished epoch is kept."
-    left = max(step_time - (now - progress["updated_at"]), 0.0)
-    return (f"Stopping after the current batch (about {formatting.duration(left)}; a batch takes "
-            f"{formatting.duration(step_time)}); the last finished epoch is kept.")
-
-
 def stop(run_id: str) -> None:
     """The Stop button: the run stops at its next batch, keeping its last finished epoch."""
     try:
@@ -146,12 +108,30 @@ def stop(run_id: str) -> None:
     except (runs.RunNotFound, runs.RunStoreError) as error:
         st.toast(str(error), icon=":material/error:")
         return
-    st.toast(stopping_words(services.progress_dict(run_id), time.time()), icon=":material/stop:")
+    st.toast(live_api.stopping_words(services.progress_dict(run_id), time.time()), icon=":material/stop:")
+
+
+def _header(run: runs.Run) -> None:
+    header = st.columns([4, 1], vertical_alignment="center")
+    with header[0]:
+        status_badge(run.status)
+        st.caption(f"Run {run.id} · {run.name} · {run.mode} · dataset {run.dataset.name} · "
+                   f"started {formatting.timestamp(run.started_at or run.created_at)}")
+    if run.status in ("running", "stopping"):
+        header[1].button("Stop", key="train-stop", icon=":material/stop:", disabled=run.status == "stopping",
+                         on_click=stop, args=(run.id,), width="stretch")
 
 
 def run_view(run_id: str) -> None:
-    """The live view of one run; polls while the run is active."""
-    was_active = runs.get(run_id).is_active
+    """The live view of one run. While it is active and the dashboard serves the live route
+    (dashboard/server.py), the charts' component fetches what is new by itself and nothing here
+    reruns; otherwise a fragment polls every POLL_S."""
+    run = runs.get(run_id)
+    was_active = run.is_active
+    if was_active and live_api.mounted():
+        _header(run)
+        chart_component.follow("train-charts", run.id)
+        return
 
     @st.fragment(run_every=POLL_S if was_active else None)
     def view() -> None:
@@ -169,21 +149,15 @@ def run_view(run_id: str) -> None:
             st.error(str(error))  # a locked store: the next poll tries again
             return
         rows = services.new_epoch_rows(run)
-        header = st.columns([4, 1], vertical_alignment="center")
-        with header[0]:
-            status_badge(run.status)
-            st.caption(f"Run {run.id} · {run.name} · {run.mode} · dataset {run.dataset.name} · "
-                       f"started {formatting.timestamp(run.started_at or run.created_at)}")
+        _header(run)
         if run.is_active:
-            if run.status in ("running", "stopping"):
-                header[1].button("Stop", key="train-stop", icon=":material/stop:", disabled=run.status == "stopping",
-                                 on_click=stop, args=(run.id,), width="stretch")
             if run.status == "queued":
-                st.info(queue_words(run.id), icon=":material/schedule:")
+                st.info(live_api.queue_words(run.id), icon=":material/schedule:")
             else:
                 _progress(run, rows)
             if run.status == "stopping":
-                st.info(stopping_words(services.progress_dict(run.id), time.time()), icon=":material/pause_circle:")
+                st.info(live_api.stopping_words(services.progress_dict(run.id), time.time()),
+                        icon=":material/pause_circle:")
         else:
             _outcome(run)
         if _has_charts(run, rows, "train"):

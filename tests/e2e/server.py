@@ -1,7 +1,7 @@
 """The real dashboard server and Debian's Chromium, started and stopped for end-to-end tests
 and for bench/dashboard_latency.py.
 
-`start_dashboard` runs `python -m streamlit run dashboard/app.py` on a free port in a given
+`start_dashboard` runs `python -m streamlit run dashboard/server.py` on a free port in a given
 $STACKLAB_HOME and waits until it serves; `DashboardServer.stop` ends it with everything it
 started: the inspector, and run workers, which live in sessions of their own and may have
 been re-parented (they are found by their $STACKLAB_HOME). `launch_chromium` starts
@@ -112,7 +112,7 @@ def _serving(url: str) -> bool:
 
 
 def start_dashboard(home: Path, log_path: Path, env: dict[str, str] | None = None,
-                    script: str = "dashboard/app.py") -> DashboardServer:
+                    script: str = "dashboard/server.py") -> DashboardServer:
     """Start the dashboard in $STACKLAB_HOME `home`, its console going to `log_path`; return
     once it serves. `script`: another Streamlit script to serve the same way (a benchmark's
     reference page).

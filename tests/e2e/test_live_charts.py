@@ -1,6 +1,7 @@
 """The live-chart component end to end: a real run watched in headless Chromium.
 
-The charts grow by deltas (dashboard/live_chart.py), survive a reload, smooth, switch to a
+The charts grow by deltas (dashboard/live_chart.py) that the component fetches from the
+live route (dashboard/live_api.py) with its progress line, survive a reload, smooth, switch to a
 log scale and to wall time, download as PNG, and plotly.js comes from the dashboard itself,
 once per page load. The Runs page overlays 20 runs of 200 epochs. Screenshots go to
 test-artifacts/e2e/ (live-charts-*.png).
@@ -41,6 +42,9 @@ def test_the_live_charts_grow_survive_a_reload_smooth_and_download(tab, server, 
     run_id = ui.start_training(tab, EPOCHS)
     ui.wait_for_chart_points(tab, 3)
     first = trace(loss_chart(tab), "training")
+    # The component follows the run through the live route: its own progress line, no reruns.
+    expect(tab.locator(".slc-status-text")).to_contain_text(f" of {EPOCHS}")
+    assert tab.locator('[data-testid="stProgress"]').count() == 0
     ui.shot(tab, artifacts, "live-charts-3-epochs", focus=tab.locator(".slc-root"))
     assert first["x"][:3] == [1, 2, 3]
 
@@ -56,6 +60,7 @@ def test_the_live_charts_grow_survive_a_reload_smooth_and_download(tab, server, 
     chart = loss_chart(tab)
     assert trace(chart, "training")["x"] == list(range(1, EPOCHS + 1))
     assert [row["epoch"] for row in server_runs.metrics(run_id)] == list(range(1, EPOCHS + 1))
+    assert sum(f"/api/runs/{run_id}/live" in url for url in requested) >= EPOCHS
     # plotly.js came from the dashboard, once per page load (two loads), and nothing left the machine.
     assert sum(PLOTLY_FILE in url for url in requested) == 2, [u for u in requested if "plotly" in u]
     # The component's own module and styles are not fetched per update either: an update

@@ -23,7 +23,7 @@ import streamlit as st
 from streamlit.components.v2.get_bidi_component_manager import get_bidi_component_manager
 from streamlit.components.v2.manifest_scanner import ComponentConfig, ComponentManifest
 
-from dashboard import live_chart, state
+from dashboard import live_api, live_chart, state
 
 PROJECT = "stacklab"
 NAME = f"{PROJECT}.live_chart"
@@ -70,3 +70,17 @@ def draw(key: str, view: live_chart.View, read_steps: live_chart.StepReader | No
     payload, cache[key] = live_chart.update(drawn if isinstance(drawn, live_chart.Drawn) else None, view, read_steps)
     _renderer()(key=key, data=payload, on_resync_change=partial(_forget, key))
     return payload
+
+
+def follow(key: str, run_id: str) -> None:
+    """Mount the component `key` to follow the active run `run_id` by itself: it fetches what
+    is new from the live route (dashboard.live_api, served by dashboard/server.py) every
+    POLL_MS and shows the progress line; no script reruns while nothing happens.
+
+    When the run changes status (queued -> running -> stopping) or ends, the component asks
+    for one rerun of the page (its "status" trigger), so the widgets around it catch up.
+    """
+    _forget(key)  # what the fragment path sent is not what the component will have drawn
+    data = {"follow": {"url": live_api.url(run_id), "interval_ms": live_api.POLL_MS, "run": run_id}}
+    _renderer()(key=key, data=data, on_resync_change=partial(_forget, key),
+                on_status_change=partial(_forget, key))

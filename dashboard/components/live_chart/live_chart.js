@@ -12,6 +12,12 @@
 //
 // plotly.js is the installed plotly package's own file, served by Streamlit beside this
 // module (dashboard/components/live_chart/__init__.py); it is loaded once per page.
+//
+// Following a run (data.follow, when the dashboard serves dashboard/live_api.py's route): the
+// component fetches {payload, cursor, status} from the route every interval_ms by itself and
+// shows the progress line above the charts; nothing reruns in Streamlit while a run trains.
+// A change of the run's status (it started, is stopping, ended) sets the "status" trigger:
+// one rerun of the page, whose widgets (the Stop and Train buttons) then catch up.
 
 const PLOTLY_URL = new URL("../stacklab.plotly/plotly.min.js", import.meta.url).href;
 const MARKER_COLOR = "#7f7f7f";
@@ -84,13 +90,22 @@ function createView(parentElement) {
   }
   xLabel.append(xMode);
   toolbar.append(smoothingLabel, logLabel, xLabel);
+  const status = el("div", "slc-status");
+  status.hidden = true;
+  const bar = el("div", "slc-bar");
+  const barFill = el("div", "slc-bar-fill");
+  bar.append(barFill);
+  const statusText = el("div", "slc-status-text");
+  const statusNote = el("div", "slc-status-note");
+  status.append(statusText, bar, statusNote);
   const grid = el("div", "slc-grid");
   const message = el("div", "slc-message");
-  root.append(toolbar, grid, message);
+  root.append(status, toolbar, grid, message);
   parentElement.append(root);
 
   const view = {
-    root, grid, message, stream: null, seq: 0, asked: null, charts: new Map(), markers: [],
+    root, grid, message, status: { box: status, text: statusText, bar, fill: barFill, note: statusNote },
+    follow: null, stream: null, seq: 0, asked: null, charts: new Map(), markers: [],
     settings: { smoothing: 0, logY: false, x: "epoch" }, queue: Promise.resolve(), setTriggerValue: null,
     resizer: new ResizeObserver((entries) => {
       for (const entry of entries) {
@@ -363,6 +378,76 @@ async function apply(view, payload) {
   view.root.dataset.drawMs = (performance.now() - started).toFixed(1);
 }
 
+// ---- following a run through the live route ----------------------------------------------
+
+function showStatus(view, status) {
+  const { box, text, bar, fill, note } = view.status;
+  box.hidden = false;
+  box.dataset.status = status.status;
+  text.textContent = status.text || "";
+  bar.hidden = status.fraction === null || status.fraction === undefined;
+  if (!bar.hidden) fill.style.width = `${Math.round(Math.min(Math.max(status.fraction, 0), 1) * 1000) / 10}%`;
+  note.textContent = status.note || "";
+  note.hidden = !status.note;
+}
+
+async function fetchOnce(view, follow) {
+  const address = new URL(follow.url, window.location.href);
+  if (follow.cursor) address.searchParams.set("cursor", follow.cursor);
+  const response = await fetch(address, { cache: "no-store", credentials: "same-origin" });
+  const answer = await response.json();
+  if (!response.ok) throw new Error(answer.error || `the live route answered ${response.status}`);
+  const payload = answer.payload;
+  // The route's cursor is this view's record of what it drew; an answer on top of another
+  // drawing (a remount, a page rerun in between) is not applied: the next request asks afresh.
+  const follows = payload.reset || (payload.stream === view.stream && payload.base === view.seq);
+  if (follows) {
+    view.queue = view.queue.then(() => apply(view, payload));
+    await view.queue;
+    follow.cursor = answer.cursor;
+  } else {
+    follow.cursor = null;
+  }
+  showStatus(view, answer.status);
+  view.message.textContent = "";
+  return answer.status;
+}
+
+function startFollowing(view, config) {
+  if (view.follow && view.follow.url === config.url && !view.follow.stopped) return; // already following
+  stopFollowing(view);
+  const follow = { url: config.url, interval: config.interval_ms || 500, cursor: null, stopped: false,
+                   status: null, timer: null };
+  view.follow = follow;
+  const tick = async () => {
+    if (follow.stopped) return;
+    try {
+      const status = await fetchOnce(view, follow);
+      if (follow.stopped) return;
+      // A new status (or an ended run, even at the first answer): the page reruns once, so its
+      // widgets (the badge, Stop, Train) catch up and, once ended, it shows the outcome.
+      const changed = follow.status !== null ? status.status !== follow.status : !status.active;
+      if (changed && view.setTriggerValue) view.setTriggerValue("status", status.status);
+      follow.status = status.status;
+      if (!status.active) {
+        follow.stopped = true;
+        return;
+      }
+    } catch (error) {
+      view.message.textContent = `The live view could not be updated (it tries again): ${error.message}`;
+    }
+    follow.timer = setTimeout(tick, follow.interval);
+  };
+  tick();
+}
+
+function stopFollowing(view) {
+  if (!view.follow) return;
+  view.follow.stopped = true;
+  clearTimeout(view.follow.timer);
+  view.follow = null;
+}
+
 export default function liveChart(component) {
   const { data, parentElement, setTriggerValue } = component;
   let view = views.get(parentElement);
@@ -371,6 +456,12 @@ export default function liveChart(component) {
     views.set(parentElement, view);
   }
   view.setTriggerValue = setTriggerValue;
+  if (data && data.follow) {
+    startFollowing(view, data.follow);
+    return () => stopFollowing(view); // unmounted: no requests for a view that is gone
+  }
+  stopFollowing(view);
+  view.status.box.hidden = true;
   view.queue = view.queue.then(() => apply(view, data)).then(() => {
     view.message.textContent = "";
   }, (error) => {
