@@ -7,6 +7,8 @@
     python -m core datasets                      the built-in datasets
     python -m core runs start SPEC.json          queue a run (a worker process trains it)
     python -m core runs list | show ID [--json] | stop ID | resume ID | delete ID
+    python -m core predict (RUN_ID | MODEL.keras) DATA.(csv|npz) [--out predictions.csv]
+    python -m core export RUN_ID --format onnx|saved_model|litert [--out PATH]
 
 TensorFlow's start-up lines (oneDNN, CUDA drivers) are kept off the terminal: set
 TF_CPP_MIN_LOG_LEVEL=0 to see them. Workers write theirs to the run's worker.log.
@@ -26,6 +28,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from core import predict
+from core.export import cli as export_cli
 from core.processes import PROJECT_ROOT
 from core.runs.store import RunNotFound, RunStoreError
 from core.spec import GRAPH_MODE, SpecError, load_spec
@@ -313,6 +317,13 @@ def cmd_dashboard(args) -> int:
     return subprocess.call(command, cwd=shipped_file(".streamlit/config.toml").parents[1])
 
 
+def _record_artifact(run_id: str, name: str, path: Path) -> None:
+    """An exported file in the run's folder is listed with the run's other downloads."""
+    from core import runs
+
+    runs.current_store().add_artifact(run_id, name, path)
+
+
 def make_parser() -> argparse.ArgumentParser:
     program = "stacklab" if Path(sys.argv[0]).name == "stacklab" else "python -m core"
     parser = argparse.ArgumentParser(prog=program, description="StackLab: stacked Keras models.")
@@ -343,6 +354,8 @@ def make_parser() -> argparse.ArgumentParser:
     run_commands.add_argument("--json", action="store_true", help="show: print JSON")
     run_commands.add_argument("--wait", action="store_true", help="start: wait until the run ends")
     run_commands.set_defaults(run=cmd_runs)
+    predict.add_parser(commands)
+    export_cli.add_parser(commands, record_artifact=_record_artifact)
     return parser
 
 
