@@ -136,3 +136,14 @@ def test_a_run_member_loads_stack_keras_and_old_runs_their_model_keras(stacklab_
     (new / "stack.keras").write_bytes(b"stack")
     assert run_member_path("new-run") == new / "stack.keras"
     assert run_member_path("old-run") == old / "model.keras"  # a run exported before stack.keras existed
+
+
+def test_the_csv_example_trains_and_predicts_with_plain_keras(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "csv_end_to_end.py"), "--epochs", "1",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("trained: val_accuracy")
+    assert len([line for line in lines if line.startswith("row ")]) == 3  # "violet" too: no crash
+    assert {"model.keras", "stack.keras", "data.json"} <= {p.name for p in (tmp_path / "run").iterdir()}
