@@ -90,7 +90,7 @@ def main() -> None:
                 print(f"epoch {event.epoch}: " + "  ".join(f"{k} {v:.3f}" for k, v in event.metrics.items()),
                       flush=True)
 
-        result = train(spec, dataset, sink=show)
+        result = train(spec, sink=show)  # reads the ZIP from the spec, as a run's worker does
         print(f"{result.status} after {result.epochs_done} epochs")
 
 
