@@ -201,7 +201,7 @@ class DatasetSpec(_SpecBase):
     source: str = "builtin"
     # source="builtin": a name from core.data.BUILTIN_DATASETS.
     name: str = "digits28"
-    # source="csv"/"npz": a file path, or "sha256:<hex>" for an upload in the store.
+    # source="csv"/"npz"/"images": a file path, or "sha256:<hex>" for an upload in the store.
     path: str | None = None
     # source="csv": the target column, and the feature columns (empty: all the others).
     target: str | None = None
