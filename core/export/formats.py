@@ -175,12 +175,13 @@ def export_model(model: Any, format: str, path: str | Path, samples: Any, *,  # 
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as work:
         converted = CONVERTERS[format](model, Path(work), signature)
         names = signature.onnx_names if format == "onnx" else signature.names
-        received = RUNTIMES[format](converted, inputs, names)
+        with _conversion_failures(format, model, who=f"the {RUNTIME_NAMES[format]} runtime"):
+            received = RUNTIMES[format](converted, inputs, names)
         difference = _max_abs_diff(format, expected, received)
         if not difference <= tolerance:  # also refuses NaN
             raise ExportError(f"{LABELS[format]} export does not match Keras: max |{LABELS[format]} - Keras| = "
                               f"{difference:.3g} on {count} samples, over the {tolerance:.0e} limit; nothing was "
-                              f"written. Report the model; SavedModel export runs the same TensorFlow graph.")
+                              f"written. The model file is unchanged; {FALLBACKS[format]}.")
         with atomic_target(path, suffix=path.suffix or ".tmp") as temporary:
             if format == "saved_model":
                 _zip_folder(converted, temporary, top=path.stem or "saved_model")
@@ -220,12 +221,15 @@ def _as_input(values: Any, dtype: str) -> np.ndarray:
 def _sample_inputs(model, samples: Any, max_samples: int) -> tuple[Any, int]:
     dtypes = {tensor.name: str(tensor.dtype) for tensor in model.inputs}
     if isinstance(samples, Mapping):
-        expected = model.input if isinstance(model.input, dict) else {}
+        if not isinstance(model.input, dict):
+            raise ValueError(f"The model takes one array input, not columns; received a dict of "
+                             f"{', '.join(map(repr, samples))}.")
+        expected = model.input
         missing = [name for name in expected if name not in samples]
         if missing:
             raise ValueError(f"The samples lack the model's input column(s) {', '.join(map(repr, missing))}; "
                              f"received {', '.join(map(repr, samples)) or 'none'}.")
-        keys = list(expected) or list(samples)
+        keys = list(expected)
         inputs = {key: _as_input(samples[key], dtypes.get(key, "float32"))[:max_samples] for key in keys}
         counts = {len(value) for value in inputs.values()}
         if len(counts) != 1:
@@ -452,6 +456,7 @@ def _run_litert(path: Path, inputs: Any, names: Mapping[str, str]) -> list[np.nd
 
 CONVERTERS = {"saved_model": _write_saved_model, "onnx": _write_onnx, "litert": _write_litert}
 RUNTIMES = {"saved_model": _run_saved_model, "onnx": _run_onnx, "litert": _run_litert}
+RUNTIME_NAMES = {"saved_model": "TensorFlow", "onnx": "onnxruntime", "litert": "LiteRT"}
 
 
 def _zip_folder(folder: Path, target: Path, top: str) -> None:
@@ -465,15 +470,16 @@ def _zip_folder(folder: Path, target: Path, top: str) -> None:
 
 
 @contextlib.contextmanager
-def _conversion_failures(format: str, model) -> Iterator[None]:  # noqa: A002
-    """A converter's own exception (its types vary: ConverterError, ValueError, RuntimeError)
-    becomes an ExportError naming the layer in its message, with the original chained."""
+def _conversion_failures(format: str, model, who: str = "the converter") -> Iterator[None]:  # noqa: A002
+    """A converter's (or runtime's) own exception (their types vary: ConverterError,
+    ValueError, RuntimeError, onnxruntime's Fail) becomes an ExportError naming the layer in
+    its message, with the original chained."""
     try:
         yield
     except ExportError:
         raise
     except Exception as error:  # noqa: BLE001 - any converter failure is reported, chained, never hidden
-        raise ExportError(_failure(format, model, str(error))) from error
+        raise ExportError(_failure(format, model, str(error), who)) from error
 
 
 def _layers(model) -> Iterator[Any]:
@@ -521,10 +527,10 @@ def _unsupported_op(format: str, model, op: str, names: list[str], why: str) -> 
             f"Hashing, for text).")
 
 
-def _failure(format: str, model, said: str) -> str:  # noqa: A002
+def _failure(format: str, model, said: str, who: str = "the converter") -> str:  # noqa: A002
     lines = [line.strip() for line in said.splitlines() if line.strip()]
     reason = next((line for line in lines if "error" in line.lower()), lines[0] if lines else "no reason given")
     where = _where(model, re.findall(r"[\w.\-]+(?:/[\w.\-]+)+", said))
     reason = reason if len(reason) <= 400 else reason[:400].rsplit(" ", 1)[0] + " ..."
-    return (f"{LABELS[format]} export failed{' at ' + where if where else ''}: the converter said: "
+    return (f"{LABELS[format]} export failed{' at ' + where if where else ''}: {who} said: "
             f"{reason.rstrip('.')}. The model file is unchanged; {FALLBACKS[format]}.")

@@ -195,8 +195,23 @@ def test_an_export_that_differs_from_keras_is_refused_and_nothing_is_written(mon
     onnx_outputs = formats.RUNTIMES["onnx"]
     monkeypatch.setitem(formats.RUNTIMES, "onnx", lambda *args: [v + 1e-3 for v in onnx_outputs(*args)])
     with pytest.raises(ExportError, match=r"ONNX export does not match Keras: max \|ONNX - Keras\| = 0.001 on 5 "
-                                          r"samples, over the 1e-04 limit; nothing was written"):
+                                          r"samples, over the 1e-04 limit; nothing was written\. "
+                                          r"The model file is unchanged; export to SavedModel instead"):
         export_model(array_model(), "onnx", tmp_path / "model.onnx", samples_for("array")[:5])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_runtime_that_cannot_run_the_file_says_so_and_nothing_is_written(monkeypatch, tmp_path):
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
+
+    def refuse(path, inputs, names):
+        raise RuntimeError("Node number 3 (FULLY_CONNECTED) failed to invoke.")
+
+    monkeypatch.setitem(formats.RUNTIMES, "litert", refuse)
+    with pytest.raises(ExportError, match=r"^LiteRT export failed: the LiteRT runtime said: Node number 3 "
+                                          r"\(FULLY_CONNECTED\) failed to invoke\. The model file is unchanged"):
+        export_model(array_model(), "litert", tmp_path / "model.tflite", samples_for("array")[:5])
     assert list(tmp_path.iterdir()) == []
 
 
@@ -232,6 +247,8 @@ def test_bad_requests_say_what_was_wrong(tmp_path, monkeypatch):
         export_model(source, "onnx", source, samples_for("array"))
     with pytest.raises(ValueError, match=r"lack the model's input column\(s\) 'color'"):
         export_model(dict_model(), "onnx", tmp_path / "m.onnx", {"age (years)": samples_for("dict")["age (years)"]})
+    with pytest.raises(ValueError, match="takes one array input, not columns"):
+        export_model(array_model(), "onnx", tmp_path / "m.onnx", {"features": samples_for("array")})
     with pytest.raises(ValueError, match="No samples to verify"):
         export_model(array_model(), "onnx", tmp_path / "m.onnx", np.zeros((0, 3), "float32"))
     monkeypatch.setattr("core.training.backend.backend_name", lambda: "jax")
