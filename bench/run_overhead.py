@@ -45,7 +45,7 @@ from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec  # noqa: E40
 PLAIN_FIT = r"""
 import json, sys, time
 import keras
-from core.data import prepare
+from core.build.preprocessing import prepare
 from core.spec import StackSpec
 from core.build.stacking import build
 from core.training import callbacks

@@ -2,7 +2,7 @@
 
     python -m core dashboard [STREAMLIT ARGS]    serve the dashboard (streamlit run dashboard/server.py)
     python -m core check SPEC.json [--json]      pre-flight report; exit 1 if it doesn't build
-    python -m core train SPEC.json --out DIR     train headless, write the export artifacts
+    python -m core train SPEC.json --out DIR     train headless: model.keras (end to end), stack.keras, data.json, ...
     python -m core inspect FILE                  a model or data file, loaded as an upload is
     python -m core datasets                      the built-in datasets
     python -m core runs start SPEC.json          queue a run (a worker process trains it)
@@ -214,7 +214,8 @@ def cmd_train(args) -> int:
 
     result = train(spec, sink=sink, should_stop=lambda: stop["requested"])
     paths = export_run(result.model, spec, result.history, Path(args.out),
-                       member_sources=member_files(spec), compile_args=result.compile_args)
+                       member_sources=member_files(spec), compile_args=result.compile_args,
+                       prepared=result.prepared)
     for path in paths.values():
         print(f"wrote {path}")
     return {"finished": 0, "stopped": 130, "failed": 1}[result.status]

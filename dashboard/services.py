@@ -27,7 +27,7 @@ from core import runs
 from core.data import DataError, list_builtins, load_dataset
 from core.inspector import InspectorError, get_client
 from core.spec import DatasetSpec, StackSpec
-from core.storage.paths import run_model_path, stacklab_home
+from core.storage.paths import run_model_path, run_stack_path, stacklab_home
 from dashboard import state
 
 PREVIEW_SAMPLES = 24
@@ -121,7 +121,7 @@ def inspect_model(ref: str) -> tuple[str, Any]:
 
 def inspect_run_model(run_id: str) -> tuple[str, Any]:
     """The layers of a finished run's model, for cutting it."""
-    return inspect_model(str(run_model_path(run_id)))
+    return inspect_model(str(run_stack_path(run_id)))
 
 
 def evaluate(run_id: str) -> dict[str, Any]:

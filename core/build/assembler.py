@@ -31,7 +31,7 @@ from core.build.templates import TEMPLATES
 from core.spec import GRAPH_MODE, AdapterSpec, MemberSpec, NodeSpec, StackSpec, rules, stack_graph
 from core.spec.shapes import format_shape
 from core.spec.tasks import TaskInfo
-from core.storage.paths import run_model_path
+from core.storage.paths import run_stack_path
 
 
 def _shape(tensor) -> tuple:
@@ -401,7 +401,7 @@ class Assembler:
 
 def _run_model(member: MemberSpec) -> Path:
     """The model file of run member `member`'s run."""
-    path = run_model_path(member.run_id or "")
+    path = run_stack_path(member.run_id or "")
     if not path.exists():
         raise ValueError(
             f"run '{member.run_id}' has no trained model ({path} is missing): only finished or "

@@ -44,7 +44,7 @@ from core.build.trainability import apply_trainability, count_params, trainabili
 from core.build.wiring import wire
 from core.spec import GRAPH_MODE, STACKING_MODES, StackSpec  # noqa: F401  (STACKING_MODES re-exported)
 from core.spec.tasks import TaskInfo
-from core.storage.paths import run_model_path
+from core.storage.paths import run_stack_path
 
 # Rows of training data passed to templates that adapt to data (Normalization).
 ADAPT_SAMPLE_ROWS = 2000
@@ -101,11 +101,11 @@ def resolve_task(spec: StackSpec, task: TaskInfo | None, sample: np.ndarray | No
     """The task (and an adaptation sample) from the arguments, or from the spec's prepared data.
 
     The stack's input shape is that of the ENCODED samples (a CSV's one-hot widths come from
-    its training split), so the spec's dataset goes through `core.data.prepare` (cached).
+    its training split), so the spec's dataset goes through `core.build.preprocessing.prepare` (cached).
     """
     if task is not None:
         return task, sample
-    from core.data import prepare
+    from core.build.preprocessing import prepare
 
     prepared = prepare(spec.dataset, spec.train)
     return prepared.task, prepared.split.x_train[:ADAPT_SAMPLE_ROWS]
@@ -238,15 +238,7 @@ def member_files(spec: StackSpec) -> dict[str, Path]:
         if member.source == "file" and member.file:
             files[member.name] = resolve(member.file)
         elif member.source == "run" and member.run_id:
-            files[member.name] = run_member_path(member.run_id)
+            files[member.name] = run_stack_path(member.run_id)
     return files
-
-
-def run_member_path(run_id: str) -> Path:
-    """The model file a run member loads: the run's stack.keras (the trained stack on encoded
-    inputs), or model.keras for a run from before the end-to-end export, which had only that."""
-    model_path = run_model_path(run_id)
-    stack_path = model_path.with_name("stack.keras")
-    return stack_path if stack_path.exists() or not model_path.exists() else model_path
 
 

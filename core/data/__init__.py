@@ -7,20 +7,20 @@ message says what is wrong and how to fix it, so the dashboard can show it as is
 are read with explicit `DataLimits`; NPZ archives are inspected (members, sizes, .npy
 headers) before any array is read.
 
-Preprocessing belongs to the model: `prepare(dataset_spec, train_spec)` splits, fits the
-scaling, vocabularies and target statistics on the training split only, and encodes the
-split with the Keras layers the exported model starts with (`core.data.preprocessing`).
-Everything that needs the stack's input shape or the split goes through it.
+Preprocessing belongs to the model: `core.build.preprocessing.prepare(dataset_spec,
+train_spec)` splits, fits the scaling, vocabularies and target statistics on the training
+split only (`encoding.fit_preprocessing`, plain data here), and encodes the split with the
+Keras layers the exported model starts with. Everything that needs the stack's input shape
+or the split goes through it; it lives with the builder because it needs Keras.
 
 - `limits`: DataLimits (from STACKLAB_* variables) and DataError;
 - `dataset`: Dataset and the train/validation split;
 - `encoding`: what the preprocessing knows (plain data) and the run's data card;
-- `preprocessing`: its Keras layers, the end-to-end model, `prepare` (imports Keras);
 - `inputs`: samples in the end-to-end model's form, `validation_inputs`;
 - `builtin`: the built-in datasets (made offline); `csv_files`, `npz_files`: the readers.
 
-No Keras, TensorFlow, Streamlit or Plotly at import: the dashboard imports this for
-previews; `prepare` imports Keras when it is called.
+No Keras, TensorFlow, Streamlit or Plotly (import-linter checks it): the dashboard imports
+this for previews.
 
 Example:
     >>> dataset = load_dataset(DatasetSpec(source="builtin", name="digits28"))
@@ -37,26 +37,11 @@ from core.data.encoding import Preprocessing
 from core.data.inputs import model_inputs, validation_inputs
 from core.data.limits import DEFAULT_LIMITS, DataError, DataLimits
 from core.data.npz_files import read_npz
-from core.spec import SCALINGS, DatasetSpec, TrainSpec
+from core.spec import SCALINGS, DatasetSpec
 from core.storage.uploads import display_name, resolve
 
 __all__ = ["BUILTIN_DATASETS", "DEFAULT_LIMITS", "DataError", "DataLimits", "Dataset", "Preprocessing", "Split",
-           "csv_columns", "list_builtins", "load_dataset", "model_inputs", "prepare", "split", "validation_inputs"]
-
-
-def prepare(dataset_spec: DatasetSpec, train_spec: TrainSpec, limits: DataLimits = DEFAULT_LIMITS):
-    """The spec's data split, with its preprocessing fitted on the training split and applied.
-
-    Imports Keras (the encoding is done by the model's own layers). See
-    `core.data.preprocessing.prepare`.
-
-    Returns:
-        A `core.data.preprocessing.Prepared`: task (encoded input shape), split (encoded),
-        preprocessing, and the raw dataset.
-    """
-    from core.data.preprocessing import prepare as prepare_cached
-
-    return prepare_cached(dataset_spec, train_spec, limits)
+           "csv_columns", "list_builtins", "load_dataset", "model_inputs", "split", "validation_inputs"]
 
 
 def load_dataset(spec: DatasetSpec, limits: DataLimits = DEFAULT_LIMITS) -> Dataset:

@@ -3,7 +3,7 @@ generated ones. Everything is offline and deterministic; nothing here downloads.
 
 Each maker returns raw `Arrays` (features as the data holds them, unscaled labels);
 `core.data` wraps them into a `Dataset` and caches it; scaling tabular features is the
-model's first layer (`core.data.preprocessing`), fitted on the training split.
+model's first layer (`core.build.preprocessing`), fitted on the training split.
 scikit-learn is imported inside the makers, so importing this module stays cheap.
 
 Example:

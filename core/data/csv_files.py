@@ -2,7 +2,7 @@
 
 A CSV becomes a table of named columns: numbers stay numbers, text (and bool) columns
 stay text; their scaling and one-hot encoding are layers of the model, fitted on the
-training split (`core.data.preprocessing`). Files are untrusted: their size is checked
+training split (`core.build.preprocessing`). Files are untrusted: their size is checked
 before reading, and every refusal is a `DataError` naming the file and the fix. NPZ archives
 (core.data.npz_files) end here too, in
 `dataset_from_arrays`.
@@ -310,7 +310,7 @@ def dataset_from_arrays(x, y, *, name: str = "arrays", task: str = "auto",
         pixel_range: the largest raw pixel value of images (255.0 for 8-bit), so the model
             rescales them; None guesses it: 255.0 for a uint8 x of rank >= 3 (images),
             else no rescaling. The values themselves are kept as given (scaling of 2-D x
-            is a layer of the model, `core.data.preprocessing`).
+            is a layer of the model, `core.build.preprocessing`).
 
     Returns:
         A Dataset.

@@ -1,7 +1,7 @@
 """A dataset in memory: raw features, labels or targets, its task; and the train/validation split.
 
 Features stay as the data holds them: scaling, one-hot encoding and pixel rescaling are
-layers of the model (`core.data.preprocessing`), fitted on the training split only.
+layers of the model (`core.build.preprocessing`), fitted on the training split only.
 
 Example:
     >>> parts = split(dataset, validation_split=0.2, seed=0)
@@ -27,7 +27,7 @@ class Dataset:
     """Features, targets and the task they define.
 
     The features are raw: a model trained on them carries its own preprocessing
-    (`core.data.prepare`), so the TaskInfo here describes the raw samples; the input shape
+    (`core.build.preprocessing.prepare`), so the TaskInfo here describes the raw samples; the input shape
     a model is built for (one-hot widths) comes from `prepare`'s training split.
 
     Args:
@@ -166,7 +166,7 @@ class Dataset:
 class Split:
     """Training and validation arrays; the validation arrays may be empty (0 samples).
 
-    From `split` the arrays are raw (as the Dataset holds them); from `core.data.prepare`
+    From `split` the arrays are raw (as the Dataset holds them); from `core.build.preprocessing.prepare`
     the x arrays are encoded, float32, what the stack trains on.
     """
 

@@ -3,7 +3,7 @@
 `fit_preprocessing(dataset, split, scaling)` reads the raw training split and returns a
 `Preprocessing`: per CSV column its scaling statistics or its vocabulary, for array data
 the per-feature statistics and the pixel range, and for regression the target's mean and
-variance. `core.data.preprocessing` turns it into Keras layers (Normalization,
+variance. `core.build.preprocessing` turns it into Keras layers (Normalization,
 StringLookup, Rescaling); the run's data.json records it (`data_card`). Nothing here
 imports Keras, so the dashboard can read a data card.
 

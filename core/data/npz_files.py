@@ -58,7 +58,7 @@ def read_npz(path: Path, name: str, spec: DatasetSpec, limits: DataLimits = DEFA
         path: the file to read.
         name: the file name to show in messages.
         spec: the task (see `dataset_from_arrays`); the scaling is the model's
-            (`core.data.prepare`).
+            (`core.build.preprocessing.prepare`).
         limits: file, array, row and ratio limits.
 
     Returns:

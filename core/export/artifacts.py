@@ -35,7 +35,7 @@ from typing import Any, Mapping
 
 import keras
 
-from core.data.preprocessing import Prepared, end_to_end_model, prepare
+from core.build.preprocessing import Prepared, end_to_end_model, prepare
 from core.export.script import generate_script
 from core.spec import StackSpec
 from core.spec.events import PHASE_TRAIN
@@ -118,7 +118,7 @@ def export_run(
             without it, "auto" is guessed from the model's output activation.
         prepared: the data the stack trained on (`TrainResult.prepared`): its
             preprocessing goes in front of the stack in model.keras and into data.json.
-            None: `core.data.prepare(spec.dataset, spec.train)` (cached in the process
+            None: `core.build.preprocessing.prepare(spec.dataset, spec.train)` (cached in the process
             that trained).
 
     Returns:

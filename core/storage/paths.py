@@ -62,5 +62,15 @@ def run_dir(run_id: str) -> Path:
 
 
 def run_model_path(run_id: str) -> Path:
-    """The trained model of a finished run."""
+    """The model a finished run's user downloads and predicts with: model.keras, end to end
+    (the preprocessing fitted on the training split in front of the trained stack)."""
     return run_dir(run_id) / "model.keras"
+
+
+def run_stack_path(run_id: str) -> Path:
+    """The trained stack of a finished run, on the encoded inputs training fed: what a later
+    stack uses as a member. stack.keras, or model.keras for a run from before the end-to-end
+    export (the stack was all it wrote)."""
+    model = run_model_path(run_id)
+    stack = model.with_name("stack.keras")
+    return stack if stack.exists() or not model.exists() else model

@@ -15,11 +15,10 @@ import math
 import keras
 import numpy as np
 
-from core.build.stacking import run_member_path
-from core.data import prepare
+from core.build.preprocessing import prepare
 from core.spec import StackSpec
 from core.storage.atomic import write_text_atomically
-from core.storage.paths import run_dir
+from core.storage.paths import run_dir, run_stack_path
 from core.storage.plain import to_plain
 
 MAX_PLOT_POINTS = 2000
@@ -30,7 +29,7 @@ def evaluate_run(run_id: str) -> dict:
     """Score a finished run's model on the validation split it trained with; cache the result.
 
     The stack (stack.keras; model.keras for a run from before the end-to-end export) is
-    loaded with safe_mode=True and scored on the encoded split `core.data.prepare` draws
+    loaded with safe_mode=True and scored on the encoded split `core.build.preprocessing.prepare` draws
     with the run's validation_split and seed, the arrays it trained on. A run without
     validation samples is scored on the whole dataset, and `note` says so. The result is
     written atomically to the run folder as evaluation.json, and returned from there while
@@ -52,7 +51,7 @@ def evaluate_run(run_id: str) -> dict:
         >>> evaluate_run(run_id)["confusion_matrix"]
         [[10, 0, 0], [0, 9, 1], [0, 1, 9]]
     """
-    folder, model_path = run_dir(run_id), run_member_path(run_id)
+    folder, model_path = run_dir(run_id), run_stack_path(run_id)
     if not model_path.is_file():
         raise FileNotFoundError(
             f"Run '{run_id}' has no model.keras or stack.keras (in {folder}); only a finished run can be evaluated.")

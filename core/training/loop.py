@@ -9,7 +9,7 @@ CLI, a list in a test.
   model keeps its weights as of the last finished epoch.
 - A NaN or infinite loss fails the run with a reason and keeps the last good weights.
 - The fine-tune phase continues the same history: epochs keep counting.
-- The data comes through `core.data.prepare`: encoded by the preprocessing fitted on the
+- The data comes through `core.build.preprocessing.prepare`: encoded by the preprocessing fitted on the
   training split. A regression stack ends in `Normalization(mean, variance, invert=True)`
   of the training targets (`with_target_units`), so it trains on standardized targets
   (the loss is weighted by 1 / variance: the standardized loss, a sane scale) while its
@@ -36,11 +36,11 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
+from core.build.preprocessing import Prepared, prepare, prepare_dataset
 from core.build.stacking import ADAPT_SAMPLE_ROWS, build
 from core.build.trainability import count_params, unfreeze_top
 from core.data import Dataset
 from core.data.encoding import TargetScaling
-from core.data.preprocessing import Prepared, prepare, prepare_dataset
 from core.spec import StackSpec, TrainSpec
 from core.spec.events import PHASE_FINE_TUNE, PHASE_TRAIN, EventSink, PhaseChange, RunEnded, RunStarted
 from core.spec.tasks import TaskInfo

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from core.spec import AdapterSpec, DatasetSpec, LayerRule, MemberSpec, StackSpec
-from core.storage.paths import run_model_path
+from core.storage.paths import run_stack_path
 from dashboard import state
 from tests.dashboard.apptest import TINY, app, elements, open_page, texts
 
@@ -189,7 +189,7 @@ def test_an_import_over_an_edited_draft_asks_first(stacklab_home):
 
 def test_a_model_file_is_inspected_cut_and_added(shared_home, finished_run):
     at = assemble()
-    content = run_model_path(finished_run).read_bytes()
+    content = run_stack_path(finished_run).read_bytes()
     at.file_uploader(key="add-file-upload").set_value(("encoder.keras", content, "application/octet-stream")).run()
     assert not at.error, [e.value for e in at.error]
     (layers,) = [table.value for table in at.dataframe if table.editing_mode == "read_only"]

@@ -1,12 +1,12 @@
-"""core.data.prepare: preprocessing fitted on the training split only, encoded by the model's own layers."""
+"""core.build.preprocessing.prepare: preprocessing fitted on the training split only, encoded by its layers."""
 
 import keras
 import numpy as np
 import pytest
 
-from core.data import DataError, load_dataset, prepare, split, validation_inputs
+from core.build.preprocessing import PreprocessingLayers, end_to_end_model, prepare, prepare_dataset
+from core.data import DataError, load_dataset, split, validation_inputs
 from core.data.encoding import OOV_TOKEN, fit_preprocessing
-from core.data.preprocessing import PreprocessingLayers, end_to_end_model, prepare_dataset
 from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec
 
 # Row 0..n: a number column whose validation rows are far from the training rows' mean, a text

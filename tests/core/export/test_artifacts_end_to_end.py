@@ -16,10 +16,10 @@ import keras
 import numpy as np
 import pytest
 
-from core.build.stacking import run_member_path
 from core.data import load_dataset, split, validation_inputs
 from core.export.artifacts import export_run
 from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec
+from core.storage.paths import run_stack_path
 from core.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -134,8 +134,8 @@ def test_a_run_member_loads_stack_keras_and_old_runs_their_model_keras(stacklab_
         folder.mkdir(parents=True)
         (folder / "model.keras").write_bytes(b"end to end")
     (new / "stack.keras").write_bytes(b"stack")
-    assert run_member_path("new-run") == new / "stack.keras"
-    assert run_member_path("old-run") == old / "model.keras"  # a run exported before stack.keras existed
+    assert run_stack_path("new-run") == new / "stack.keras"
+    assert run_stack_path("old-run") == old / "model.keras"  # a run exported before stack.keras existed
 
 
 def test_the_csv_example_trains_and_predicts_with_plain_keras(tmp_path):

@@ -45,7 +45,7 @@ def test_the_bundle_holds_one_folder_with_every_file_of_the_run(tmp_path):
     assert name == f"transfer-{run_id}.zip"
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert sorted(archive.namelist()) == sorted(f"transfer-{run_id}/{file}" for file in (
-            "model.keras", "stack.py", "spec.json", "history.csv", "members/base.keras"))
+            "model.keras", "stack.keras", "data.json", "stack.py", "spec.json", "history.csv", "members/base.keras"))
         assert archive.read(f"transfer-{run_id}/members/base.keras") == source.read_bytes()
 
 

@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent("""
     paths = export_run(result.model, spec, result.history, out, compile_args=result.compile_args,
                        prepared=result.prepared)
     # model.keras takes raw samples (its Normalization is the training split's); stack.keras the encoded ones.
-    from core.data.preprocessing import PreprocessingLayers
+    from core.build.preprocessing import PreprocessingLayers
     encoded = PreprocessingLayers(result.prepared.preprocessing).encode(data.x[:5])
     reloaded = keras.saving.load_model(paths["model.keras"])
     np.testing.assert_allclose(reloaded.predict(data.x[:5], verbose=0),

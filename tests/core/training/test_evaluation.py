@@ -2,7 +2,7 @@
 
 The runs are fakes: an untrained stack saved where a finished run keeps it (stack.keras, or
 model.keras for a run from before the end-to-end export), beside the spec.json that names its
-dataset. It is scored on the encoded split `core.data.prepare` gives. `evaluate_run` runs in
+dataset. It is scored on the encoded split `core.build.preprocessing.prepare` gives. `evaluate_run` runs in
 this process; the inspector's `evaluate` request, which calls it there, is tested in test_inspector.py.
 """
 
@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from core.data import prepare
+from core.build.preprocessing import prepare
 from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec
 from core.training.evaluation import evaluate_run
 

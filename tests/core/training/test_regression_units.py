@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
+from core.build.preprocessing import end_to_end_model
 from core.data import validation_inputs
-from core.data.preprocessing import end_to_end_model
 from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec
 from core.training.compile import standardized_loss
 from core.training.loop import TARGET_UNITS_LAYER, train
