@@ -62,6 +62,11 @@ def predict_tab(run, artifacts: dict) -> None:
 
 def show(result: dict, run) -> None:
     """The predictions: notes, accuracy or MAE for the validation split, the table, the download."""
+    with st.container(key="runs-predict-result"):
+        _show(result, run)
+
+
+def _show(result: dict, run) -> None:
     for note in result.get("notes", []):
         st.caption(note)
     metrics = result.get("metrics") or {}
