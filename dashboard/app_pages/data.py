@@ -206,12 +206,14 @@ with left:
         st.plotly_chart(figures.sequence_samples(preview["samples"][:8], preview["labels"][:8]), key="data-samples",
                         config={"displayModeBar": False})
     elif preview["kind"] == "table":
-        st.dataframe(preview["table"], hide_index=True, key="data-table",
-                     column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                    for c in preview["table"].columns if c != "target"})
+        table = preview["table"]
+        st.dataframe(table, hide_index=True, key="data-table",
+                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns
+                                    if c != "target" and pd.api.types.is_float_dtype(table[c])})
         if summary["feature_names"]:
-            st.caption(f"{len(summary['feature_names'])} features after encoding; values shown after scaling "
-                       f"('{state.draft().dataset.scaling}').")
+            st.caption(f"{formatting.plural(len(summary['feature_names']), 'column')} as the file holds them. The "
+                       f"model's own first layers scale numbers ('{state.draft().dataset.scaling}') and one-hot "
+                       f"encode text, fitted on the training split only, so the downloaded model takes raw rows.")
     else:
         st.caption(f"Samples of shape {formatting.shape(summary['input_shape'])} have no preview.")
 with right:

@@ -65,7 +65,8 @@ def test_a_csv_upload_is_stored_and_its_target_and_features_chosen():
     assert metrics(at)["Samples"] == "40" and metrics(at)["Classes"] == "2"
     at.multiselect(key=at.multiselect[0].key).set_value(["size", "color"]).run()
     assert draft(at).dataset.features == ("size", "color")
-    assert list(at.dataframe[0].value.columns) == ["target", "size", "color=blue", "color=red"]
+    assert list(at.dataframe[0].value.columns) == ["target", "size", "color"]  # raw: the model encodes them
+    assert "The model's own first layers scale numbers ('standard') and one-hot encode text" in texts(at)
 
 
 def test_a_refused_csv_says_why_and_the_app_keeps_working():
