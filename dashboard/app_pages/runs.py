@@ -132,19 +132,21 @@ def exports(run, artifacts: dict) -> None:
                                            f"validation samples (within 1e-4) before offering the file."):
                 with st.spinner(f"Exporting to {label} and verifying it…"):
                     done.append((name, label, *services.export(run.id, name)))
-    for name, label, outcome, result in done:
-        if outcome == "error":
-            st.error(result, icon=":material/error:")
-        else:
+    # Drawn inside one container that is always there, so the tabs below keep their place in
+    # the page: moved, they would be new tabs, the open one would close and the charts remount.
+    with st.container(key="runs-export-result"):
+        for name, label, outcome, result in done:
+            if outcome == "error":
+                st.error(result, icon=":material/error:")
+                continue
             st.success(result["summary"], icon=":material/check:")
             path = Path(result["path"])
             st.download_button(f"Download {label} ({path.suffix})", data=path.read_bytes,
                                file_name=f"{stem}-{path.name}", mime="application/octet-stream",
-                               key=f"runs-download-{name}-new",
-                               icon=":material/download:", on_click="ignore")
-    missing = [formats[name]["missing"] for name in formats if formats[name]["missing"]]
-    if missing:
-        st.caption(" ".join(dict.fromkeys(missing)))
+                               key=f"runs-download-{name}-new", icon=":material/download:", on_click="ignore")
+        missing = [formats[name]["missing"] for name in formats if formats[name]["missing"]]
+        if missing:
+            st.caption(" ".join(dict.fromkeys(missing)))
 
 
 def bundle_bytes(run_id: str) -> bytes:

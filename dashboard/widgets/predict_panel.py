@@ -42,7 +42,7 @@ def predict_tab(run, artifacts: dict) -> None:
                       help="Your own rows (the same checks as an upload), or the validation samples the run "
                            "held out, with their true labels.")
     if source == SOURCES[0]:
-        uploaded = st.file_uploader("Rows to predict (.csv or .npz)", type=["csv", "npz"], key=UPLOAD_KEY,
+        uploaded = st.file_uploader("A CSV or NPZ file of rows", type=["csv", "npz"], key=UPLOAD_KEY,
                                     help=columns_hint(card))
         if uploaded is None:
             st.caption(columns_hint(card))
