@@ -460,7 +460,10 @@ def predict_validation(run_id: str, limit: int = VALIDATION_ROWS) -> pd.DataFram
     else:
         frame.insert(0, TRUE, y.reshape(len(y), -1)[:, 0])
         frame.attrs["metrics"] = {"mae": float(np.mean(np.abs(frame[PREDICTED] - frame[TRUE])))}
-    frame.attrs["notes"] = [f"The first {len(frame):,} samples of the validation split.", *frame.attrs["notes"]]
+    which = (f"The first {len(frame):,} samples of the validation split." if spec.train.validation_split else
+             f"The run trained without a validation split: these are its first {len(frame):,} training samples, "
+             f"so expect optimistic numbers.")
+    frame.attrs["notes"] = [which, *frame.attrs["notes"]]
     return frame
 
 

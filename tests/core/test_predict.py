@@ -190,6 +190,43 @@ def test_the_validation_split_adds_the_true_label_and_accuracy(tabular_model, mo
     assert table.attrs["metrics"] == {"accuracy": 0.75}
 
 
+def test_a_regression_runs_validation_split_reports_the_mae_in_the_targets_units(image_model, monkeypatch):
+    folder = save_run(image_model, "run7", {"task": "regression", "class_names": [],
+                                            "target": {"name": "price", "mean": 100.0, "std": 10.0}})
+    from tests.fake_runs import TINY
+
+    (folder / "spec.json").write_text(TINY.to_json())
+    x = np.random.default_rng(1).integers(0, 255, (3, 4, 4, 1)).astype("float32")
+    predicted = np.asarray(image_model(x))[:, 0]
+    truth = predicted + np.array([1.0, -2.0, 3.0], "float32")
+    monkeypatch.setattr(core.data, "validation_inputs", lambda spec, limit: (x, truth), raising=False)
+    table = predictions.predict_validation("run7", limit=3)
+    assert list(table.columns) == ["true", "predicted"]
+    np.testing.assert_allclose(table["true"], truth)
+    assert table.attrs["metrics"]["mae"] == pytest.approx(2.0, rel=1e-5)
+
+
+def test_the_validation_split_is_the_one_training_drew(tabular_model, tmp_path):
+    """core.data.validation_inputs for real: the run's CSV split as training split it."""
+    from core.spec import DatasetSpec, TrainSpec
+    from tests.fake_runs import TINY
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"age": rng.normal(40, 10, 40).round(1), "color": rng.choice(["red", "blue"], 40),
+                          "label": rng.choice(sorted(CLASSES), 40)})
+    csv = write_csv(tmp_path, frame, "people.csv")
+    spec = TINY.replace(dataset=DatasetSpec(source="csv", path=csv, target="label"),
+                        train=TrainSpec(epochs=1, validation_split=0.25, seed=3))
+    folder = save_run(tabular_model, "run6", {"task": "multiclass", "class_names": sorted(CLASSES)})
+    (folder / "spec.json").write_text(spec.to_json())
+    table = predictions.predict_validation("run6", limit=6)
+    assert len(table) == 6 and list(table.columns) == ["true", "predicted", *sorted(CLASSES)]
+    _, y = core.data.validation_inputs(spec, limit=6)
+    assert list(table["true"]) == [sorted(CLASSES)[i] for i in y]
+    assert table.attrs["metrics"]["accuracy"] == pytest.approx(float((table["true"] == table["predicted"]).mean()))
+    assert table.attrs["notes"][0] == "The first 6 samples of the validation split."
+
+
 def run_cli(*argv: str) -> int:
     parser = argparse.ArgumentParser()
     predictions.add_parser(parser.add_subparsers(dest="command"))
