@@ -318,6 +318,17 @@ def cmd_dashboard(args) -> int:
     return subprocess.call(command, cwd=shipped_file(".streamlit/config.toml").parents[1])
 
 
+def _with_keras(command):
+    """`command`, with Keras imported first and TensorFlow's start-up lines kept off the terminal
+    (`--json` answers reserve stdout themselves; the filtered lines went to stderr anyway)."""
+
+    def run(args) -> int:
+        _import_keras()
+        return command(args)
+
+    return run
+
+
 def _record_artifact(run_id: str, name: str, path: Path) -> None:
     """An exported file in the run's folder is listed with the run's other downloads."""
     from core import runs
@@ -355,8 +366,8 @@ def make_parser() -> argparse.ArgumentParser:
     run_commands.add_argument("--json", action="store_true", help="show: print JSON")
     run_commands.add_argument("--wait", action="store_true", help="start: wait until the run ends")
     run_commands.set_defaults(run=cmd_runs)
-    predict.add_parser(commands)
-    export_cli.add_parser(commands, record_artifact=_record_artifact)
+    for command in (predict.add_parser(commands), export_cli.add_parser(commands, record_artifact=_record_artifact)):
+        command.set_defaults(run=_with_keras(command.get_default("run")))
     return parser
 
 

@@ -332,3 +332,27 @@ def test_train_a_graph_spec_writes_a_stack_py_that_rebuilds_it(tmp_path):
     assert rebuilt.count_params() == trained.count_params() == 2_531
     assert [layer.name for layer in rebuilt.layers] == [layer.name for layer in trained.layers]
     assert json.loads((out / "spec.json").read_text())["mode"] == "graph"
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_predicted_and_exported_from_the_command_line(tmp_path):
+    spec = StackSpec.from_dict({"name": "iris-cli", "dataset": {"name": "iris"}, "train": {"epochs": 1},
+                                "members": [{"name": "encoder", "template": "mlp"},
+                                            {"name": "head", "template": "dense_head"}]})
+    path = tmp_path / "iris.json"
+    path.write_text(spec.to_json())
+    started = cli("runs", "start", str(path), "--wait")
+    run_id, status = started.stdout.split()
+    assert status == "finished", started.stderr
+    out = tmp_path / "predictions.csv"
+    predicted = cli("predict", run_id, "--validation", "--out", str(out))
+    assert predicted.returncode == 0, predicted.stderr
+    header = out.read_text().splitlines()[0].split(",")
+    assert {"setosa", "versicolor", "virginica"} <= set(header), header  # the classes by name
+    exported = cli("export", run_id, "--format", "onnx", "--json")
+    assert exported.returncode == 0, exported.stderr
+    answer = json.loads(exported.stdout.strip().splitlines()[-1])
+    assert answer["ok"] and answer["max_abs_diff"] <= 1e-4 and answer["samples"] > 0
+    shown = json.loads(cli("runs", "show", run_id, "--json").stdout)
+    assert "model.onnx" in json.dumps(shown["artifacts"])  # listed with the run's downloads
+    assert "oneDNN" not in exported.stderr + predicted.stderr  # TensorFlow's start-up lines stay off
