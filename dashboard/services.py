@@ -274,11 +274,9 @@ def _predictions(home: str, run_id: str, model_stamp: int, data_ref: str | None)
     with tempfile.TemporaryDirectory(prefix="stacklab-predict-") as folder:
         out = Path(folder) / "predictions.csv"
         source = ["--validation"] if data_ref is None else [data_ref]
-        try:
-            answer = _child_answer(["-m", "core.predict", run_id, *source, "--out", str(out), "--json"],
-                                   PREDICT_TIMEOUT_S)
-        except ChildFailed as error:
-            return "error", f"The prediction failed. {error}"
+        # A child that died or timed out raises: Streamlit caches no exception, so the next try runs again.
+        answer = _child_answer(["-m", "core.predict", run_id, *source, "--out", str(out), "--json"],
+                               PREDICT_TIMEOUT_S)
         if not answer.get("ok"):
             return "error", answer.get("error", "The prediction failed without a reason.")
         data = out.read_bytes()
@@ -293,11 +291,14 @@ def predictions(run_id: str, data_ref: str | None) -> tuple[str, Any]:
     validation split (`data_ref` None), by `python -m core.predict` in a child process.
 
     Cached per run, model file (a resumed run's new model is asked again) and upload; refusals
-    are cached too: the same file gives the same answer.
+    are cached too (the same file gives the same answer), a child that died or timed out is not.
     """
     model = run_model_path(run_id)
     stamp = model.stat().st_mtime_ns if model.is_file() else 0
-    return _predictions(_home(), run_id, stamp, data_ref)
+    try:
+        return _predictions(_home(), run_id, stamp, data_ref)
+    except ChildFailed as error:
+        return "error", f"The prediction failed. {error}"
 
 
 def data_card(run_id: str) -> dict[str, Any] | None:

@@ -115,3 +115,18 @@ def test_a_run_without_a_model_has_nothing_to_predict_with(no_workers):
     at = open_page(app(), "runs")
     assert "Predictions need a finished run with a model." in texts(at)
     assert not at.file_uploader
+
+
+def test_a_prediction_whose_process_died_is_tried_again_next_time(tabular_run, monkeypatch):
+    tries = []
+
+    def dying(args, timeout_s):
+        tries.append(args)
+        raise services.ChildFailed("The process killed by SIGKILL (signal 9) without an answer.")
+
+    monkeypatch.setattr(services, "_child_answer", dying)
+    assert services.predictions(tabular_run, None) == (
+        "error", "The prediction failed. The process killed by SIGKILL (signal 9) without an answer.")
+    services.predictions(tabular_run, None)
+    assert len(tries) == 2  # not cached, unlike a refusal of the data
+    assert tries[0][:4] == ["-m", "core.predict", tabular_run, "--validation"]
