@@ -246,7 +246,8 @@ def _columns_from_frame(frame: pd.DataFrame, name: str, wanted: ModelInputs,
             numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
             if not numeric:
                 as_numbers = pd.to_numeric(series, errors="coerce")
-                example = series[as_numbers.isna() & series.notna()].iloc[0]
+                strays = series[as_numbers.isna() & series.notna()]  # none for a bool column: True is 1
+                example = (strays if len(strays) else series.dropna()).iloc[0]
                 raise DataError(f"Column '{column}' of {name} holds text (e.g. {str(example)!r}), but the model "
                                 f"takes it as numbers ({dtype}). Fix or drop those rows.")
             with np.errstate(over="ignore"):  # a value too large for float32 becomes inf, refused below

@@ -101,6 +101,12 @@ def test_text_in_a_numeric_column_is_named_with_an_example(tabular_model, tmp_pa
         predictions.predict(tabular_model, write_csv(tmp_path, rows))
 
 
+def test_a_true_false_column_is_not_taken_as_numbers(tabular_model, tmp_path):
+    rows = ROWS.assign(age=["True", "False", "True", "False"])
+    with pytest.raises(DataError, match=r"Column 'age' of 'rows.csv' holds text \(e.g. 'True'\)"):
+        predictions.predict(tabular_model, write_csv(tmp_path, rows))
+
+
 def test_missing_and_infinite_values_are_counted_per_column(tabular_model, tmp_path):
     rows = ROWS.assign(age=[np.nan, 1.0, np.inf, 2.0], color=["red", None, "blue", "red"])
     with pytest.raises(DataError, match=r"missing or infinite values in column\(s\) 'age' \(2 rows\), "
