@@ -10,6 +10,7 @@ anything recurses into them. No Keras import.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -24,6 +25,13 @@ DEFAULT_MAX_SPEC_BYTES = 2**20
 # Lists and objects inside each other. The deepest real spec is about 6 levels (members ->
 # member -> params -> a list); past ~1,000 the JSON parser itself fails.
 MAX_SPEC_DEPTH = 32
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a spec class: resolving them (typing.get_type_hints) costs
+    more than reading a whole spec, and a class's annotations never change."""
+    return typing.get_type_hints(cls)
 
 
 class SpecError(ValueError):
@@ -164,7 +172,7 @@ class _SpecBase:
                 f"'{where or cls.__name__}' must be an object (a JSON dict), "
                 f"received {type(data).__name__}."
             )
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)
         fields_by_name = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - set(fields_by_name) - {"schema_version"})
         if unknown:
