@@ -25,6 +25,8 @@ ARTIFACTS = {  # artifact name -> (button label, MIME type), in the order shown
     "history.csv": ("history.csv", "text/csv"),
     "stack.py": ("stack.py", "text/x-python"),
     "spec.json": ("spec.json", "application/json"),
+    "data.json": ("data.json", "application/json"),  # the columns, classes and statistics the model takes
+    "stack.keras": ("stack.keras", "application/octet-stream"),  # the stack alone, on encoded inputs
 }
 TABLE_KEY = "runs-table"
 

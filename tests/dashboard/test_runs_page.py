@@ -85,12 +85,15 @@ def test_a_finished_run_offers_its_downloads_evaluation_and_reuse(shared_home, f
     at = runs_page()
     at = select(at, list(at.dataframe[0].value["run"]).index(finished_run))
     labels = [button.label for button in at.download_button]
-    assert labels == ["Download model (.keras)", "history.csv", "stack.py", "spec.json", "Download everything (.zip)"]
+    assert labels == ["Download model (.keras)", "history.csv", "stack.py", "spec.json", "data.json", "stack.keras",
+                      "Download everything (.zip)"]
     # Every file name carries the run's name and id, so files of two runs never collide.
     downloads = [deferred_downloads[button.proto.deferred_file_id] for button in at.download_button]
     assert [name for name, _ in downloads] == [
         f"tiny-{finished_run}.keras", f"tiny-{finished_run}-history.csv", f"tiny-{finished_run}-stack.py",
-        f"tiny-{finished_run}-spec.json", f"tiny-{finished_run}.zip"]
+        f"tiny-{finished_run}-spec.json", f"tiny-{finished_run}-data.json", f"tiny-{finished_run}-stack.keras",
+        f"tiny-{finished_run}.zip"]
+    assert json.loads(downloads[4][1]())["class_names"] == ["setosa", "versicolor", "virginica"]
     with zipfile.ZipFile(io.BytesIO(downloads[-1][1]())) as bundle:
         assert {f"tiny-{finished_run}/{name}" for name in ("model.keras", "stack.py", "spec.json", "history.csv")} \
             <= set(bundle.namelist())
