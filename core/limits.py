@@ -13,9 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
-from typing import Mapping
+from typing import Any, ClassVar, Mapping
 
 
 def positive_from_env(name: str, default: float, *, whole: bool = False,
@@ -52,3 +53,40 @@ def format_bytes(size: float) -> str:
         if size < 1024:
             return f"{size:,.1f} {unit}"
     return f"{size / 1024:,.1f} TiB"
+
+
+class EnvLimits:
+    """Base of a frozen dataclass of positive limits, each settable by an environment variable.
+
+    A subclass names its variables in ENV_VARS (field -> variable) and the fields that may
+    be fractional in FRACTIONAL; every other field is a whole number.
+
+    Example:
+        >>> DataLimits.from_env({"STACKLAB_MAX_ROWS": "5000"}).max_rows
+        5000
+    """
+
+    ENV_VARS: ClassVar[Mapping[str, str]] = {}
+    FRACTIONAL: ClassVar[frozenset[str]] = frozenset()
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{type(self).__name__}.{field.name} must be a positive number, "
+                                 f"received {value!r}.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Any:
+        """The limits with any of ENV_VARS applied over the defaults.
+
+        Args:
+            environ: the environment to read (default `os.environ`).
+
+        Raises:
+            ValueError: a variable is set but is not a positive (whole) number.
+        """
+        defaults = cls()
+        return cls(**{field.name: positive_from_env(cls.ENV_VARS[field.name], getattr(defaults, field.name),
+                                                    whole=field.name not in cls.FRACTIONAL, environ=environ)
+                      for field in dataclasses.fields(cls)})  # type: ignore[arg-type]

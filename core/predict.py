@@ -36,6 +36,7 @@ import pandas as pd
 
 from core.data import DEFAULT_LIMITS, DataError, DataLimits, csv_files, npz_files
 from core.limits import positive_from_env
+from core.processes import answer, refused, reserve_stdout
 from core.storage.paths import RUN_ID_PATTERN, run_dir
 from core.storage.uploads import display_name, is_ref, resolve
 
@@ -496,18 +497,11 @@ def run(args) -> int:
     """`python -m core predict ...`: 0 with the predictions written, 1 with a one-line reason on stderr."""
     answers = None
     if args.json:
-        from core.processes import reserve_stdout
-
         answers = reserve_stdout()  # what TensorFlow prints goes to stderr, never into the answer
     try:
         frame = _predictions(args)
     except (ValueError, OSError) as error:  # DataError, ModelFileRefused, FileNotFoundError: the reason
-        message = " ".join(str(error).split()) or type(error).__name__
-        if answers is not None:
-            answers.write(json.dumps({"ok": False, "error": message}) + "\n")
-            answers.flush()
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+        return refused(error, answers)
     notes = list(frame.attrs.get("notes", []))
     metrics = frame.attrs.get("metrics", {})
     if args.out:
@@ -515,10 +509,9 @@ def run(args) -> int:
 
         write_text_atomically(Path(args.out), frame.to_csv(index=False))
     if answers is not None:
-        answers.write(json.dumps({"ok": True, "rows": len(frame), "columns": [str(c) for c in frame.columns],
-                                  "task": frame.attrs.get("task"), "class_names": frame.attrs.get("class_names", []),
-                                  "notes": notes, "metrics": metrics, "out": args.out}) + "\n")
-        answers.flush()
+        answer(answers, ok=True, rows=len(frame), columns=[str(c) for c in frame.columns],
+               task=frame.attrs.get("task"), class_names=frame.attrs.get("class_names", []), notes=notes,
+               metrics=metrics, out=args.out)
         return 0
     words = [*notes, *(f"{name}: {value:.4f} on these samples" for name, value in metrics.items())]
     if args.out:

@@ -15,10 +15,12 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sys
 from pathlib import Path
-from typing import Mapping, TextIO
+from typing import Any, Mapping, TextIO
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +49,22 @@ def reserve_stdout() -> TextIO:
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     return answers
+
+
+def answer(answers: TextIO | None, **fields: Any) -> None:
+    """Write one JSON line to a child's reserved stdout (`reserve_stdout`); nothing without one."""
+    if answers is not None:
+        answers.write(json.dumps(fields) + "\n")
+        answers.flush()
+
+
+def refused(error: BaseException, answers: TextIO | None) -> int:
+    """A command's refusal: its reason on one line, on stderr and (for --json) as the answer;
+    returns the exit code 1."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    answer(answers, ok=False, error=message)
+    print(f"error: {message}", file=sys.stderr)
+    return 1
 
 
 def signal_name(returncode: int) -> str:

@@ -13,11 +13,10 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Mapping
+from typing import ClassVar, Mapping
 
-from core.limits import positive_from_env
+from core.limits import EnvLimits
 
 MiB = 1 << 20
 
@@ -36,7 +35,7 @@ RATIO_CHECK_MIN_BYTES = 1 * MiB
 
 
 @dataclass(frozen=True)
-class ImageLimits:
+class ImageLimits(EnvLimits):
     """What a ZIP of class folders may hold.
 
     Every limit can be set from the environment (`ImageLimits.from_env()`):
@@ -53,6 +52,9 @@ class ImageLimits:
       in its header; also Pillow's own `Image.MAX_IMAGE_PIXELS` while StackLab decodes.
     """
 
+    ENV_VARS: ClassVar[Mapping[str, str]] = IMAGE_LIMIT_ENV_VARS
+    FRACTIONAL: ClassVar[frozenset[str]] = frozenset({"max_compression_ratio"})
+
     # 20,000 images is a generous hobby dataset; a crafted central directory of millions of
     # entries makes zipfile build millions of objects before anything else can be checked.
     max_entries: int = 20_000
@@ -65,34 +67,6 @@ class ImageLimits:
     # 5,000 x 5,000: a 25-megapixel photo decodes to 75 MB of RGB, once, before resizing.
     # Pillow's default (89.5 million, an error only past twice that) trusts far more.
     max_image_pixels: int = 25_000_000
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"ImageLimits.{f.name} must be a positive number, received {value!r}.")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ImageLimits":
-        """Limits with any of IMAGE_LIMIT_ENV_VARS applied over the defaults.
-
-        Args:
-            environ: the environment to read (default `os.environ`).
-
-        Returns:
-            An ImageLimits.
-
-        Raises:
-            ValueError: a variable is set but is not a positive (whole) number.
-
-        Example:
-            >>> ImageLimits.from_env({"STACKLAB_MAX_ZIP_ENTRIES": "500"}).max_entries
-            500
-        """
-        defaults = cls()
-        return cls(**{f.name: positive_from_env(IMAGE_LIMIT_ENV_VARS[f.name], getattr(defaults, f.name),
-                                                whole=f.name != "max_compression_ratio", environ=environ)
-                      for f in dataclasses.fields(cls)})
 
 
 DEFAULT_IMAGE_LIMITS = ImageLimits.from_env()

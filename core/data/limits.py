@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Mapping
+from typing import ClassVar, Mapping
 
-from core.limits import positive_from_env
+from core.limits import EnvLimits
 
 MiB = 1 << 20
 
@@ -28,7 +27,7 @@ LIMIT_ENV_VARS = {
 
 
 @dataclass(frozen=True)
-class DataLimits:
+class DataLimits(EnvLimits):
     """How much data a file may hold before StackLab refuses it.
 
     Every limit can be set from the environment (`DataLimits.from_env()`):
@@ -48,6 +47,9 @@ class DataLimits:
     - max_classes (STACKLAB_MAX_CLASSES): distinct classes of a classification target.
     """
 
+    ENV_VARS: ClassVar[Mapping[str, str]] = LIMIT_ENV_VARS
+    FRACTIONAL: ClassVar[frozenset[str]] = frozenset({"max_compression_ratio"})
+
     max_file_bytes: int = 200 * MiB
     # A GiB of arrays still trains comfortably on a small machine; more is usually a
     # mistake (wrong dtype, float64 images) rather than a real need.
@@ -60,34 +62,6 @@ class DataLimits:
     # Real numeric arrays compress 1-20x; zip bombs inflate about 1000x.
     max_compression_ratio: float = 200.0
     max_classes: int = 1_000
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"DataLimits.{f.name} must be a positive number, received {value!r}.")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "DataLimits":
-        """Limits with any STACKLAB_MAX_* environment variable applied over the defaults.
-
-        Args:
-            environ: the environment to read (default `os.environ`).
-
-        Returns:
-            A DataLimits.
-
-        Raises:
-            ValueError: a variable is set but is not a positive (whole) number.
-
-        Example:
-            >>> DataLimits.from_env({"STACKLAB_MAX_ROWS": "5000"}).max_rows
-            5000
-        """
-        defaults = cls()
-        return cls(**{f.name: positive_from_env(LIMIT_ENV_VARS[f.name], getattr(defaults, f.name),
-                                                whole=f.name != "max_compression_ratio", environ=environ)
-                      for f in dataclasses.fields(cls)})
 
 
 DEFAULT_LIMITS = DataLimits.from_env()

@@ -18,12 +18,11 @@ Keras is imported only when a command runs (`core.export.formats` imports it laz
 from __future__ import annotations
 
 import functools
-import json
-import sys
 from pathlib import Path
 from typing import Callable
 
 from core.export.formats import FILE_NAMES, FORMATS, LABELS, MAX_SAMPLES, export_model
+from core.processes import answer, refused, reserve_stdout
 from core.storage.paths import run_dir
 
 RecordArtifact = Callable[[str, str, Path], None]
@@ -56,23 +55,15 @@ def run(args, record_artifact: RecordArtifact | None = None) -> int:
     """`python -m core export ...`: 0 with the file written, 1 with a one-line reason on stderr."""
     answers = None
     if args.json:
-        from core.processes import reserve_stdout
-
         answers = reserve_stdout()  # what TensorFlow prints goes to stderr, never into the answer
     try:
         result, in_run_folder = export_run_model(args.run_id, args.format, args.out)
     except (ValueError, OSError) as error:  # ExportError, SpecError, FileNotFoundError: the reason
-        message = " ".join(str(error).split()) or type(error).__name__
-        if answers is not None:
-            answers.write(json.dumps({"ok": False, "error": message}) + "\n")
-            answers.flush()
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+        return refused(error, answers)
     if in_run_folder and record_artifact is not None:
         record_artifact(args.run_id, result.path.name, result.path)
     if answers is not None:
-        answers.write(json.dumps({"ok": True, **result.to_dict(), "summary": result.summary()}) + "\n")
-        answers.flush()
+        answer(answers, ok=True, **result.to_dict(), summary=result.summary())
     else:
         print(f"wrote {result.summary()}: {result.path}")
     return 0
