@@ -1,7 +1,10 @@
 """A run's live view: status, epoch progress with ETA, one chart per metric, member updates, Stop.
 
 Everything shown is read from the run store, so a reload or a second tab shows the same
-run. While the run is active the view is a fragment that reruns every POLL_S seconds and
+run. Served by dashboard/server.py, an active run's charts and progress line are the
+live-chart component following the run through dashboard/live_api.py's route by itself:
+nothing here reruns until the run changes status or ends (`run_view`). Served without the
+route (`streamlit run dashboard/app.py`, AppTest), the view is a fragment that reruns every POLL_S seconds and
 reads only the epochs (and step samples) it has not seen; the charts are the live-chart
 component (dashboard/components/live_chart/), sent only the points it has not drawn, and
 nothing when nothing is new, so the progress line moves without redrawing them. When the

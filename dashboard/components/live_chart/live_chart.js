@@ -401,7 +401,11 @@ async function fetchOnce(view, follow) {
   if (follow.cursor) address.searchParams.set("cursor", follow.cursor);
   const response = await fetch(address, { cache: "no-store", credentials: "same-origin" });
   const answer = await response.json();
-  if (!response.ok) throw new Error(answer.error || `the live route answered ${response.status}`);
+  if (!response.ok) {
+    const error = new Error(answer.error || `the live route answered ${response.status}`);
+    error.gone = response.status === 404; // the run was deleted (in another tab)
+    throw error;
+  }
   const payload = answer.payload;
   // The route's cursor is this view's record of what it drew; an answer on top of another
   // drawing (a remount, a page rerun in between) is not applied: the next request asks afresh.
@@ -439,6 +443,11 @@ function startFollowing(view, config) {
         return;
       }
     } catch (error) {
+      if (error.gone) { // nothing left to follow: the page reruns once and shows another run
+        follow.stopped = true;
+        if (view.setTriggerValue) view.setTriggerValue("status", "deleted");
+        return;
+      }
       view.message.textContent = `The live view could not be updated (it tries again): ${error.message}`;
     }
     follow.timer = setTimeout(tick, follow.interval);
