@@ -210,14 +210,8 @@ def _columns_from_csv(path: Path, name: str, wanted: ModelInputs, row_limit: int
     header = csv_files.read_header(path, name)
     _check_columns(header, f"'{name}'", wanted)
     text = {column: str for column, dtype in wanted.columns if dtype == "string"}  # kept verbatim: "007" stays
-    frame = _read_frame(path, name, nrows=row_limit + 1, dtype=text)
+    frame = csv_files.read_frame(path, name, nrows=row_limit + 1, dtype=text)
     return _columns_from_frame(frame, f"'{name}'", wanted, row_limit)
-
-
-def _read_frame(path: Path, name: str, **options) -> pd.DataFrame:
-    # core.data.csv_files reads every upload this way (size, encoding and parse errors as
-    # DataError); its reader is not public yet (asked for as `read_frame`).
-    return csv_files._read_frame(path, name, **options)
 
 
 def _check_columns(columns, name: str, wanted: ModelInputs) -> None:
@@ -279,13 +273,13 @@ def _read_npz_samples(path: Path, name: str, limits: DataLimits, row_limit: int)
         if len(infos) > npz_files.MAX_MEMBERS:
             raise DataError(f"'{name}' has {len(infos)} archive members; an NPZ of samples needs one (x).")
         for info in infos:
-            npz_files._check_member(info, name, limits)
+            npz_files.check_member(info, name, limits)
         arrays = {info.filename[:-4]: info for info in infos if info.filename.endswith(".npy")}
         key = "x" if "x" in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
         if key is None:
             raise DataError(f"'{name}' has no array 'x' (found: {sorted(arrays) or 'none'}). Save the samples "
                             f"as x: np.savez('rows.npz', x=samples).")
-        header = npz_files._read_npy_header(archive, arrays[key], name)
+        header = npz_files.read_npy_header(archive, arrays[key], name)
         if header.dtype.kind not in "biuf":
             raise DataError(f"Array {key} of '{name}' has dtype {header.dtype}; samples must be numbers, "
                             f"e.g. {key}.astype('float32').")
@@ -296,7 +290,7 @@ def _read_npz_samples(path: Path, name: str, limits: DataLimits, row_limit: int)
         if needed > limits.max_array_bytes:
             raise DataError(f"Array {key} of '{name}' needs {needed:,} bytes to load, over the limit of "
                             f"{limits.max_array_bytes:,}. Split it, or raise STACKLAB_MAX_ARRAY_BYTES.")
-        return npz_files._read_npy(archive, arrays[key], name)
+        return npz_files.read_npy(archive, arrays[key], name)
 
 
 def _checked_array(x: np.ndarray, name: str, wanted: ModelInputs, row_limit: int) -> np.ndarray:

@@ -64,7 +64,7 @@ def read_csv(path: Path, name: str, spec: DatasetSpec, limits: DataLimits = DEFA
         )
     target, features = _pick_columns(spec, columns, name)
     # All columns, not usecols: with usecols pandas silently drops fields beyond the header.
-    frame = _read_frame(path, name, nrows=limits.max_rows + 1)
+    frame = read_frame(path, name, nrows=limits.max_rows + 1)
     if frame.empty:
         raise DataError(f"'{name}' has a header but no data rows. Add rows of data below the header.")
     if len(frame) > limits.max_rows:
@@ -82,10 +82,19 @@ def read_csv(path: Path, name: str, spec: DatasetSpec, limits: DataLimits = DEFA
 
 def read_header(path: Path, name: str) -> list[str]:
     """The column names of a CSV file, read from its first line only."""
-    return [str(c) for c in _read_frame(path, name, nrows=0).columns]
+    return [str(c) for c in read_frame(path, name, nrows=0).columns]
 
 
-def _read_frame(path: Path, name: str, **options) -> pd.DataFrame:
+def read_frame(path: Path, name: str, **options) -> pd.DataFrame:
+    """A CSV file as pandas reads it, every read of an upload the same way.
+
+    Args:
+        path: the file; name: the name messages show; options: more `pd.read_csv` options
+            (nrows, dtype, ...).
+
+    Raises:
+        DataError: no CSV data, not UTF-8, or a row that does not parse (the reason and the fix).
+    """
     try:
         # low_memory=False reads each column's type from the whole file, not per chunk;
         # index_col=False stops pandas from quietly turning an extra field into an index,

@@ -85,15 +85,15 @@ def read_npz(path: Path, name: str, spec: DatasetSpec, limits: DataLimits = DEFA
         raise DataError(f"'{name}' is not an NPZ archive (a zip of .npy arrays). {SAVE_HINT}") from None
     with archive:
         for info in archive.infolist():
-            _check_member(info, name, limits)
+            check_member(info, name, limits)
         arrays = {info.filename[:-4]: info for info in archive.infolist() if info.filename.endswith(".npy")}
         for key in ("x", "y"):
             if key not in arrays:
                 raise DataError(f"'{name}' has no array '{key}' (found: {sorted(arrays) or 'none'}). "
                                 f"{SAVE_HINT}")
-        headers = {key: _read_npy_header(archive, arrays[key], name) for key in ("x", "y")}
+        headers = {key: read_npy_header(archive, arrays[key], name) for key in ("x", "y")}
         _check_headers(headers, name, limits)
-        loaded = {key: _read_npy(archive, arrays[key], name) for key in ("x", "y")}
+        loaded = {key: read_npy(archive, arrays[key], name) for key in ("x", "y")}
     return dataset_from_arrays(loaded["x"], loaded["y"], name=name, task=spec.task, limits=limits)
 
 
@@ -110,7 +110,14 @@ def _declared_member_count(path: Path) -> int | None:
     return struct.unpack("<H", tail[at + 10:at + 12])[0]
 
 
-def _check_member(info: zipfile.ZipInfo, name: str, limits: DataLimits) -> None:
+def check_member(info: zipfile.ZipInfo, name: str, limits: DataLimits) -> None:
+    """Refuse an archive member from its central-directory entry alone, before any byte of it
+    is read: encrypted, inflating past `limits.max_array_bytes`, or compressed past
+    `limits.max_compression_ratio`.
+
+    Raises:
+        DataError: what the member is, the limit, and how to fix it.
+    """
     if info.flag_bits & 0x1:
         raise DataError(f"Member '{info.filename}' of '{name}' is encrypted. {SAVE_HINT}")
     if info.file_size > limits.max_array_bytes:
@@ -129,7 +136,7 @@ def _check_member(info: zipfile.ZipInfo, name: str, limits: DataLimits) -> None:
         )
 
 
-def _read_npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> NpyHeader:
+def read_npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> NpyHeader:
     """Shape and dtype from a member's .npy header, reading only the header's bytes."""
     where = f"Member '{info.filename}' of '{name}'"
     with archive.open(info) as member:
@@ -197,7 +204,12 @@ def _check_headers(headers: dict[str, NpyHeader], name: str, limits: DataLimits)
         )
 
 
-def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> np.ndarray:
+def read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> np.ndarray:
+    """The array of a checked member (`check_member`, `read_npy_header`), never with pickle.
+
+    Raises:
+        DataError: the member does not read as a .npy array.
+    """
     try:
         with archive.open(info) as member:
             return npy_format.read_array(member, allow_pickle=False)
