@@ -4,24 +4,20 @@ Screenshots go to test-artifacts/e2e/."""
 
 from __future__ import annotations
 
-import importlib.util
 import zipfile
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.e2e import ui
-from tests.e2e.server import ROOT
+from tests.examples import example
 
 pytestmark = pytest.mark.e2e
 
 
 def shapes_maker():
     """examples/image_folder_zip.py's ZIP maker (the example imports Keras only to train)."""
-    spec = importlib.util.spec_from_file_location("image_folder_zip", ROOT / "examples" / "image_folder_zip.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_shapes_zip
+    return example("image_folder_zip").make_shapes_zip
 
 
 def choose_images_source(tab) -> None:

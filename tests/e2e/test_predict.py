@@ -5,7 +5,6 @@ Screenshots go to test-artifacts/e2e/."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 
@@ -15,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e import ui
-from tests.e2e.server import ROOT
+from tests.examples import example
 
 pytestmark = pytest.mark.e2e
 
@@ -31,10 +30,7 @@ SPEC = {"schema_version": 1, "name": "customers_mlp", "mode": "sequential",
 
 def csv_maker():
     """examples/csv_end_to_end.py's customers CSV (age, income, color, bought)."""
-    spec = importlib.util.spec_from_file_location("csv_end_to_end", ROOT / "examples" / "csv_end_to_end.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.write_csv
+    return example("csv_end_to_end").write_csv
 
 
 def test_train_on_a_csv_then_predict_an_uploaded_file_and_download_csv_and_onnx(tab, server, server_runs,

@@ -21,6 +21,7 @@ from core.export.artifacts import export_run
 from core.spec import DatasetSpec, MemberSpec, StackSpec, TrainSpec
 from core.storage.paths import run_stack_path
 from core.training.loop import train
+from tests.examples import example
 
 ROOT = Path(__file__).resolve().parents[3]
 COLORS = ("red", "green", "blue")
@@ -42,27 +43,16 @@ FRESH = textwrap.dedent("""
 """)
 
 
-def write_csv(path: Path, rows: int = 240) -> Path:
-    rng = np.random.default_rng(0)
-    age = rng.normal(40, 12, rows).round(1)
-    income = rng.lognormal(3, 0.5, rows).round(2)
-    color = rng.choice(COLORS, rows)
-    score = (age - 40) / 12 + np.where(color == "red", 1.5, np.where(color == "green", -1.0, 0.0))
-    label = np.where(score + rng.normal(0, 0.3, rows) > 0, "yes", "no")
-    lines = ["age,income,color,label"] + [f"{a},{i},{c},{y}" for a, i, c, y in zip(age, income, color, label)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @pytest.fixture(scope="module")
 def csv_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("csv_run")
+    csv = example("csv_end_to_end").write_csv(folder / "people.csv", rows=240)  # numbers, text, a text label
     spec = StackSpec(
         name="csv end to end",
         members=(MemberSpec("encoder", template="mlp", params={"hidden_units": [16]}),
                  MemberSpec("head", template="dense_head", params={"hidden_units": []})),
         train=TrainSpec(epochs=4, batch_size=16, validation_split=0.25, seed=0, learning_rate=0.01),
-        dataset=DatasetSpec(source="csv", path=str(write_csv(folder / "people.csv")), target="label"))
+        dataset=DatasetSpec(source="csv", path=str(csv), target="bought"))
     result = train(spec)
     assert result.status == "finished"
     paths = export_run(result.model, spec, result.history, folder / "run", compile_args=result.compile_args,
