@@ -58,6 +58,16 @@ def answer(answers: TextIO | None, **fields: Any) -> None:
         answers.flush()
 
 
+def read_answer(stdout: str | bytes) -> Any:
+    """The answer a child wrote (`answer`): the JSON of its last line on stdout, or None when
+    it wrote none (it died, or printed something else last)."""
+    text = stdout.decode("utf-8", errors="replace") if isinstance(stdout, bytes) else stdout
+    try:
+        return json.loads(text.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return None
+
+
 def refused(error: BaseException, answers: TextIO | None) -> int:
     """A command's refusal: its reason on one line, on stderr and (for --json) as the answer;
     returns the exit code 1."""

@@ -250,20 +250,19 @@ def _child_answer(args: list[str], timeout_s: float) -> dict[str, Any]:
     import subprocess
     import sys
 
-    from core.processes import child_env, exit_words
+    from core.processes import child_env, exit_words, read_answer
 
     try:
         done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=child_env(),
                               timeout=timeout_s)
     except subprocess.TimeoutExpired:
         raise ChildFailed(f"It took longer than {timeout_s:.0f} s and was stopped.") from None
-    lines = done.stdout.strip().splitlines()
-    try:
-        return json.loads(lines[-1])
-    except (IndexError, ValueError):
+    answer = read_answer(done.stdout)
+    if not isinstance(answer, dict):
         reason = (done.stderr.strip().splitlines() or [""])[-1]
         raise ChildFailed(f"The process {exit_words(done.returncode)} without an answer"
-                          f"{': ' + reason if reason else ''}.") from None
+                          f"{': ' + reason if reason else ''}.")
+    return answer
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from core.model_files.limits import (
     refuse,
 )
 from core.model_files.summary import summary_fields
-from core.processes import PROJECT_ROOT, child_env, reserve_stdout, signal_name
+from core.processes import PROJECT_ROOT, answer, child_env, read_answer, reserve_stdout, signal_name
 
 # One TensorFlow/BLAS thread and two malloc arenas keep the child's address space (what
 # RLIMIT_AS counts) about the same on any core count; no GPU: verifying is CPU work.
@@ -65,10 +64,7 @@ def verify_in_child(path: Path, file_name: str, limits: LoadLimits) -> dict:
             f"stopped; if the model is genuine, raise {ENV_PREFIX}TIMEOUT_S.",
         ) from None
     details = done.stderr.decode("utf-8", errors="replace")[-4000:]
-    try:
-        result = json.loads(done.stdout.decode("utf-8", errors="replace").strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        result = None
+    result = read_answer(done.stdout)
     if isinstance(result, dict) and result.get("ok") is True:
         return result["model"]
     if isinstance(result, dict) and isinstance(result.get("reason"), str):
@@ -119,8 +115,7 @@ def child_main(path: str) -> int:
         else:
             reason = f"Keras could not load it: {first_line(error)}"
         result = {"ok": False, "reason": reason}
-    result_stream.write(json.dumps(result) + "\n")
-    result_stream.flush()
+    answer(result_stream, **result)
     return 0 if result["ok"] else 1
 
 
