@@ -14,6 +14,7 @@ Nothing here imports Keras: the dashboard uses all of it.
 """
 
 from core.spec.base import DEFAULT_MAX_SPEC_BYTES, MAX_SPEC_BYTES_ENV, MAX_SPEC_DEPTH, Range, SpecError, max_spec_bytes
+from core.spec.distribution import STRATEGIES, DistributionSpec, backend_problem, gpus_wanted
 from core.spec.graph import MERGE_KINDS, NODE_KINDS, EdgeSpec, GraphProblem, GraphSpec, NodeSpec
 from core.spec.presets import graph_of, stack_graph, to_graph_spec  # after the schema: presets read it
 from core.spec.reading import load_spec, resolve_paths
@@ -49,8 +50,9 @@ __all__ = [
     "ADAPTER_KINDS", "DATASET_SOURCES", "DEFAULT_MAX_SPEC_BYTES", "GRAPH_MODE", "LOSSES", "LR_SCHEDULES",
     "MAX_SPEC_BYTES_ENV", "MAX_SPEC_DEPTH", "MEMBER_SOURCES", "MERGE_KINDS", "METRICS", "MODES", "MODE_OPTIONS",
     "MODE_OPTION_CHOICES", "NODE_KINDS", "OPTIMIZERS", "READABLE_SCHEMA_VERSIONS", "SCALINGS", "SCHEMA_VERSION",
-    "STACKING_MODES", "TASKS", "AdapterSpec", "DatasetSpec", "EarlyStoppingSpec", "EdgeSpec", "FineTuneSpec",
-    "GraphProblem", "GraphSpec", "LayerRule", "MemberSpec", "NodeSpec", "Range", "SpecError", "StackSpec",
-    "TrainSpec", "compile_layer_pattern", "graph_of", "insert_on_edge", "layer_pattern_matches", "load_spec",
+    "STACKING_MODES", "STRATEGIES", "TASKS", "AdapterSpec", "DatasetSpec", "DistributionSpec", "EarlyStoppingSpec",
+    "EdgeSpec", "FineTuneSpec", "GraphProblem", "GraphSpec", "LayerRule", "MemberSpec", "NodeSpec", "Range",
+    "SpecError", "StackSpec", "TrainSpec", "backend_problem", "compile_layer_pattern", "gpus_wanted", "graph_of",
+    "insert_on_edge", "layer_pattern_matches", "load_spec",
     "max_spec_bytes", "resolve_paths", "stack_graph", "to_graph_spec",
 ]

@@ -29,6 +29,13 @@ class RunStarted:
     total_params: int
     trainable_params: int
     initial_epoch: int = 0  # epochs already done (a resumed run starts after them)
+    # Where it trains: the backend's device names ("/device:GPU:0", "cuda:0", "cpu:1"), the
+    # strategy (core.spec.distribution.STRATEGIES), the samples of an epoch and the global
+    # batch (split across the devices).
+    devices: tuple[str, ...] = ()
+    strategy: str = "none"
+    train_samples: int = 0
+    batch_size: int = 0
     kind: str = "started"
 
 

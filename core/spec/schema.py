@@ -36,6 +36,7 @@ from core.spec.base import (
     max_spec_bytes,
     too_deep_message,
 )
+from core.spec.distribution import DistributionSpec
 from core.spec.graph import GraphSpec
 from core.spec.parts import ADAPTER_KINDS, MEMBER_SOURCES, AdapterSpec, MemberSpec  # noqa: F401  (re-exported)
 
@@ -155,6 +156,8 @@ class TrainSpec(_SpecBase):
     mixed_precision: bool = False
     # XLA compilation: faster steps on GPU, but a long first step on small CPUs.
     jit_compile: bool = False
+    # Which devices train, and how (core.spec.distribution); batch_size is the global batch.
+    distribution: DistributionSpec = field(default_factory=DistributionSpec)
 
     _choices: typing.ClassVar = {
         "optimizer": OPTIMIZERS,
