@@ -48,6 +48,21 @@ class Run:
     total_params: int | None
     trainable_params: int | None
     best: dict[str, Any] = field(default_factory=dict)
+    # The GPUs the scheduler gave the run (nvidia-smi indices; () on a CPU-only machine or a
+    # CPU run), and where it trained as its worker reported (RunStarted): the backend's
+    # device names, the strategy, the samples of an epoch and the global batch.
+    gpus: tuple[int, ...] = ()
+    devices: tuple[str, ...] = ()
+    strategy: str = "none"
+    train_samples: int | None = None
+    batch_size: int | None = None
+    # train_samples / the last epoch's duration (which includes its validation pass).
+    samples_per_s: float | None = None
+
+    @property
+    def device_label(self) -> str:
+        """Where the run trained, for tables: '2 × GPU', 'CPU', '4 × CPU'; '' until its worker said."""
+        return device_label(self.devices)
 
     @property
     def folder(self) -> Path:
@@ -71,7 +86,9 @@ class Run:
             "ended_at": _iso(self.ended_at), "duration_s": self.duration_s, "parent_id": self.parent_id,
             "error": self.error, "worker_pid": self.worker_pid, "epochs_total": self.epochs_total,
             "epochs_done": self.epochs_done, "phase": self.phase, "total_params": self.total_params,
-            "trainable_params": self.trainable_params, "best": self.best,
+            "trainable_params": self.trainable_params, "best": self.best, "gpus": list(self.gpus),
+            "devices": list(self.devices), "device_label": self.device_label, "strategy": self.strategy,
+            "train_samples": self.train_samples, "batch_size": self.batch_size, "samples_per_s": self.samples_per_s,
         }
 
 
@@ -85,6 +102,25 @@ class Progress:
     # Seconds per batch measured in this epoch after its first batch (which also traces and
     # compiles); None until a few batches were timed.
     step_time_s: float | None = None
+
+
+def device_kind(name: str) -> str:
+    """'GPU', 'TPU' or 'CPU' for a backend's device name ('/device:GPU:0', 'cuda:0', 'TFRT_CPU_0', 'cpu:1')."""
+    lowered = name.lower()
+    if "gpu" in lowered or "cuda" in lowered or "rocm" in lowered:
+        return "GPU"
+    if "tpu" in lowered:
+        return "TPU"
+    return "CPU"
+
+
+def device_label(devices: tuple[str, ...] | list[str]) -> str:
+    """Devices as a person counts them: ('cuda:0', 'cuda:1') -> '2 × GPU', ('cpu:0',) -> 'CPU', () -> ''."""
+    counts: dict[str, int] = {}
+    for name in devices:
+        kind = device_kind(name)
+        counts[kind] = counts.get(kind, 0) + 1
+    return " + ".join(kind if count == 1 else f"{count} × {kind}" for kind, count in counts.items())
 
 
 def _iso(timestamp: float | None) -> str | None:

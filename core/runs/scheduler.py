@@ -5,10 +5,17 @@ queued, started by whichever process notices a free slot (the worker that just e
 the dashboard, which calls `reconcile` on every poll). A worker whose process is gone and
 that has stopped writing heartbeats is marked interrupted: its run resumes from the last
 checkpoint.
+
+On a machine with GPUs (`core.runs.devices.machine_gpus`) each run also needs its GPUs
+free: one for a one-device run, several for data parallel (`core.spec.gpus_wanted`), none
+for a CPU run. A run waiting for several holds the queue behind it (first in, first out),
+and its worker sees only its own GPUs (CUDA_VISIBLE_DEVICES). On a machine without GPUs
+nothing of this applies.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -18,7 +25,9 @@ import psutil
 
 from core.limits import positive_from_env
 from core.processes import PROJECT_ROOT, child_env
+from core.runs.devices import GPUS_VARIABLE, machine_gpus
 from core.runs.store import Run, RunStore, current_store
+from core.spec import StackSpec, gpus_wanted
 from core.storage.paths import run_dir, stacklab_home
 
 # A worker whose process is gone and which has not written a heartbeat for this long is
@@ -28,12 +37,13 @@ SPAWN_GRACE_S = 60.0
 
 
 def max_workers() -> int:
-    """How many runs train at once: STACKLAB_MAX_WORKERS, default 1.
+    """How many runs train at once: STACKLAB_MAX_WORKERS, default one per GPU (1 without GPUs).
 
     Raises:
-        ValueError: the variable is set, but not to a positive whole number.
+        ValueError: the variable is set, but not to a positive whole number; or
+            STACKLAB_GPUS is set to something that is not a list of GPU indices.
     """
-    return positive_from_env("STACKLAB_MAX_WORKERS", 1, whole=True)
+    return positive_from_env("STACKLAB_MAX_WORKERS", max(1, len(machine_gpus())), whole=True)
 
 
 def alive(pid: int | None, started: float | None) -> bool:
@@ -81,17 +91,37 @@ def reconcile() -> list[str]:
 
 
 def schedule() -> list[str]:
-    """Start workers for the oldest queued runs while fewer than `max_workers()` are active."""
-    claimed = current_store().claim_queued(max_workers())
+    """Start workers for the oldest queued runs while fewer than `max_workers()` are active
+    and the GPUs each needs are free (a run that needs more GPUs than the machine has fails)."""
+    gpus = machine_gpus()
+    indices = tuple(gpu.index for gpu in gpus)
+
+    def gpus_for(spec: StackSpec) -> int:
+        return gpus_wanted(spec.train.distribution, len(indices))
+
+    claimed = current_store().claim_queued(max_workers(), indices, gpus_for)
     for run_id in claimed:
         _spawn(run_id)
     return claimed
 
 
+def worker_gpu_env(gpus: tuple[int, ...]) -> dict[str, str]:
+    """What a worker given `gpus` gets in its environment so it sees only those.
+
+    On a machine with GPUs (or when STACKLAB_GPUS says which StackLab may use, even none):
+    CUDA_VISIBLE_DEVICES lists them ("" for a CPU run), and CUDA numbers GPUs in PCI bus
+    order, as nvidia-smi does (CUDA's default puts the fastest first). On a machine where
+    nothing was found, the environment is left as it is.
+    """
+    if not machine_gpus() and os.environ.get(GPUS_VARIABLE) is None:
+        return {}
+    return {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus)), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+
+
 def _spawn(run_id: str) -> None:
     folder = run_dir(run_id)
     folder.mkdir(parents=True, exist_ok=True)
-    env = child_env(STACKLAB_HOME=str(stacklab_home()))
+    env = child_env(STACKLAB_HOME=str(stacklab_home()), **worker_gpu_env(current_store().get(run_id).gpus))
     try:
         with open(folder / "worker.log", "ab") as log:
             # A new session: stopping the dashboard (Ctrl-C to its process group) does not

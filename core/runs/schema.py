@@ -1,6 +1,6 @@
 """The run store's tables, and how a store made by an older StackLab becomes this one's."""
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # The training loss sampled at most once a second, numbered per run by `seq` (1, 2, ...).
 STEPS_TABLE = """
 CREATE TABLE IF NOT EXISTS steps (
@@ -27,6 +27,14 @@ MIGRATIONS = {
     # 4: the training loss sampled at most once a second (step samples), and the run's
     # last sample number, which never goes back (a resume deletes samples, not numbers).
     3: STEPS_TABLE + "ALTER TABLE runs ADD COLUMN step_seq INTEGER NOT NULL DEFAULT 0",
+    # 5: where a run trains: the GPUs the scheduler gave it ("0,1"), the devices its worker
+    # reported (a JSON list), its strategy, samples per epoch, global batch and samples/s.
+    4: "ALTER TABLE runs ADD COLUMN gpus TEXT NOT NULL DEFAULT '';"
+       "ALTER TABLE runs ADD COLUMN devices TEXT NOT NULL DEFAULT '';"
+       "ALTER TABLE runs ADD COLUMN strategy TEXT NOT NULL DEFAULT 'none';"
+       "ALTER TABLE runs ADD COLUMN train_samples INTEGER;"
+       "ALTER TABLE runs ADD COLUMN batch_size INTEGER;"
+       "ALTER TABLE runs ADD COLUMN samples_per_s REAL",
 }
 
 SCHEMA = """
@@ -54,7 +62,13 @@ CREATE TABLE IF NOT EXISTS runs (
     epochs_done INTEGER NOT NULL DEFAULT 0,
     phase TEXT NOT NULL DEFAULT 'train',
     total_params INTEGER,
-    trainable_params INTEGER
+    trainable_params INTEGER,
+    gpus TEXT NOT NULL DEFAULT '',
+    devices TEXT NOT NULL DEFAULT '',
+    strategy TEXT NOT NULL DEFAULT 'none',
+    train_samples INTEGER,
+    batch_size INTEGER,
+    samples_per_s REAL
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
 CREATE TABLE IF NOT EXISTS epochs (

@@ -15,7 +15,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from core.runs.records import (  # noqa: F401  (re-exported: the store's records are part of its interface)
     ACTIVE_STATUSES,
@@ -40,6 +40,11 @@ from core.spec.events import (
     epoch_from_history_row,
 )
 from core.storage.paths import run_dir, stacklab_home
+
+
+def parse_gpus(text: str) -> tuple[int, ...]:
+    """A run row's `gpus` column ("0,1", "" for none) as indices."""
+    return tuple(int(part) for part in text.split(",") if part.strip())
 
 
 def _is_busy(error: sqlite3.Error) -> bool:
@@ -179,7 +184,9 @@ class RunStore:
             worker_pid=row["worker_pid"], heartbeat_at=row["heartbeat_at"],
             stop_requested=bool(row["stop_requested"]), epochs_total=row["epochs_total"],
             epochs_done=row["epochs_done"], phase=row["phase"], total_params=row["total_params"],
-            trainable_params=row["trainable_params"], best=best)
+            trainable_params=row["trainable_params"], best=best, gpus=parse_gpus(row["gpus"]),
+            devices=tuple(json.loads(row["devices"])) if row["devices"] else (), strategy=row["strategy"],
+            train_samples=row["train_samples"], batch_size=row["batch_size"], samples_per_s=row["samples_per_s"])
 
     def update(self, run_id: str, **values: Any) -> None:
         columns = ", ".join(f"{name} = ?" for name in values)
@@ -211,8 +218,11 @@ class RunStore:
                     " member_updates, ended_at, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (run_id, event.epoch, event.phase, json.dumps(event.metrics), event.duration_s,
                      event.learning_rate, json.dumps(event.member_updates), event.ended_at or now, now))
-                self.execute("UPDATE runs SET epochs_done = ?, phase = ?, heartbeat_at = ? WHERE id = ?",
-                             (event.epoch, event.phase, now, run_id))
+                # samples/s of this epoch; CAST: SQLite divides two integers as integers.
+                self.execute("UPDATE runs SET epochs_done = ?, phase = ?, heartbeat_at = ?, samples_per_s ="
+                             " CASE WHEN train_samples > 0 AND ? > 0 THEN CAST(train_samples AS REAL) / ?"
+                             " ELSE samples_per_s END WHERE id = ?",
+                             (event.epoch, event.phase, now, event.duration_s, event.duration_s, run_id))
                 self._update_best(run_id)
         elif isinstance(event, PhaseChange):
             self.execute(
@@ -222,8 +232,12 @@ class RunStore:
                  json.dumps(list(event.unfrozen_layers))))
             self.update(run_id, phase=event.phase, trainable_params=event.trainable_params)
         elif isinstance(event, RunStarted):
+            # samples_per_s starts again: a resumed run may train on other devices.
             self.update(run_id, epochs_total=event.epochs, total_params=event.total_params,
-                        trainable_params=event.trainable_params, epochs_done=event.initial_epoch)
+                        trainable_params=event.trainable_params, epochs_done=event.initial_epoch,
+                        devices=json.dumps(list(event.devices)), strategy=event.strategy,
+                        train_samples=event.train_samples or None, batch_size=event.batch_size or None,
+                        samples_per_s=None)
 
     def add_step_sample(self, run_id: str, epoch: int, step: int, steps: int | None, loss: float,
                         recorded_at: float) -> int:
@@ -285,26 +299,52 @@ class RunStore:
 
     # -- what the scheduler asks ---------------------------------------------------------------
 
-    def claim_queued(self, max_active: int) -> list[str]:
-        """Mark the oldest queued runs running while fewer than `max_active` runs are; returns
-        their ids (the caller starts their workers). Two processes claiming at once cannot
-        both see a free slot: the write lock is taken first."""
+    def claim_queued(self, max_active: int, machine_gpus: tuple[int, ...] = (),
+                     gpus_for: Callable[[StackSpec], int] | None = None) -> list[str]:
+        """Mark the oldest queued runs running while fewer than `max_active` runs are, giving
+        each the GPUs it needs; returns their ids (the caller starts their workers).
+
+        First in, first out: a run waiting for more GPUs than are free holds the runs queued
+        after it, so a run that needs several GPUs is not starved by one-GPU runs. Two
+        processes claiming at once cannot both see a free slot: the write lock is taken first.
+
+        Args:
+            max_active: how many runs may be running or stopping at once.
+            machine_gpus: the indices of the GPUs runs may get, in the order they are given.
+            gpus_for: how many GPUs a run of a spec needs; a ValueError it raises fails that
+                run with its message (it asks for more than the machine has). None: no GPUs.
+
+        Returns:
+            The ids claimed, oldest first; each row has status running and its `gpus`.
+        """
         # A read first: the dashboard calls this every second, and most of the time nothing
         # is queued, so it should not take the write lock for nothing.
         if self.execute("SELECT 1 FROM runs WHERE status = 'queued' LIMIT 1").fetchone() is None:
             return []
         claimed = []
         with self.transaction():
-            active = self.execute("SELECT COUNT(*) FROM runs WHERE status IN ('running', 'stopping')").fetchone()[0]
-            free = max_active - active
-            if free > 0:
-                rows = self.execute("SELECT id, started_at FROM runs WHERE status = 'queued' ORDER BY seq LIMIT ?",
-                                    (free,)).fetchall()
-                now = time.time()
-                for row in rows:
-                    self.update(row["id"], status="running", started_at=row["started_at"] or now, heartbeat_at=now,
-                                worker_pid=None, worker_started=None)
-                    claimed.append(row["id"])
+            active = self.execute("SELECT gpus FROM runs WHERE status IN ('running', 'stopping')").fetchall()
+            held = {index for row in active for index in parse_gpus(row["gpus"])}
+            free = [index for index in machine_gpus if index not in held]
+            slots = max_active - len(active)
+            rows = self.execute("SELECT id, started_at, spec FROM runs WHERE status = 'queued' ORDER BY seq"
+                                ).fetchall() if slots > 0 else []
+            now = time.time()
+            for row in rows:
+                if slots <= 0:
+                    break
+                try:
+                    wanted = gpus_for(StackSpec.from_json(row["spec"], check_values=False)) if gpus_for else 0
+                except ValueError as error:  # more GPUs than the machine has: it would wait forever
+                    self.update(row["id"], status="failed", ended_at=now, error=str(error))
+                    continue
+                if wanted > len(free):
+                    break
+                given, free = free[:wanted], free[wanted:]
+                self.update(row["id"], status="running", started_at=row["started_at"] or now, heartbeat_at=now,
+                            worker_pid=None, worker_started=None, gpus=",".join(map(str, given)))
+                claimed.append(row["id"])
+                slots -= 1
         return claimed
 
     def worker_signs(self, run_id: str) -> WorkerSigns:

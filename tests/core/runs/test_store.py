@@ -26,6 +26,12 @@ def spec(name="demo") -> StackSpec:
                      train=TrainSpec(epochs=3))
 
 
+@pytest.fixture(autouse=True)
+def cpu_only_machine(monkeypatch):
+    """These tests count worker slots: on a GPU machine the default would be one per GPU."""
+    monkeypatch.setenv("STACKLAB_GPUS", "")
+
+
 @pytest.fixture
 def no_workers(monkeypatch):
     """Queue runs without spawning worker processes."""
@@ -220,6 +226,9 @@ def test_invalid_worker_limit_is_explained(monkeypatch):
         runs.max_workers()
 
 
+SCHEMA_5_COLUMNS = ("gpus", "devices", "strategy", "train_samples", "batch_size", "samples_per_s")
+
+
 def test_a_store_of_schema_version_1_is_migrated_and_keeps_its_runs(no_workers, stacklab_home):
     run_id = runs.start(spec("old"))
     store = runs.current_store()
@@ -233,6 +242,8 @@ def test_a_store_of_schema_version_1_is_migrated_and_keeps_its_runs(no_workers, 
         old.execute("ALTER TABLE runs DROP COLUMN best")
         old.execute("DROP TABLE steps")
         old.execute("ALTER TABLE runs DROP COLUMN step_seq")
+        for column in SCHEMA_5_COLUMNS:
+            old.execute(f"ALTER TABLE runs DROP COLUMN {column}")
         old.execute("PRAGMA user_version = 1")
     store = RunStore(stacklab_home)
     migrated = store.get(run_id)
@@ -251,3 +262,71 @@ def test_the_best_metric_is_kept_as_epochs_are_recorded_not_recomputed_when_list
                                       learning_rate=1e-3))
     monkeypatch.setattr(RunStore, "metrics", lambda *args, **kwargs: pytest.fail("listing read every epoch row"))
     assert [run.best for run in runs.list_runs()] == [{"name": "val_loss", "value": 0.4, "epoch": 2}]
+
+
+def test_where_a_run_trains_is_recorded_from_its_events(no_workers):
+    store = runs.current_store()
+    run_id = runs.start(spec())
+    assert (runs.get(run_id).devices, runs.get(run_id).strategy, runs.get(run_id).samples_per_s) == ((), "none", None)
+    store.record(run_id, RunStarted(epochs=3, steps_per_epoch=10, total_params=100, trainable_params=80,
+                                    devices=("cuda:0", "cuda:1"), strategy="data_parallel", train_samples=1000,
+                                    batch_size=256))
+    run = runs.get(run_id)
+    assert (run.devices, run.strategy, run.train_samples, run.batch_size) == (
+        ("cuda:0", "cuda:1"), "data_parallel", 1000, 256)
+    assert run.device_label == "2 × GPU" and run.samples_per_s is None
+    store.record(run_id, EpochEnd(epoch=1, phase="train", metrics={"loss": 1.0}, duration_s=4, learning_rate=1e-3))
+    assert runs.get(run_id).samples_per_s == 250.0  # 1000 samples in 4 s (not 1000 // 4 in integers)
+    store.record(run_id, EpochEnd(epoch=2, phase="train", metrics={"loss": 0.5}, duration_s=0.5, learning_rate=1e-3))
+    info = runs.get(run_id).to_dict()
+    assert info["samples_per_s"] == 2000.0
+    assert {key: info[key] for key in ("gpus", "devices", "device_label", "strategy", "train_samples",
+                                       "batch_size")} == {
+        "gpus": [], "devices": ["cuda:0", "cuda:1"], "device_label": "2 × GPU", "strategy": "data_parallel",
+        "train_samples": 1000, "batch_size": 256}
+    # A resume on other devices: the old speed is not shown as the new run's.
+    store.record(run_id, RunStarted(epochs=3, steps_per_epoch=10, total_params=100, trainable_params=80,
+                                    initial_epoch=2, devices=("cpu:0",), train_samples=1000, batch_size=256))
+    run = runs.get(run_id)
+    assert (run.device_label, run.strategy, run.samples_per_s) == ("CPU", "none", None)
+
+
+def test_a_worker_that_does_not_say_how_many_samples_leaves_samples_per_s_unknown(no_workers):
+    store = runs.current_store()
+    run_id = runs.start(spec())
+    store.record(run_id, RunStarted(epochs=3, steps_per_epoch=10, total_params=100, trainable_params=80))
+    store.record(run_id, EpochEnd(epoch=1, phase="train", metrics={"loss": 1.0}, duration_s=2.0, learning_rate=1e-3))
+    run = runs.get(run_id)
+    assert (run.train_samples, run.batch_size, run.samples_per_s, run.device_label) == (None, None, None, "")
+
+
+@pytest.mark.parametrize("devices, label", [
+    ((), ""), (("/device:GPU:0",), "GPU"), (("TFRT_CPU_0", "TFRT_CPU_1", "TFRT_CPU_2", "TFRT_CPU_3"), "4 × CPU"),
+    (("/job:localhost/replica:0/task:0/device:CPU:0",), "CPU"), (("cuda:0", "cuda:1"), "2 × GPU"),
+])
+def test_device_labels(devices, label):
+    assert runs.device_label(devices) == label
+
+
+def test_a_store_of_schema_version_4_is_migrated_and_keeps_its_runs(no_workers, stacklab_home):
+    run_id = runs.start(spec("four"))
+    store = runs.current_store()
+    store.record(run_id, EpochEnd(epoch=1, phase="train", metrics={"val_loss": 0.5}, duration_s=1.0,
+                                  learning_rate=1e-3))
+    store.close()
+    run_store._stores.clear()
+    with sqlite3.connect(stacklab_home / "stacklab.db") as old:  # the store as StackLab with schema 4 made it
+        for column in SCHEMA_5_COLUMNS:
+            old.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+        old.execute("PRAGMA user_version = 4")
+    store = RunStore(stacklab_home)
+    migrated = store.get(run_id)
+    assert (migrated.name, migrated.best["value"]) == ("four", 0.5)
+    assert (migrated.gpus, migrated.devices, migrated.strategy, migrated.train_samples, migrated.batch_size,
+            migrated.samples_per_s) == ((), (), "none", None, None, None)
+    store.record(run_id, RunStarted(epochs=3, steps_per_epoch=10, total_params=100, trainable_params=80,
+                                    devices=("cpu:0",), train_samples=100, batch_size=10))
+    store.record(run_id, EpochEnd(epoch=2, phase="train", metrics={"val_loss": 0.4}, duration_s=2.0,
+                                  learning_rate=1e-3))
+    assert store.get(run_id).samples_per_s == 50.0
+    assert store.execute("PRAGMA user_version").fetchone()[0] == 5 == run_store.SCHEMA_VERSION
