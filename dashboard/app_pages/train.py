@@ -15,15 +15,16 @@ from core.runs import RunStoreError
 from core.spec import LOSSES, LR_SCHEDULES, METRICS, OPTIMIZERS, EarlyStoppingSpec, FineTuneSpec, TrainSpec
 from core.spec.rules import default_fine_tune_start, earliest_fine_tune_start
 from dashboard import formatting, services, spec_edit, state
-from dashboard.widgets import live, preflight
+from dashboard.widgets import devices, live, preflight
 
 RUN_PICKER = "train-run-picker"
 MAX_PROBLEMS_SHOWN = 3  # the rest are on the Assemble page
 MONITORS = ("val_loss", "loss", "val_accuracy", "accuracy", "val_auc", "val_mae")
 
 
-def settings(train: TrainSpec, member_names: list[str]) -> TrainSpec:
-    """The training settings form; returns the TrainSpec it describes."""
+def settings(train: TrainSpec, member_names: list[str], machine: devices.Machine) -> TrainSpec:
+    """The training settings form; returns the TrainSpec it describes. `machine`: the devices
+    this machine offers (the device choice lists only those)."""
     key = ("draft", "train")
     columns = st.columns(3)
     optimizer = columns[0].selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(train.optimizer),
@@ -46,6 +47,13 @@ def settings(train: TrainSpec, member_names: list[str]) -> TrainSpec:
     seed = columns[0].number_input("Seed", min_value=0, max_value=2**31 - 1, value=train.seed, step=1,
                                    key=state.widget_key(*key, "seed"), help="The same seed gives the same split "
                                                                             "and initial weights.")
+    with st.container(border=True, key="train-devices"):
+        distribution = devices.device_choice(train.distribution, int(batch_size), machine, key)
+        columns = st.columns(3)
+        mixed = columns[0].checkbox("Mixed precision", train.mixed_precision, key=state.widget_key(*key, "mixed"),
+                                    help="Faster on recent GPUs; no gain on CPUs.")
+        jit = columns[1].checkbox("XLA compile", train.jit_compile, key=state.widget_key(*key, "jit"),
+                                  help="Faster steps on GPUs, but a long first step on small CPUs.")
     with st.expander("Early stopping", expanded=train.early_stopping is not None):
         early_stopping = None
         if st.toggle("Stop when the monitored metric stops improving", train.early_stopping is not None,
@@ -101,15 +109,12 @@ def settings(train: TrainSpec, member_names: list[str]) -> TrainSpec:
                                          help="auto: accuracy for classes, mean absolute error for regression.")
         weight_decay = columns[2].number_input("Weight decay", min_value=0.0, max_value=1.0, value=train.weight_decay,
                                                format="%g", step=1e-4, key=state.widget_key(*key, "weight-decay"))
-        mixed = columns[0].checkbox("Mixed precision", train.mixed_precision, key=state.widget_key(*key, "mixed"),
-                                    help="Faster on recent GPUs; no gain on CPUs.")
-        jit = columns[1].checkbox("XLA compile", train.jit_compile, key=state.widget_key(*key, "jit"),
-                                  help="Faster steps on GPUs, but a long first step on small CPUs.")
     return dataclasses.replace(
         train, optimizer=optimizer, learning_rate=float(learning_rate), lr_schedule=schedule, epochs=int(epochs),
         batch_size=int(batch_size), validation_split=round(float(validation_split), 4), seed=int(seed),
         early_stopping=early_stopping, fine_tune=fine_tune, loss=loss, metrics=tuple(metrics) or ("auto",),
-        weight_decay=float(weight_decay), mixed_precision=mixed, jit_compile=jit)
+        weight_decay=float(weight_decay), mixed_precision=mixed, jit_compile=jit,
+        distribution=distribution)
 
 
 def what_will_train(spec, report, error) -> bool:
@@ -159,10 +164,11 @@ def shown_run() -> str | None:
 
 st.title("Train")
 spec = state.draft()
+machine = devices.this_machine()
 left, right = st.columns([2, 1], gap="large")
 with left:
     st.subheader("Settings")
-    train = settings(spec.train, [m.name for m in spec.all_members()])
+    train = settings(spec.train, [m.name for m in spec.all_members()], machine)
     if train != spec.train:
         spec = spec.replace(train=train)
         state.set_draft(spec)
@@ -171,6 +177,10 @@ with right:
     with st.spinner("Checking the stack…"):
         report, error = services.check_or_error(spec)
     ready = what_will_train(spec, report, error)
+    st.markdown(f"**Devices** {devices.summary(spec.train.distribution, machine)}")
+    for problem in devices.problems(spec.train.distribution, machine):  # the run would fail at its start
+        st.error(problem, icon=":material/error:")
+        ready = False
     busy = runs.list_runs(("running", "stopping"))
     if len(busy) >= runs.max_workers():
         queued = len(runs.list_runs(("queued",)))
