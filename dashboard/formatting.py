@@ -59,6 +59,23 @@ def number(value: float | None) -> str:
     return "–" if value is None else f"{value:,.4g}"
 
 
+def throughput(samples_per_s: float | None) -> str:
+    """Training speed: 1234.5 -> '1,234 samples/s', 56.78 -> '56.8 samples/s'; None -> '–'."""
+    if samples_per_s is None or not math.isfinite(samples_per_s):
+        return "–"
+    return f"{samples_per_s:,.0f} samples/s" if samples_per_s >= 100 else f"{samples_per_s:.3g} samples/s"
+
+
+def devices(label: str, gpus: Sequence[int] = ()) -> str:
+    """Where a run trains: its device label (core.runs.device_label) with the GPUs it was given:
+    ('2 × GPU', (0, 1)) -> '2 × GPU (0, 1)', ('CPU', ()) -> 'CPU'. Before its worker said
+    (label ''): the GPUs given, ('', (3,)) -> 'GPU 3', or '–'."""
+    given = ", ".join(str(index) for index in gpus)
+    if not label:
+        return f"GPU {given}" if len(gpus) == 1 else f"GPUs {given}" if gpus else "–"
+    return f"{label} ({given})" if gpus and "GPU" in label else label
+
+
 def ordinal(number: int) -> str:
     """1 -> '1st', 2 -> '2nd', 11 -> '11th', 23 -> '23rd'."""
     suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")

@@ -82,7 +82,8 @@ def stopping_words(progress: Mapping[str, Any] | None, now: float) -> str:
 
 def progress_line(run: runs.Run, rows: Sequence[Mapping[str, Any]],
                   progress: Mapping[str, Any] | None) -> tuple[float, str]:
-    """The progress bar's fraction and text: 'Epoch 3 of 10 · batch 20 of 157 · about 1 min left'."""
+    """The progress bar's fraction and text: 'Epoch 3 of 10 · batch 20 of 157 · about 1 min left',
+    then where the run trains and how fast once its worker said: ' · 2 × GPU (0, 1) · 1,234 samples/s'."""
     durations = [row["duration_s"] for row in rows]
     fraction = formatting.progress_fraction(run.epochs_total, run.epochs_done, progress)
     text = f"Epoch {min(run.epochs_done + 1, run.epochs_total)} of {run.epochs_total}"
@@ -97,6 +98,10 @@ def progress_line(run: runs.Run, rows: Sequence[Mapping[str, Any]],
         text += " · estimating the time left…"
     if run.phase == "fine_tune":
         text += " · fine-tuning"
+    if run.device_label:
+        text += f" · {formatting.devices(run.device_label, run.gpus)}"
+    if run.samples_per_s is not None:
+        text += f" · {formatting.throughput(run.samples_per_s)}"
     return fraction, text
 
 

@@ -49,6 +49,8 @@ def run_table(all_runs: list) -> list[str]:
         "run": run.id, "name": run.name, "status": run.status, "dataset": run.dataset.name, "mode": run.mode,
         "best validation metric": formatting.best(run.best), "epochs": f"{run.epochs_done} / {run.epochs_total}",
         "duration": formatting.duration(run.duration_s),
+        "devices": formatting.devices(run.device_label, run.gpus),
+        "samples/s": round(run.samples_per_s) if run.samples_per_s is not None else None,
         "started": formatting.timestamp(run.started_at or run.created_at),
     } for run in all_runs])
     event = st.dataframe(frame, hide_index=True, key=TABLE_KEY, on_select="rerun", selection_mode="multi-row",

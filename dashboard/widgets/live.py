@@ -90,10 +90,17 @@ def _progress(run: runs.Run, rows: Sequence[Mapping[str, Any]]) -> None:
     st.progress(fraction, text=text)
 
 
+def _speed(run: runs.Run) -> str:
+    """' on 2 × GPU (0, 1) at 1,234 samples/s' (the last epoch's), or what of it is known."""
+    where = f" on {formatting.devices(run.device_label, run.gpus)}" if run.device_label else ""
+    speed = f" at {formatting.throughput(run.samples_per_s)}" if run.samples_per_s is not None else ""
+    return where + speed
+
+
 def _outcome(run: runs.Run) -> None:
     if run.status == "finished":
-        st.success(f"Finished {formatting.plural(run.epochs_done, 'epoch')} in {formatting.duration(run.duration_s)}. "
-                   f"Best: {formatting.best(run.best)}. Download the model on the Runs page.",
+        st.success(f"Finished {formatting.plural(run.epochs_done, 'epoch')} in {formatting.duration(run.duration_s)}"
+                   f"{_speed(run)}. Best: {formatting.best(run.best)}. Download the model on the Runs page.",
                    icon=":material/check_circle:")
         st.page_link("app_pages/runs.py", label="Open the Runs page", icon=":material/history:")
     elif run.status == "stopped":
@@ -118,7 +125,8 @@ def _header(run: runs.Run) -> None:
     header = st.columns([4, 1], vertical_alignment="center")
     with header[0]:
         status_badge(run.status)
-        st.caption(f"Run {run.id} · {run.name} · {run.mode} · dataset {run.dataset.name} · "
+        where = f" · on {formatting.devices(run.device_label, run.gpus)}" if run.device_label or run.gpus else ""
+        st.caption(f"Run {run.id} · {run.name} · {run.mode} · dataset {run.dataset.name}{where} · "
                    f"started {formatting.timestamp(run.started_at or run.created_at)}")
     if run.status in ("running", "stopping"):
         header[1].button("Stop", key="train-stop", icon=":material/stop:", disabled=run.status == "stopping",

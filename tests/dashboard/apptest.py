@@ -68,12 +68,17 @@ def elements(at: AppTest, kind: str) -> list:
 
 
 def fake_run(spec: StackSpec = TINY, epochs: int = 0, status: str | None = None, fine_tune_at: int | None = None,
-             updates: bool = True) -> str:
-    """A run written straight to the store (use with `no_workers`): events as a worker writes them."""
+             updates: bool = True, devices: tuple[str, ...] = (), train_samples: int = 0) -> str:
+    """A run written straight to the store (use with `no_workers`): events as a worker writes them.
+
+    `devices`, `train_samples`: where the worker says it trains and the samples of an epoch
+    (each epoch takes 2 s, so samples/s is train_samples / 2).
+    """
     store = runs.current_store()
     run_id = runs.start(spec)
     store.record(run_id, RunStarted(epochs=spec.train.epochs, steps_per_epoch=4, total_params=67,
-                                    trainable_params=67))
+                                    trainable_params=67, devices=devices, strategy=spec.train.distribution.strategy,
+                                    train_samples=train_samples, batch_size=spec.train.batch_size))
     for epoch in range(1, epochs + 1):
         phase = "fine_tune" if fine_tune_at and epoch >= fine_tune_at else "train"
         if fine_tune_at == epoch:

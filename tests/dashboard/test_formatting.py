@@ -66,3 +66,13 @@ def test_progress_fraction_counts_the_current_epoch():
 def test_ordinals():
     assert [formatting.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == \
         ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]
+
+
+def test_throughput_and_where_a_run_trains():
+    assert formatting.throughput(1234.4) == "1,234 samples/s" and formatting.throughput(56.78) == "56.8 samples/s"
+    assert formatting.throughput(None) == "–"
+    assert formatting.devices("2 × GPU", (0, 1)) == "2 × GPU (0, 1)"
+    assert formatting.devices("4 × CPU") == "4 × CPU" and formatting.devices("CPU", ()) == "CPU"
+    # Before the worker says where it trains: the GPUs the scheduler gave it.
+    assert formatting.devices("", (3,)) == "GPU 3" and formatting.devices("", (0, 1)) == "GPUs 0, 1"
+    assert formatting.devices("", ()) == "–"

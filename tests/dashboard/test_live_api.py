@@ -1,14 +1,16 @@
 """The live route's answers: the whole history once, then only what is new, from the cursor alone."""
 
+import dataclasses
 import json
 import time
 
 import pytest
 
 from core import runs
+from core.spec import DistributionSpec
 from core.spec.events import BatchProgress, EpochEnd, PhaseChange, StepSample
 from dashboard import live_api
-from tests.dashboard.apptest import fake_run
+from tests.dashboard.apptest import TINY, fake_run
 
 pytestmark = pytest.mark.usefixtures("inspector_home")
 
@@ -71,6 +73,15 @@ def test_the_status_says_epoch_batch_and_time_left_and_when_the_run_ended(no_wor
     runs.current_store().update(run_id, status="finished", ended_at=1.0)
     ended = live_api.live_answer(run_id, None)["status"]
     assert ended["status"] == "finished" and not ended["active"] and ended["note"] == ""
+
+
+def test_the_status_says_where_the_run_trains_and_how_fast(no_workers, monkeypatch):
+    monkeypatch.setenv("STACKLAB_GPUS", "0,1")  # the scheduler gives the data-parallel run both
+    spec = TINY.replace(train=dataclasses.replace(TINY.train, distribution=DistributionSpec("data_parallel")))
+    run_id = fake_run(spec, epochs=2, devices=("/device:GPU:0", "/device:GPU:1"), train_samples=120)
+    assert runs.get(run_id).gpus == (0, 1)
+    status = live_api.live_answer(run_id, None)["status"]
+    assert status["text"].endswith(" · 2 × GPU (0, 1) · 60 samples/s"), status["text"]  # 120 samples in 2 s
 
 
 def test_a_queued_run_says_what_it_waits_for(no_workers):

@@ -66,7 +66,14 @@ def test_the_table_lists_runs_newest_first_with_their_best_metric(no_workers):
     assert list(table["status"]) == ["stopped", "finished"]
     assert table["best validation metric"][1] == "val_accuracy 0.7500 (epoch 3)"
     assert list(table["epochs"]) == ["1 / 3", "3 / 3"]
+    assert list(table["devices"]) == ["–", "–"] and table["samples/s"].isna().all()  # the workers said nothing
     assert f"tiny · {second}" in texts(at)  # the newest run in detail
+
+
+def test_the_table_shows_the_devices_a_run_used_and_its_samples_per_second(no_workers):
+    fake_run(epochs=2, status="finished", devices=("TFRT_CPU_0", "TFRT_CPU_1"), train_samples=300)
+    table = runs_page().dataframe[0].value
+    assert list(table["devices"]) == ["2 × CPU"] and list(table["samples/s"]) == [150]
 
 
 def test_selected_runs_are_overlaid(no_workers):

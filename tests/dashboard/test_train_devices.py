@@ -10,7 +10,7 @@ from core.spec import DistributionSpec
 from dashboard import state
 from dashboard.widgets import devices
 from dashboard.widgets.devices import Machine
-from tests.dashboard.apptest import TINY, app, texts
+from tests.dashboard.apptest import TINY, app, fake_run, texts
 
 pytestmark = pytest.mark.usefixtures("inspector_home")
 
@@ -151,3 +151,11 @@ def test_a_multi_host_spec_is_shown_read_only_with_the_backend_problem(gpus, mon
     at.button(key="draft-train-devices-local").click().run()
     assert distribution(at) == DistributionSpec()
     assert not at.button(key="train-start").disabled
+
+
+def test_the_live_view_says_where_a_run_trained_and_how_fast(no_workers):
+    fake_run(epochs=3, status="finished", devices=("cpu:0", "cpu:1"), train_samples=90)
+    at = app(TINY)
+    assert "· on 2 × CPU · started" in texts(at)
+    assert at.success[0].value.startswith("Finished 3 epochs in ")
+    assert " on 2 × CPU at 45 samples/s. Best: " in at.success[0].value
