@@ -178,7 +178,8 @@ with right:
         report, error = services.check_or_error(spec)
     ready = what_will_train(spec, report, error)
     st.markdown(f"**Devices** {devices.summary(spec.train.distribution, machine)}")
-    for problem in devices.problems(spec.train.distribution, machine):  # the run would fail at its start
+    # Each would fail the run at its start: said here, before Train.
+    for problem in devices.problems(spec.train.distribution, machine, spec.train.batch_size):
         st.error(problem, icon=":material/error:")
         ready = False
     busy = runs.list_runs(("running", "stopping"))

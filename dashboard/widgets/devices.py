@@ -139,25 +139,37 @@ def batch_words(batch_size: int, distribution: DistributionSpec, machine: Machin
 
 
 def summary(distribution: DistributionSpec, machine: Machine) -> str:
-    """Where a run trains, in a few words: 'the CPU', 'one GPU', 'data parallel over every visible device (4 here)'."""
+    """Where a run trains, in a few words: 'the CPU', 'one GPU', 'data parallel over all 4 GPUs', ..."""
     choice = choice_of(distribution, machine)
-    if choice is not None and distribution.strategy == "none":
+    if choice is None:
+        return distribution.describe()
+    if distribution.strategy == "none":
         return "the CPU" if choice.label == "CPU" else "one GPU"
-    count = replicas(distribution, machine)
-    here = f" ({count} here)" if distribution.strategy == "data_parallel" and distribution.devices == 0 else ""
-    return distribution.describe() + here
+    if choice.label == N_GPUS:
+        return f"data parallel over {distribution.devices} of the {machine.gpus} GPUs"
+    if choice.distribution.accelerator == "cpu":
+        return f"data parallel over {machine.cpu_split} CPU devices"
+    return f"data parallel over all {machine.gpus} GPUs"
 
 
-def problems(distribution: DistributionSpec, machine: Machine, backend: str | None = None) -> list[str]:
-    """Why a run with `distribution` cannot train here: the Keras backend's, then the GPU count's."""
+def problems(distribution: DistributionSpec, machine: Machine, batch_size: int,
+             backend: str | None = None) -> list[str]:
+    """Why a run with `distribution` cannot train here: the Keras backend's, the GPU count's,
+    and on JAX a global batch that does not split evenly (the trainer refuses it at its start:
+    JAX shards the batch axis; TensorFlow splits an uneven batch itself)."""
+    backend = backend or os.environ.get("KERAS_BACKEND", "tensorflow")
     found = []
-    problem = backend_problem(distribution, backend or os.environ.get("KERAS_BACKEND", "tensorflow"))
+    problem = backend_problem(distribution, backend)
     if problem:
         found.append(problem)
     try:
         gpus_wanted(distribution, machine.gpus)
     except ValueError as error:
         found.append(str(error))
+    count = replicas(distribution, machine)
+    if backend == "jax" and count and batch_size % count:
+        found.append(f"On the JAX backend the global batch must split evenly over the {count} devices: "
+                     f"{batch_words(batch_size, distribution, machine)}")
     return found
 
 

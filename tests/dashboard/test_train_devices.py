@@ -79,13 +79,20 @@ def test_the_batch_words_say_the_global_batch_splits_and_the_learning_rate_is_no
     assert devices.batch_words(32, DistributionSpec(), four).startswith("Batch 32 on one device.")
 
 
-def test_the_problems_are_the_backend_and_the_gpu_count():
-    assert devices.problems(DistributionSpec("data_parallel", devices=2), Machine(gpus=4), "tensorflow") == []
-    (problem,) = devices.problems(MULTI_HOST, Machine(gpus=4), "tensorflow")
+def test_the_problems_are_the_backend_the_gpu_count_and_on_jax_an_uneven_batch():
+    four = Machine(gpus=4)
+    assert devices.problems(DistributionSpec("data_parallel", devices=2), four, 256, "tensorflow") == []
+    (problem,) = devices.problems(MULTI_HOST, four, 256, "tensorflow")
     assert "Multi-host training needs the JAX backend" in problem
-    assert devices.problems(MULTI_HOST, Machine(gpus=4), "jax") == []
-    (problem,) = devices.problems(DistributionSpec("data_parallel", devices=8), Machine(gpus=2), "jax")
+    assert devices.problems(MULTI_HOST, four, 256, "jax") == []
+    (problem,) = devices.problems(DistributionSpec("data_parallel", devices=8), Machine(gpus=2), 256, "jax")
     assert "asks for 8 GPUs" in problem
+    # TensorFlow splits an uneven batch itself; JAX refuses it.
+    assert devices.problems(DistributionSpec("data_parallel"), four, 250, "tensorflow") == []
+    (problem,) = devices.problems(DistributionSpec("data_parallel"), four, 250, "jax")
+    assert problem.startswith("On the JAX backend the global batch must split evenly over the 4 devices: "
+                              "Batch 250 does not split evenly")
+    assert devices.problems(DistributionSpec(), four, 250, "jax") == []
 
 
 def test_on_a_gpu_machine_the_choice_writes_train_distribution(gpus):
@@ -97,11 +104,12 @@ def test_on_a_gpu_machine_the_choice_writes_train_distribution(gpus):
     radio(at).set_value("All GPUs (4)").run()
     assert distribution(at) == DistributionSpec("data_parallel")
     assert "Batch 32 = 4 devices × 8 per device; the learning rate is not scaled." in texts(at)
-    assert "**Devices** data parallel over every visible device (4 here)" in texts(at)
+    assert "**Devices** data parallel over all 4 GPUs" in texts(at)
     radio(at).set_value("N GPUs").run()
     assert distribution(at) == DistributionSpec("data_parallel", devices=2)
     at.number_input(key="draft-train-gpu-count").set_value(3).run()
     assert distribution(at) == DistributionSpec("data_parallel", devices=3)
+    assert "**Devices** data parallel over 3 of the 4 GPUs" in texts(at)
     assert "Batch 32 does not split evenly over 3 devices" in texts(at)
     radio(at).set_value("CPU").run()
     assert distribution(at) == DistributionSpec(accelerator="cpu")
@@ -123,6 +131,7 @@ def test_a_split_cpu_offers_data_parallel_over_its_devices(gpus):
     radio(at).set_value("CPU (2 devices)").run()
     assert distribution(at) == DistributionSpec("data_parallel", accelerator="cpu")
     assert "Batch 32 = 2 devices × 16 per device" in texts(at)
+    assert "**Devices** data parallel over 2 CPU devices" in texts(at)
 
 
 def test_a_distribution_no_choice_describes_is_kept_and_more_gpus_than_the_machine_has_block_train(gpus):
@@ -130,6 +139,7 @@ def test_a_distribution_no_choice_describes_is_kept_and_more_gpus_than_the_machi
     wanted = DistributionSpec("data_parallel", devices=8)
     at = app(with_distribution(wanted))
     assert radio(at).value == "As in the spec: data parallel over 8 devices"
+    assert "**Devices** data parallel over 8 devices" in texts(at)
     assert distribution(at) == wanted  # opening the page did not rewrite it
     assert any("asks for 8 GPUs" in error.value and "this machine has 2" in error.value for error in at.error)
     assert at.button(key="train-start").disabled
