@@ -169,3 +169,14 @@ def test_the_live_view_says_where_a_run_trained_and_how_fast(no_workers):
     assert "· on 2 × CPU · started" in texts(at)
     assert at.success[0].value.startswith("Finished 3 epochs in ")
     assert " on 2 × CPU at 45 samples/s. Best: " in at.success[0].value
+
+
+def test_a_bad_gpu_list_or_cpu_split_is_said_and_counts_as_none(gpus, monkeypatch):
+    gpus("0,1", cpu=3)
+    assert devices.this_machine() == Machine(gpus=2, cpu_split=3)
+    monkeypatch.setenv("STACKLAB_GPUS", "zero")
+    monkeypatch.setenv("STACKLAB_CPU_DEVICES", "two")
+    machine = devices.this_machine()
+    assert (machine.gpus, machine.cpu_split) == (0, 1)
+    assert "STACKLAB_GPUS must list GPU indices" in machine.problem
+    assert "STACKLAB_CPU_DEVICES must be a whole number of CPU devices (1 or more), received 'two'" in machine.problem
