@@ -112,11 +112,10 @@ def replicas(distribution: DistributionSpec, machine: Machine) -> int | None:
     """Devices one global batch is split over, on this machine; None when other machines decide."""
     if distribution.strategy == "none":
         return 1
-    on_cpu = machine.gpus == 0 or distribution.accelerator == "cpu"
-    per_process = distribution.devices or (machine.cpu_split if on_cpu else machine.gpus)
     if distribution.strategy == "multi_host":
         return distribution.num_processes * distribution.devices if distribution.devices else None
-    return per_process
+    on_cpu = machine.gpus == 0 or distribution.accelerator == "cpu"
+    return distribution.devices or (machine.cpu_split if on_cpu else machine.gpus)
 
 
 def batch_words(batch_size: int, distribution: DistributionSpec, machine: Machine) -> str:
