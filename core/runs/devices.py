@@ -54,7 +54,7 @@ def machine_gpus() -> tuple[GpuInfo, ...]:
     Cached for a few seconds per process (per value of STACKLAB_GPUS and CUDA_VISIBLE_DEVICES).
 
     Returns:
-        `STACKLAB_GPUS`'s list if the variable is set (no nvidia-smi call; names "GPU 0", ...),
+        `STACKLAB_GPUS`'s list if the variable is set (no nvidia-smi call; each named "listed in STACKLAB_GPUS"),
         else nvidia-smi's GPUs restricted to `CUDA_VISIBLE_DEVICES` when it is set; () on a
         machine without NVIDIA GPUs or without a working nvidia-smi.
 
@@ -69,7 +69,7 @@ def machine_gpus() -> tuple[GpuInfo, ...]:
         if cached is not None and now - cached[0] < CACHE_S:
             return cached[1]
     if key[0] is not None:
-        gpus = tuple(GpuInfo(index, f"GPU {index}", None) for index in parse_gpu_list(key[0]))
+        gpus = tuple(GpuInfo(index, f"listed in {GPUS_VARIABLE}", None) for index in parse_gpu_list(key[0]))
     else:
         gpus = _nvidia_smi_gpus()
         if key[1] is not None:

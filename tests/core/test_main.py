@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -356,3 +357,192 @@ def test_a_finished_run_is_predicted_and_exported_from_the_command_line(tmp_path
     shown = json.loads(cli("runs", "show", run_id, "--json").stdout)
     assert "model.onnx" in json.dumps(shown["artifacts"])  # listed with the run's downloads
     assert "oneDNN" not in exported.stderr + predicted.stderr  # TensorFlow's start-up lines stay off
+
+
+# ---- devices (issue 13) --------------------------------------------------------------------
+
+
+def small_spec(tmp_path, **train) -> Path:
+    spec = StackSpec(name="small", members=(MemberSpec("a", template="mlp"), MemberSpec("b", template="dense_head")),
+                     dataset=DatasetSpec(name="iris"), train=TrainSpec(epochs=1, **train))
+    path = tmp_path / "small.json"
+    path.write_text(spec.to_json())
+    return path
+
+
+@pytest.fixture
+def no_workers(monkeypatch):
+    """`runs start` in this process queues and claims runs, and starts no worker."""
+    from core.runs import devices, scheduler
+
+    monkeypatch.setenv("STACKLAB_GPUS", "")
+    monkeypatch.delenv("STACKLAB_MAX_WORKERS", raising=False)
+    devices.clear_cache()
+    monkeypatch.setattr(scheduler, "_spawn", lambda run_id: None)
+    yield
+    devices.clear_cache()
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    from core.__main__ import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_runs_start_takes_the_device_settings_as_flags(tmp_path, capsys, no_workers):
+    from core import runs
+    from core.spec import DistributionSpec
+
+    path = small_spec(tmp_path)
+    code, out, err = run_main(capsys, "runs", "start", str(path), "--distribution", "data_parallel", "--devices", "2",
+                              "--cpu", "--mixed-precision", "--xla")
+    assert code == 0, err
+    train = runs.get(out.strip()).spec.train
+    assert train.distribution == DistributionSpec(strategy="data_parallel", devices=2, accelerator="cpu")
+    assert (train.mixed_precision, train.jit_compile) == (True, True)
+    # A multi-host spec run on one machine: the coordinator and process settings go with the strategy.
+    multi = small_spec(tmp_path, jit_compile=True, distribution=DistributionSpec(
+        strategy="multi_host", coordinator="10.0.0.1:1234", num_processes=2, process_id=1))
+    code, out, err = run_main(capsys, "runs", "start", str(multi), "--distribution", "none", "--no-xla")
+    assert code == 0, err
+    train = runs.get(out.strip()).spec.train
+    assert train.distribution == DistributionSpec() and train.jit_compile is False
+    code, out, err = run_main(capsys, "runs", "start", str(multi), "--process-id", "0")
+    assert code == 0, err
+    assert runs.get(out.strip()).spec.train.distribution.process_id == 0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--devices", "-1"], "error: 'train.distribution.devices' must be at least 0, received -1. "
+                          "(The command line set: --devices -1.)"),
+    (["--devices", "2"], "'train.distribution.devices' is 2, but 'train.distribution.strategy' is 'none'"),
+    (["--distribution", "multi_host"], "'train.distribution.coordinator' is missing"),
+    (["--distribution", "multi_host", "--coordinator", "nowhere", "--num-processes", "2"],
+     "'train.distribution.coordinator' must be \"host:port\""),
+])
+def test_a_bad_device_flag_is_one_clear_error_before_anything_starts(tmp_path, capsys, no_workers, flags, message):
+    from core import runs
+
+    path = small_spec(tmp_path)
+    for command in (["runs", "start", str(path)], ["train", str(path), "--out", str(tmp_path / "out")]):
+        code, out, err = run_main(capsys, *command, *flags)
+        assert code == 1 and message in err and len(err.splitlines()) == 1
+    assert runs.list_runs() == [] and not (tmp_path / "out").exists()
+
+
+def test_device_flags_that_argparse_refuses_or_that_are_for_start_only(capsys, no_workers):
+    from core.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["runs", "start", "x.json", "--distribution", "mirrored"])
+    assert exited.value.code == 2
+    assert "argument --distribution: invalid choice: 'mirrored'" in capsys.readouterr().err
+    code, out, err = run_main(capsys, "runs", "list", "--devices", "2")
+    assert code == 1 and "--devices 2: only for `runs start` (and `train`)" in err
+
+
+def test_train_trains_the_spec_with_the_flags(tmp_path, monkeypatch):
+    from core.__main__ import main
+    from core.training import loop
+
+    trained = []
+
+    class Trained(Exception):
+        pass
+
+    def train(spec, **kwargs):
+        trained.append(spec)
+        raise Trained
+
+    monkeypatch.setattr(loop, "train", train)
+    interrupt = signal.getsignal(signal.SIGINT)  # `train` sets its own Ctrl-C handler
+    try:
+        with pytest.raises(Trained):
+            main(["train", str(small_spec(tmp_path)), "--out", str(tmp_path / "out"), "--distribution",
+                  "data_parallel", "--epochs", "2", "--mixed-precision"])
+    finally:
+        signal.signal(signal.SIGINT, interrupt)
+    assert trained[0].train.distribution.strategy == "data_parallel"
+    assert (trained[0].train.epochs, trained[0].train.mixed_precision) == (2, True)
+
+
+def test_runs_list_and_show_say_where_a_run_trains_and_how_fast(tmp_path, capsys, no_workers, monkeypatch):
+    from core import runs
+    from core.runs import devices
+    from core.spec.events import EpochEnd, RunStarted
+
+    code, out, err = run_main(capsys, "runs", "start", str(small_spec(tmp_path)))
+    run_id = out.strip()
+    store = runs.current_store()
+    store.record(run_id, RunStarted(epochs=1, steps_per_epoch=4, total_params=10, trainable_params=10,
+                                    devices=("cuda:0", "cuda:1"), strategy="data_parallel", train_samples=1000,
+                                    batch_size=256))
+    store.record(run_id, EpochEnd(epoch=1, phase="train", metrics={"loss": 1.0}, duration_s=2.0, learning_rate=0.1))
+    monkeypatch.setenv("STACKLAB_GPUS", "0,1,2")
+    devices.clear_cache()
+    code, out, err = run_main(capsys, "runs", "start", str(small_spec(tmp_path)), "--distribution", "data_parallel",
+                              "--devices", "2")
+    given = out.strip()
+    code, out, err = run_main(capsys, "runs", "list")
+    header, *lines = out.splitlines()
+    assert header.split()[5:8] == ["best", "devices", "samples/s"]
+    line = next(line for line in lines if line.startswith(run_id))
+    assert "2 × GPU" in line and " 500 " in line
+    assert "GPU 0,1" in next(line for line in lines if line.startswith(given))  # not started yet: its GPUs
+    code, out, err = run_main(capsys, "runs", "show", run_id)
+    for expected in ("strategy: data_parallel", "devices: 2 × GPU (cuda:0, cuda:1)", "batch_size: 256",
+                     "train_samples: 1000", "samples_per_s: 500"):
+        assert expected in out.splitlines()
+    code, out, err = run_main(capsys, "runs", "show", given, "--json")
+    assert json.loads(out)["gpus"] == [0, 1] and json.loads(out)["samples_per_s"] is None
+
+
+def fake_report() -> dict:
+    return {"backend": "jax", "accelerators": ["cuda:0", "cuda:1", "cuda:2"], "cpu_devices": ["TFRT_CPU_0"],
+            "visible_gpus_env": os.environ.get("CUDA_VISIBLE_DEVICES"), "cpu_split": 1}
+
+
+@pytest.fixture
+def gpu_env(monkeypatch):
+    """`devices` sets the worker's GPU variables in its own process: restore them after."""
+    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
+def test_devices_lists_the_gpus_the_runs_at_once_and_what_keras_sees(capsys, monkeypatch, gpu_env):
+    from core.runs import devices
+    from core.training import backend
+
+    monkeypatch.setenv("STACKLAB_GPUS", "0,1,2")
+    monkeypatch.setenv("STACKLAB_MAX_WORKERS", "4")
+    devices.clear_cache()
+    monkeypatch.setattr(backend, "device_report", fake_report)
+    code, out, err = run_main(capsys, "devices")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[:2] == ["GPUs (STACKLAB_GPUS='0,1,2'): 3", "  GPU 0: listed in STACKLAB_GPUS"]
+    assert "Runs at once: 4 (STACKLAB_MAX_WORKERS; STACKLAB_MAX_WORKERS sets it)" in lines
+    assert "  run 3: GPU 2" in lines
+    assert any(line.startswith("  run 4: the CPU only") for line in lines)
+    assert "  accelerators: cuda:0, cuda:1, cuda:2" in lines
+    assert "  CUDA_VISIBLE_DEVICES: '0,1,2'" in lines  # what a worker given every GPU gets
+    monkeypatch.delattr(backend, "device_report")  # an older training backend: its name only
+    code, out, err = run_main(capsys, "devices", "--json")
+    report = json.loads(out)
+    assert report["max_workers"] == 4 and [gpu["index"] for gpu in report["gpus"]] == [0, 1, 2]
+    assert report["slots"][3] == {"run": 4, "gpus": []}
+    assert report["worker"] == {"backend": keras.backend.backend()}
+
+
+def test_devices_on_a_machine_without_gpus_runs_keras(monkeypatch):
+    monkeypatch.delenv("STACKLAB_MAX_WORKERS", raising=False)
+    monkeypatch.setenv("STACKLAB_GPUS", "")
+    result = cli("devices", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["gpus"], report["max_workers"], report["slots"]) == ([], 1, [{"run": 1, "gpus": []}])
+    assert report["worker"]["backend"] == keras.backend.backend()
+    assert report["worker"]["accelerators"] == [] and report["worker"]["visible_gpus_env"] == ""

@@ -38,7 +38,7 @@ def smi(monkeypatch):
 def test_stacklab_gpus_is_the_list_and_nvidia_smi_is_not_asked(monkeypatch, smi):
     monkeypatch.setenv("STACKLAB_GPUS", "0,1,2,3")
     assert [gpu.index for gpu in machine_gpus()] == [0, 1, 2, 3]
-    assert machine_gpus()[2] == GpuInfo(2, "GPU 2", None)
+    assert machine_gpus()[2] == GpuInfo(2, "listed in STACKLAB_GPUS", None)
     monkeypatch.setenv("STACKLAB_GPUS", "")
     assert machine_gpus() == ()
     assert smi == []
