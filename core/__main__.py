@@ -37,7 +37,7 @@ from core import predict
 from core.export import cli as export_cli
 from core.processes import PROJECT_ROOT
 from core.runs.store import RunNotFound, RunStoreError
-from core.spec import GRAPH_MODE, STRATEGIES, SpecError, StackSpec, load_spec
+from core.spec import GRAPH_MODE, STRATEGIES, DistributionSpec, SpecError, StackSpec, load_spec
 from core.spec.shapes import format_shape
 from core.storage.paths import shipped_file
 
@@ -222,10 +222,11 @@ def with_train_flags(spec: StackSpec, args) -> StackSpec:
         given["accelerator"] = "cpu"
     changes: dict = {}
     if given:
-        defaults = type(spec.train.distribution)()
         strategy = given.get("strategy", spec.train.distribution.strategy)
-        unused = (*MULTI_HOST_FIELDS * (strategy != "multi_host"), *("devices",) * (strategy == "none"))
-        reset = {field: getattr(defaults, field) for field in unused if field not in given}
+        unused = list(MULTI_HOST_FIELDS) if strategy != "multi_host" else []
+        if strategy == "none":
+            unused.append("devices")
+        reset = {field: getattr(DistributionSpec(), field) for field in unused if field not in given}
         changes["distribution"] = dataclasses.replace(spec.train.distribution, **reset, **given)
     if getattr(args, "epochs", None) is not None:
         changes["epochs"] = args.epochs
