@@ -140,33 +140,56 @@ def train(
     sink = sink or (lambda event: None)
     should_stop = should_stop or _never
     train_spec = spec.train
+    # A multi-host run joins its cluster before anything computes (JAX's rule), the data
+    # preparation included.
+    backend.join_cluster_first(train_spec.distribution)
     if dataset is None:
         prepared = prepare(spec.dataset, train_spec)
     else:
         prepared = prepare_dataset(dataset, train_spec, spec.dataset.scaling, spec.dataset.target or "target")
     task = prepared.task
     _check_settings(train_spec, task)
-    state = None
-    if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
-        state = read_checkpoint(Path(checkpoint_path))
-    backend.seed_everything(train_spec.seed)
     policy = keras.mixed_precision.dtype_policy().name
     if train_spec.mixed_precision:
         keras.mixed_precision.set_global_policy(backend.mixed_precision_policy())
     try:
-        data = prepared.split
-        model = build(spec, task, sample=data.x_train[:ADAPT_SAMPLE_ROWS])
-        target = prepared.preprocessing.target
-        if target is not None:
-            model = with_target_units(model, target)
-        if state is not None:
-            # A resumed run must not replay the first epochs' shuffles.
-            keras.utils.set_random_seed(train_spec.seed + state.epoch)
-        loop = _TrainingLoop(model, spec, task, data, sink, should_stop, extra_callbacks or [],
-                             checkpoint_path, target)
-        return dataclasses.replace(loop.run(state), prepared=prepared)
+        with backend.distributed(train_spec.distribution) as placement:
+            check_batch(train_spec.batch_size, placement)
+            state = None
+            if resume and checkpoint_path is not None:
+                backend.share_from_chief(Path(checkpoint_path), placement)
+                if Path(checkpoint_path).exists():
+                    state = read_checkpoint(Path(checkpoint_path))
+            backend.seed_everything(train_spec.seed)
+            data = prepared.split
+            model = build(spec, task, sample=data.x_train[:ADAPT_SAMPLE_ROWS])
+            target = prepared.preprocessing.target
+            if target is not None:
+                model = with_target_units(model, target)
+            if state is not None:
+                # A resumed run must not replay the first epochs' shuffles.
+                keras.utils.set_random_seed(train_spec.seed + state.epoch)
+            loop = _TrainingLoop(model, spec, task, data, sink, should_stop, extra_callbacks or [],
+                                 checkpoint_path, target, placement)
+            return dataclasses.replace(loop.run(state), prepared=prepared)
     finally:
         keras.mixed_precision.set_global_policy(policy)
+
+
+def check_batch(batch_size: int, placement: backend.Placement) -> None:
+    """The global batch must split evenly where the backend shards it across devices.
+
+    Raises:
+        ValueError: it does not, with the nearest batch sizes that do.
+    """
+    replicas = placement.replicas
+    if not placement.trims_batches or batch_size % replicas == 0:
+        return
+    lower = max(batch_size - batch_size % replicas, replicas)
+    raise ValueError(
+        f"batch_size {batch_size} is the global batch, split across {replicas} devices, so it must be a "
+        f"multiple of {replicas}: use {lower} or {lower + replicas if lower < batch_size else lower}. "
+        f"Each device then computes batch_size / {replicas} samples a step.")
 
 
 def _check_settings(train_spec: TrainSpec, task: TaskInfo) -> None:
@@ -182,18 +205,30 @@ def _check_settings(train_spec: TrainSpec, task: TaskInfo) -> None:
 class _TrainingLoop:
     """Runs the phases of one training: compile, fit, fine-tune transition, resume."""
 
-    def __init__(self, model, spec, task, data, sink, should_stop, extra_callbacks, checkpoint_path, target=None):
+    def __init__(self, model, spec, task, data, sink, should_stop, extra_callbacks, checkpoint_path, target=None,
+                 placement: backend.Placement | None = None):
         self.model = model
+        self.placement = placement or backend.Placement("none", ())
         self.target = target
         self.spec = spec
         self.train_spec = spec.train
+        if self.placement.needs_jit and not self.train_spec.jit_compile:
+            # JAX runs a step that is not jitted op by op, and the devices' collectives (the
+            # gradient all-reduce) then wait for each other forever.
+            self.train_spec = dataclasses.replace(self.train_spec, jit_compile=True)
         self.task = task
         self.data = data
         self.sink = sink
         self.should_stop = should_stop
         self.extra_callbacks = extra_callbacks
         self.checkpoint_path = checkpoint_path
-        self.steps = max(math.ceil(len(data.x_train) / self.train_spec.batch_size), 1)
+        self.train_samples = _usable(len(data.x_train), self.placement)
+        batch = self.train_spec.batch_size
+        if self.placement.multi_process:  # whole global batches only (each process takes its share)
+            self.steps = max(self.train_samples // batch, 1)
+            self.train_samples = self.steps * batch
+        else:
+            self.steps = max(math.ceil(self.train_samples / batch), 1)
         self.history: list[dict[str, Any]] = []
 
     def enter_fine_tune(self, done: int, announce: bool) -> None:
@@ -220,13 +255,12 @@ class _TrainingLoop:
                 self.enter_fine_tune(state.phase_start, announce=False)
             restore(model, state)
         counts = count_params(model)
+        placement = self.placement
         self.sink(RunStarted(epochs=train_spec.epochs, steps_per_epoch=self.steps, total_params=counts.total,
-                             trainable_params=counts.trainable, initial_epoch=len(self.history)))
-        loss = compile_args["loss"]
-        y_train = _targets(self.data.y_train, loss, self.task)
-        validation = None
-        if len(self.data.x_val):
-            validation = (self.data.x_val, _targets(self.data.y_val, loss, self.task))
+                             trainable_params=counts.trainable, initial_epoch=len(self.history),
+                             devices=placement.devices, strategy=placement.strategy,
+                             train_samples=self.train_samples, batch_size=train_spec.batch_size))
+        inputs = self.fit_inputs(compile_args["loss"])
         members = [m.name for m in self.spec.all_members()]
         status, reason = "finished", ""
         for phase, last_epoch in phases(train_spec):
@@ -236,14 +270,21 @@ class _TrainingLoop:
             if phase == PHASE_FINE_TUNE and PHASE_FINE_TUNE not in phase_start:
                 phase_start[PHASE_FINE_TUNE] = done
                 self.enter_fine_tune(done, announce=True)
-            events = EventCallback(self.sink, self.should_stop, members, phase, self.steps, self.history)
+            # The processes of a multi-host run must stop at the same step: a stop request is
+            # agreed on at the end of an epoch (AgreedStop) instead of taken at the next batch.
+            per_batch_stop = _never if placement.multi_process else self.should_stop
+            events = EventCallback(self.sink, per_batch_stop, members, phase, self.steps, self.history)
+            events.async_safe = placement.async_callbacks
             callbacks = [events, *fit_callbacks(train_spec)]
             if self.checkpoint_path is not None:
                 callbacks.append(CheckpointWriter(self.checkpoint_path, self.history, phase, phase_start[phase],
                                                   events.epoch_finished))
+            if placement.multi_process:
+                callbacks.append(AgreedStop(self.should_stop, events, placement))
             model.fit(
-                self.data.x_train, y_train, batch_size=train_spec.batch_size, epochs=last_epoch,
-                initial_epoch=done, validation_data=validation, shuffle=True, verbose=0,
+                inputs.x, inputs.y, batch_size=inputs.batch_size, epochs=last_epoch,
+                initial_epoch=done, validation_data=inputs.validation, shuffle=inputs.shuffle, verbose=0,
+                steps_per_epoch=inputs.steps_per_epoch, validation_steps=inputs.validation_steps,
                 callbacks=callbacks + self.extra_callbacks,
             )
             if events.failure or events.stop_requested:
@@ -253,3 +294,65 @@ class _TrainingLoop:
         self.sink(RunEnded(status=status, epochs_done=len(self.history), reason=reason))
         return TrainResult(model=model, history=self.history, status=status, reason=reason,
                            compile_args=compile_args)
+
+    def fit_inputs(self, loss: str) -> FitInputs:
+        """The training and validation data as `fit` takes them on this placement.
+
+        One device, or TensorFlow's MirroredStrategy: the arrays, which Keras's own input
+        pipeline (a `tf.data` dataset over one copy, prefetched) splits across the replicas.
+        JAX data parallel: the arrays cut to a multiple of the device count (at most
+        devices - 1 samples left out), since JAX shards every batch evenly. Several
+        processes: a shuffled, prefetched `tf.data` pipeline of whole global batches, which
+        Keras shards across the processes.
+        """
+        data, batch, placement = self.data, self.train_spec.batch_size, self.placement
+        y_train = _targets(data.y_train, loss, self.task)
+        val_samples = _usable(len(data.x_val), placement)
+        y_val = _targets(data.y_val, loss, self.task) if len(data.x_val) else None
+        if placement.multi_process:
+            if 0 < len(data.x_val) < batch:
+                raise ValueError(
+                    f"The validation split has {len(data.x_val)} samples, fewer than one global batch "
+                    f"({batch}); a multi-host run validates whole batches. Lower batch_size or raise "
+                    f"validation_split.")
+            validation = (backend.batched_dataset(data.x_val, y_val, batch, shuffle_seed=None)
+                          if len(data.x_val) else None)
+            # Counted steps over repeated pipelines: Keras cannot count a sharded dataset's batches.
+            return FitInputs(backend.batched_dataset(data.x_train, y_train, batch, shuffle_seed=self.train_spec.seed),
+                             None, validation, None, shuffle=False, steps_per_epoch=self.steps,
+                             validation_steps=len(data.x_val) // batch if validation is not None else None)
+        n = self.train_samples
+        validation = (data.x_val[:val_samples], y_val[:val_samples]) if val_samples else None
+        return FitInputs(data.x_train[:n], y_train[:n], validation, batch, shuffle=True)
+
+
+@dataclass(frozen=True)
+class FitInputs:
+    x: Any
+    y: Any
+    validation: Any
+    batch_size: int | None  # None when x is a dataset, which is batched already
+    shuffle: bool
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+
+
+def _usable(samples: int, placement: backend.Placement) -> int:
+    """How many of `samples` a placement uses: all, or a multiple of the devices for JAX."""
+    if placement.trims_batches and not placement.multi_process:
+        return samples - samples % placement.replicas
+    return samples
+
+
+class AgreedStop(keras.callbacks.Callback):
+    """Stops every process of a multi-host run after the epoch in which any of them was asked to."""
+
+    def __init__(self, should_stop: Callable[[], bool], events: EventCallback, placement: backend.Placement):
+        super().__init__()
+        self.should_stop, self.events, self.placement = should_stop, events, placement
+
+    def on_epoch_end(self, epoch, logs=None):
+        if backend.any_process(self.should_stop(), self.placement):
+            # After the epoch's checkpoint (this callback comes last): the epoch counts.
+            self.events.stop_requested = True
+            self.model.stop_training = True
