@@ -17,4 +17,7 @@ def stacklab_home(tmp_path, monkeypatch):
     home = tmp_path / "stacklab-home"
     home.mkdir()
     monkeypatch.setenv("STACKLAB_HOME", str(home))
+    # No GPUs unless a test fakes some: on a GPU machine the worker slots (one per GPU) and
+    # the workers' CUDA_VISIBLE_DEVICES would otherwise follow the machine.
+    monkeypatch.setenv("STACKLAB_GPUS", "")
     return home

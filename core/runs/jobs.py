@@ -14,14 +14,16 @@ Example:
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from core.runs import scheduler
+from core.runs.devices import machine_gpus
 from core.runs.store import RESUMABLE_STATUSES, Progress, Run, current_store
-from core.spec import DatasetSpec, StackSpec
+from core.spec import DatasetSpec, SpecError, StackSpec, backend_problem, gpus_wanted
 from core.storage.paths import run_dir
 
 
@@ -33,7 +35,9 @@ def start(spec: StackSpec, dataset: DatasetSpec | None = None, parent_id: str | 
 
     Raises:
         SpecError: a number of the spec is out of range (a spec built in code is checked
-            here, before it is queued, as reading one from JSON would).
+            here, before it is queued, as reading one from JSON would), its distribution
+            cannot run on the workers' Keras backend (KERAS_BACKEND), or it asks for more
+            GPUs than the machine has.
         FileNotFoundError: an uploaded file the spec refers to is not in the upload store.
         RunStoreError: the run store cannot be used.
     """
@@ -42,6 +46,7 @@ def start(spec: StackSpec, dataset: DatasetSpec | None = None, parent_id: str | 
     if dataset is not None:
         spec = spec.replace(dataset=dataset)
     spec.check_values()
+    check_devices(spec)
     for member in spec.all_members():
         if member.source == "file" and member.file:
             resolve(member.file)
@@ -50,6 +55,25 @@ def start(spec: StackSpec, dataset: DatasetSpec | None = None, parent_id: str | 
     run_id = current_store().create(spec, parent_id=parent_id)
     scheduler.schedule()
     return run_id
+
+
+def check_devices(spec: StackSpec) -> None:
+    """Refuse, before queueing, a distribution the workers cannot run on this machine.
+
+    The workers inherit this process's KERAS_BACKEND (TensorFlow when unset); the GPUs are
+    the scheduler's (`core.runs.devices.machine_gpus`).
+
+    Raises:
+        SpecError: the backend cannot run it, or it asks for more GPUs than there are.
+    """
+    distribution = spec.train.distribution
+    problem = backend_problem(distribution, os.environ.get("KERAS_BACKEND", "tensorflow"))
+    if problem:
+        raise SpecError(problem)
+    try:
+        gpus_wanted(distribution, len(machine_gpus()))
+    except ValueError as error:
+        raise SpecError(str(error)) from None
 
 
 def list_runs(statuses: tuple[str, ...] | None = None, limit: int | None = None) -> list[Run]:

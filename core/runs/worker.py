@@ -159,6 +159,12 @@ def train_run(run_id: str) -> int:
     writer = None
     status, reason = "failed", ""
     try:
+        if run.spec.train.distribution.strategy == "multi_host":
+            # Every process resumes from process 0's checkpoint (or none, as process 0).
+            from core.training.backend import join_cluster_first, share_from_chief
+
+            join_cluster_first(run.spec.train.distribution)
+            share_from_chief(checkpoint)
         resume = checkpoint.exists()
         if resume:
             # Rows written after the checkpoint belong to epochs the model never kept: drop
@@ -189,10 +195,12 @@ def train_run(run_id: str) -> int:
             checkpoint.unlink(missing_ok=True)  # model.keras has everything now
     except (ValueError, OSError) as error:  # bad spec, data or file: the message is the reason
         (folder / "traceback.txt").write_text(traceback.format_exc())
-        reason = " ".join(line.strip() for line in str(error).splitlines()) or type(error).__name__
+        reason = (_lost_peer(error, run.spec)
+                  or " ".join(line.strip() for line in str(error).splitlines()) or type(error).__name__)
     except Exception as error:  # noqa: BLE001 - a bug must still end the run with a reason
         (folder / "traceback.txt").write_text(traceback.format_exc())
-        reason = f"{type(error).__name__}: {error} (traceback in {folder / 'traceback.txt'})"
+        reason = (_lost_peer(error, run.spec)
+                  or f"{type(error).__name__}: {error} (traceback in {folder / 'traceback.txt'})")
     finally:
         heartbeat.done.set()
         if writer is not None and writer.is_alive():
@@ -202,7 +210,19 @@ def train_run(run_id: str) -> int:
                 print(f"Writing training events failed too: {error}", file=sys.stderr, flush=True)
     store.update(run_id, status=status, ended_at=time.time(), error=reason if status != "finished" else "",
                  stop_requested=0)
+    if run.spec.train.distribution.strategy == "multi_host":
+        # JAX's exit handler waits for every process of the cluster to shut down together;
+        # when one is gone it waits forever. The run is recorded: leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
+
+
+def _lost_peer(error: BaseException, spec) -> str | None:
+    from core.training.backend import lost_peer_reason
+
+    return lost_peer_reason(error, spec.train.distribution)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -173,11 +173,6 @@ class Placement:
         return self.num_processes > 1
 
     @property
-    def is_chief(self) -> bool:
-        """Whether this process writes what only one process should (every process may)."""
-        return self.process_id == 0
-
-    @property
     def trims_batches(self) -> bool:
         """Whether every batch must split evenly across the devices (JAX shards the batch
         axis; TensorFlow's MirroredStrategy splits an uneven last batch itself)."""
@@ -303,26 +298,28 @@ def any_process(flag: bool, placement: Placement) -> bool:
     return bool(np.asarray(flags).any())
 
 
-def share_from_chief(path: Path, placement: Placement) -> None:
-    """Make every process's file at `path` the same as process 0's (or absent, as there).
+def share_from_chief(path: Path) -> None:
+    """Make this process's file at `path` the same as process 0's (or absent, as there), in a
+    process of a multi-host cluster; nothing otherwise.
 
     A multi-host run resumes from process 0's checkpoint on every process, so the processes
-    never start from different epochs (a collective: every process calls it).
+    never start from different epochs. A collective: every process calls it at the same point.
     """
-    if not placement.multi_process:
+    if _cluster is None:
         return
+    import jax
     from jax.experimental import multihost_utils
 
-    data = path.read_bytes() if placement.is_chief and path.exists() else b""
-    size = int(multihost_utils.broadcast_one_to_all(np.array(len(data) if placement.is_chief else 0,
-                                                             dtype=np.int64)))
+    chief = jax.process_index() == 0
+    data = path.read_bytes() if chief and path.exists() else b""
+    size = int(multihost_utils.broadcast_one_to_all(np.array(len(data), dtype=np.int64)))
     if size == 0:
-        if not placement.is_chief:
+        if not chief:
             path.unlink(missing_ok=True)
         return
-    buffer = np.frombuffer(data, dtype=np.uint8) if placement.is_chief else np.zeros(size, dtype=np.uint8)
+    buffer = np.frombuffer(data, dtype=np.uint8) if chief else np.zeros(size, dtype=np.uint8)
     shared = np.asarray(multihost_utils.broadcast_one_to_all(buffer))
-    if not placement.is_chief:
+    if not chief:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(shared.astype(np.uint8).tobytes())

@@ -157,7 +157,7 @@ def train(
             check_batch(train_spec.batch_size, placement)
             state = None
             if resume and checkpoint_path is not None:
-                backend.share_from_chief(Path(checkpoint_path), placement)
+                backend.share_from_chief(Path(checkpoint_path))
                 if Path(checkpoint_path).exists():
                     state = read_checkpoint(Path(checkpoint_path))
             backend.seed_everything(train_spec.seed)
