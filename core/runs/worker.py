@@ -142,9 +142,12 @@ def train_run(run_id: str) -> int:
     """The trainer: train the run, export its artifacts, record how it ended."""
     from core.build.stacking import member_files
     from core.export.artifacts import export_run
+    from core.training.backend import configure_devices
     from core.training.checkpoints import read_checkpoint
     from core.training.loop import train
 
+    # Before anything starts the backend (the TensorBoard writer does): STACKLAB_CPU_DEVICES.
+    configure_devices()
     store = runs.current_store()
     run = store.get(run_id)
     folder = run_dir(run_id)

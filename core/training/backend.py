@@ -114,7 +114,11 @@ def configure_devices() -> None:
         try:
             tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
         except RuntimeError:  # "Virtual devices cannot be modified after being initialized"
-            pass
+            if len(tf.config.list_logical_devices("CPU")) != count:
+                import sys
+
+                print(f"{CPU_DEVICES_ENV}={count} is ignored: TensorFlow started before the CPU could be split "
+                      f"(set it before the process starts).", file=sys.stderr, flush=True)
     elif backend_name() == "jax":
         import jax
 
