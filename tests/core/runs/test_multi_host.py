@@ -85,6 +85,30 @@ def test_two_processes_train_one_run_a_killed_one_fails_it_and_resume_finishes(s
     assert histories[0] == pytest.approx(histories[1], rel=1e-6)
 
 
+def test_a_stop_on_one_process_stops_every_process_after_the_same_epoch(stacklab_home, tmp_path, monkeypatch):
+    homes = [stacklab_home, tmp_path / "machine-1"]
+    homes[1].mkdir()
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+
+    def on(machine: int) -> None:
+        monkeypatch.setenv("STACKLAB_HOME", str(homes[machine]))
+
+    port = free_port()
+    ids = []
+    for machine in (1, 0):
+        on(machine)
+        ids.insert(0, runs.start(cluster_spec(port, process_id=machine)))
+    on(1)
+    wait_for(lambda: runs.get(ids[1]).epochs_done >= 1, timeout_s=240, what="an epoch on process 1")
+    runs.stop(ids[1])  # asked on one machine only
+    ended = []
+    for machine in (0, 1):
+        on(machine)
+        ended.append(runs.wait(ids[machine], timeout_s=120))
+    assert [run.status for run in ended] == ["stopped", "stopped"], [run.error for run in ended]
+    assert ended[0].epochs_done == ended[1].epochs_done < EPOCHS
+
+
 @pytest.mark.parametrize("backend", ["tensorflow", None])
 def test_a_multi_host_run_on_tensorflow_is_refused_before_it_is_queued(stacklab_home, monkeypatch, backend):
     if backend is None:
