@@ -137,3 +137,18 @@ def gpus_wanted(distribution: DistributionSpec, machine_gpus: int) -> int:
             f"has {machine_gpus}. Ask for at most {machine_gpus}, or 0 for all of them.")
     return distribution.devices or machine_gpus
 
+
+
+def batch_problem(batch_size: int, replicas: int, backend: str) -> str | None:
+    """Why the global `batch_size` cannot be split across `replicas` devices on `backend`; None if it can.
+
+    JAX shards every batch evenly across the devices, so the batch must be a multiple of
+    their count; TensorFlow's MirroredStrategy splits an uneven batch itself.
+    """
+    if backend != "jax" or replicas <= 1 or batch_size % replicas == 0:
+        return None
+    lower = batch_size - batch_size % replicas
+    nearest = f"{lower} or {lower + replicas}" if lower else f"{replicas}"
+    return (f"batch_size {batch_size} is the global batch, split across {replicas} devices, and on the JAX backend "
+            f"every device takes the same share, so it must be a multiple of {replicas}: use {nearest}. Each "
+            f"device then computes batch_size / {replicas} samples a step.")

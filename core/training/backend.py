@@ -178,8 +178,8 @@ class Placement:
 
     @property
     def trims_batches(self) -> bool:
-        """Whether every batch must split evenly across the devices (JAX shards the batch
-        axis; TensorFlow's MirroredStrategy splits an uneven last batch itself)."""
+        """Whether every batch must split evenly across the devices, the last one included
+        (JAX shards the batch axis; TensorFlow's MirroredStrategy splits an uneven one itself)."""
         return self.strategy != "none" and backend_name() == "jax"
 
     @property

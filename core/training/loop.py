@@ -42,6 +42,7 @@ from core.build.trainability import count_params, unfreeze_top
 from core.data import Dataset
 from core.data.encoding import TargetScaling
 from core.spec import StackSpec, TrainSpec
+from core.spec.distribution import batch_problem
 from core.spec.events import PHASE_FINE_TUNE, PHASE_TRAIN, EventSink, PhaseChange, RunEnded, RunStarted
 from core.spec.tasks import TaskInfo
 from core.training import backend
@@ -180,16 +181,14 @@ def check_batch(batch_size: int, placement: backend.Placement) -> None:
     """The global batch must split evenly where the backend shards it across devices.
 
     Raises:
-        ValueError: it does not, with the nearest batch sizes that do.
+        ValueError: it does not (`core.spec.distribution.batch_problem`), with the nearest
+            batch sizes that do.
     """
-    replicas = placement.replicas
-    if not placement.trims_batches or batch_size % replicas == 0:
+    if placement.strategy == "none":
         return
-    lower = max(batch_size - batch_size % replicas, replicas)
-    raise ValueError(
-        f"batch_size {batch_size} is the global batch, split across {replicas} devices, so it must be a "
-        f"multiple of {replicas}: use {lower} or {lower + replicas if lower < batch_size else lower}. "
-        f"Each device then computes batch_size / {replicas} samples a step.")
+    problem = batch_problem(batch_size, placement.replicas, backend.backend_name())
+    if problem:
+        raise ValueError(problem)
 
 
 def _check_settings(train_spec: TrainSpec, task: TaskInfo) -> None:

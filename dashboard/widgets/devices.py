@@ -28,6 +28,7 @@ import streamlit as st
 
 from core.runs.devices import machine_gpus
 from core.spec import DistributionSpec, backend_problem, gpus_wanted
+from core.spec.distribution import batch_problem
 from dashboard import state
 
 CPU_SPLIT_ENV = "STACKLAB_CPU_DEVICES"
@@ -166,9 +167,9 @@ def problems(distribution: DistributionSpec, machine: Machine, batch_size: int,
     except ValueError as error:
         found.append(str(error))
     count = replicas(distribution, machine)
-    if backend == "jax" and count and batch_size % count:
-        found.append(f"On the JAX backend the global batch must split evenly over the {count} devices: "
-                     f"{batch_words(batch_size, distribution, machine)}")
+    problem = batch_problem(batch_size, count, backend) if count else None
+    if problem:
+        found.append(problem)
     return found
 
 
@@ -189,8 +190,8 @@ def _multi_host(distribution: DistributionSpec, key: tuple) -> None:
     """A multi-host spec, read-only: it is started on every machine from the command line."""
     st.markdown(f"**Devices** {distribution.describe()}")
     st.caption(f"Set in the spec: coordinator {distribution.coordinator}, process {distribution.process_id} of "
-               f"{distribution.num_processes}. Each machine starts its process with `python -m core train` and "
-               f"its own `--process-id`.")
+               f"{distribution.num_processes}. Each machine starts its process with `python -m core runs start "
+               f"SPEC.json` and its own `--process-id`.")
     st.button("Train on this machine instead", key=state.widget_key(*key, "devices-local"),
               icon=":material/computer:", on_click=_set_distribution, args=(DistributionSpec(),))
 

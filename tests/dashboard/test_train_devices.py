@@ -90,8 +90,9 @@ def test_the_problems_are_the_backend_the_gpu_count_and_on_jax_an_uneven_batch()
     # TensorFlow splits an uneven batch itself; JAX refuses it.
     assert devices.problems(DistributionSpec("data_parallel"), four, 250, "tensorflow") == []
     (problem,) = devices.problems(DistributionSpec("data_parallel"), four, 250, "jax")
-    assert problem.startswith("On the JAX backend the global batch must split evenly over the 4 devices: "
-                              "Batch 250 does not split evenly")
+    assert problem.startswith("batch_size 250 is the global batch, split across 4 devices, and on the JAX "
+                              "backend every device takes the same share, so it must be a multiple of 4: "
+                              "use 248 or 252")
     assert devices.problems(DistributionSpec(), four, 250, "jax") == []
 
 

@@ -3,6 +3,7 @@
 import pytest
 
 from core.spec import DistributionSpec, SpecError, TrainSpec, backend_problem, gpus_wanted
+from core.spec.distribution import batch_problem
 
 
 def test_the_shorthand_and_the_full_form_read_the_same_and_round_trip():
@@ -60,3 +61,11 @@ def test_describe():
     assert DistributionSpec(strategy="data_parallel", devices=2).describe() == "data parallel over 2 devices"
     assert "process 1 of 2" in DistributionSpec(strategy="multi_host", coordinator="h:1", num_processes=2,
                                                 process_id=1).describe()
+
+
+def test_a_batch_that_jax_cannot_split_evenly_names_the_nearest_that_it_can():
+    assert batch_problem(256, 4, "jax") is None
+    assert batch_problem(250, 4, "tensorflow") is None  # MirroredStrategy splits it unevenly itself
+    assert batch_problem(250, 1, "jax") is None
+    assert "must be a multiple of 4: use 248 or 252" in batch_problem(250, 4, "jax")
+    assert "use 3." in batch_problem(2, 3, "jax")
