@@ -23,7 +23,7 @@ $(VENV)/.run-deps: requirements.txt | $(VENV)/bin/python
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-$(VENV)/.dev-deps: requirements-dev.txt requirements-export.txt requirements.txt | $(VENV)/bin/python
+$(VENV)/.dev-deps: requirements-dev.txt requirements-export.txt requirements-tracking.txt requirements.txt | $(VENV)/bin/python
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $(VENV)/.run-deps $@
 
