@@ -7,6 +7,8 @@
 - `parts`: members and adapters; `names`: the names of a stack's nodes.
 - `base`: how those dataclasses read and check themselves (SpecError, Range, size and
   nesting limits).
+- `search`: the `search` section of a spec (SearchSpec, ParamSpec) and `apply_params`, the
+  spec of one trial of a sweep (core.sweeps runs them);
 - `reading`: spec files; `rules`: Keras-free rules of a stack; `tasks`: what a dataset
   asks of a model; `events`: what training reports.
 
@@ -45,11 +47,25 @@ from core.spec.schema import (
     StackSpec,
     TrainSpec,
 )
+from core.spec.search import (
+    OBJECTIVE_METRICS,
+    PARAM_TYPES,
+    PRUNERS,
+    SAMPLERS,
+    VARIANT,
+    ObjectiveSpec,
+    ParamSpec,
+    PrunerSpec,
+    SearchSpec,
+    apply_params,
+)
 
 __all__ = [
     "ADAPTER_KINDS", "DATASET_SOURCES", "DEFAULT_MAX_SPEC_BYTES", "GRAPH_MODE", "LOSSES", "LR_SCHEDULES",
     "MAX_SPEC_BYTES_ENV", "MAX_SPEC_DEPTH", "MEMBER_SOURCES", "MERGE_KINDS", "METRICS", "MODES", "MODE_OPTIONS",
-    "MODE_OPTION_CHOICES", "NODE_KINDS", "OPTIMIZERS", "READABLE_SCHEMA_VERSIONS", "SCALINGS", "SCHEMA_VERSION",
+    "MODE_OPTION_CHOICES", "NODE_KINDS", "OBJECTIVE_METRICS", "OPTIMIZERS", "PARAM_TYPES", "PRUNERS", "SAMPLERS",
+    "VARIANT", "ObjectiveSpec", "ParamSpec", "PrunerSpec", "SearchSpec", "apply_params",
+    "READABLE_SCHEMA_VERSIONS", "SCALINGS", "SCHEMA_VERSION",
     "STACKING_MODES", "STRATEGIES", "TASKS", "AdapterSpec", "DatasetSpec", "DistributionSpec", "EarlyStoppingSpec",
     "EdgeSpec", "FineTuneSpec", "GraphProblem", "GraphSpec", "LayerRule", "MemberSpec", "NodeSpec", "Range",
     "SpecError", "StackSpec", "TrainSpec", "backend_problem", "compile_layer_pattern", "gpus_wanted", "graph_of",

@@ -39,6 +39,7 @@ from core.spec.base import (
 from core.spec.distribution import DistributionSpec
 from core.spec.graph import GraphSpec
 from core.spec.parts import ADAPTER_KINDS, MEMBER_SOURCES, AdapterSpec, MemberSpec  # noqa: F401  (re-exported)
+from core.spec.search import SearchSpec, check_search
 
 # Version 2 added graphs (mode "graph", `graph`) and canvas positions (`layout`); a version 1
 # document reads as before and is written back as version 2.
@@ -260,6 +261,8 @@ class StackSpec(_SpecBase):
     # Canvas positions, {node id: [x, y]}: layout hints only, in every mode. They never
     # change the model, and the pre-flight check ignores them.
     layout: dict[str, Any] = field(default_factory=dict)
+    # A sweep over this spec (core.spec.search, run by core.sweeps); None for a single run.
+    search: SearchSpec | None = None
 
     _choices: typing.ClassVar = {"mode": MODES}
 
@@ -309,9 +312,14 @@ class StackSpec(_SpecBase):
         elif self.graph is not None:
             raise SpecError(f"'{prefix}graph' is read only in mode 'graph', but the mode is '{self.mode}'. Set "
                             f"mode 'graph' to build the graph, or remove 'graph' to use the preset.")
+        if self.search is not None:
+            check_search(self, prefix)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": SCHEMA_VERSION, **super().to_dict()}
+        data = {"schema_version": SCHEMA_VERSION, **super().to_dict()}
+        if data["search"] is None:  # a single run's spec reads as it did before sweeps
+            del data["search"]
+        return data
 
     def option(self, key: str) -> Any:
         """The value of a mode option, or its default."""
@@ -328,6 +336,7 @@ class StackSpec(_SpecBase):
         cache of pre-flight reports keys on."""
         data = self.to_dict()
         data.pop("layout", None)
+        data.pop("search", None)
         return data
 
     def to_json(self, indent: int = 2) -> str:
