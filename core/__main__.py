@@ -249,7 +249,8 @@ def cmd_train(args) -> int:
     _import_keras()
     from core.build.stacking import member_files
     from core.export.artifacts import export_run
-    from core.spec.events import EpochEnd, PhaseChange, RunEnded
+    from core.runs import device_label
+    from core.spec.events import EpochEnd, PhaseChange, RunEnded, RunStarted
     from core.training.loop import train
 
     stop = {"requested": False}
@@ -263,7 +264,12 @@ def cmd_train(args) -> int:
     signal.signal(signal.SIGINT, on_interrupt)
 
     def sink(event) -> None:
-        if isinstance(event, EpochEnd):
+        if isinstance(event, RunStarted) and event.devices:
+            share = (f" = {len(event.devices)} × {event.batch_size // len(event.devices)} per device"
+                     if len(event.devices) > 1 and event.batch_size % len(event.devices) == 0 else "")
+            print(f"training on {device_label(event.devices)} ({', '.join(event.devices)}), "
+                  f"{spec.train.distribution.describe()}, batch {event.batch_size}{share}", flush=True)
+        elif isinstance(event, EpochEnd):
             print(_epoch_line(event, spec.train.epochs), flush=True)
         elif isinstance(event, PhaseChange):
             print(f"fine-tune from epoch {event.epoch}: {len(event.unfrozen_layers)} layer(s) unfrozen, "

@@ -391,7 +391,7 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_runs_start_takes_the_device_settings_as_flags(tmp_path, capsys, no_workers):
+def test_runs_start_takes_the_device_settings_as_flags(tmp_path, capsys, no_workers, monkeypatch):
     from core import runs
     from core.spec import DistributionSpec
 
@@ -409,6 +409,9 @@ def test_runs_start_takes_the_device_settings_as_flags(tmp_path, capsys, no_work
     assert code == 0, err
     train = runs.get(out.strip()).spec.train
     assert train.distribution == DistributionSpec() and train.jit_compile is False
+    code, out, err = run_main(capsys, "runs", "start", str(multi), "--process-id", "0")
+    assert code == 1 and "Multi-host training needs the JAX backend" in err  # the workers run TensorFlow
+    monkeypatch.setenv("KERAS_BACKEND", "jax")  # the workers' backend (no worker starts here)
     code, out, err = run_main(capsys, "runs", "start", str(multi), "--process-id", "0")
     assert code == 0, err
     assert runs.get(out.strip()).spec.train.distribution.process_id == 0
