@@ -3,12 +3,13 @@
 The Streamlit server never imports Keras (see DESIGN.md, "How data flows"). It asks the
 inspector process instead, through `InspectorClient`, and gets plain data back: the
 pre-flight report of a spec, the summary of an uploaded model file, the templates' forms, the
-evaluation of a finished run. A hostile or huge upload can exhaust only that process,
-which runs under a request timeout and a memory limit and is restarted after it dies.
+evaluation of a finished run and its member ablation. A hostile or huge upload can exhaust
+only that process, which runs under a request timeout and a memory limit and is restarted
+after it dies.
 
 The parts: this module holds the client and the protocol's constants; `core.inspector.process`
 one running server's pipes and log; `core.inspector.server` the server; `core.training.evaluation`
-the scoring of a finished run.
+the scoring of a finished run, `core.training.ablation` its member ablation.
 
 Protocol (`python -m core.inspector.server`, or `python -m core.inspector`): one JSON
 object per line.
@@ -145,6 +146,16 @@ class InspectorClient:
             InspectorError: kind "invalid" for an unknown run or one without model.keras.
         """
         return self.request("evaluate", {"run_id": run_id}, timeout_s=timeout_s, detail=f"run '{run_id}'")
+
+    def ablation(self, run_id: str, *, timeout_s: float | None = None) -> dict:
+        """A finished fusion, ensemble or graph run's member ablation (see `core.training.ablation.ablate_run`):
+        the validation metric of the whole stack and with each member removed, and the reading.
+
+        Raises:
+            InspectorError: kind "invalid" for an unknown run, one without a model, or a
+                sequential or transfer run (the message says why and what to do).
+        """
+        return self.request("ablation", {"run_id": run_id}, timeout_s=timeout_s, detail=f"run '{run_id}'")
 
     def ping(self, *, timeout_s: float | None = None) -> dict:
         """The server's backend, pid, rss_bytes, memory_limit_bytes, keras_version, uptime_s."""

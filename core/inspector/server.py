@@ -2,7 +2,7 @@
 
 `python -m core.inspector.server` (or `python -m core.inspector`) imports Keras, writes the
 ready line, then answers JSON-line requests on stdin until EOF: check, inspect_file,
-templates, evaluate and ping, plus sleep, allocate and raise under
+templates, evaluate, ablation and ping, plus sleep, allocate and raise under
 STACKLAB_INSPECTOR_TEST_OPS=1. The protocol and the limits are described in `core.inspector`.
 A watchdog thread ends the process when its resident memory passes the limit or its client
 is gone; every failure of a request becomes an answer, so one bad request never ends it.
@@ -31,12 +31,13 @@ from core.model_files.limits import shortened
 from core.processes import reserve_stdout
 from core.spec import StackSpec
 
-# Keras and the library (core.model_files.loading, core.build.stacking, core.training.evaluation, ...) are imported in
-# _handlers, once the watchdog runs: the memory limit then holds while they load.
+# Keras and the library (core.model_files.loading, core.build.stacking, core.training.evaluation,
+# core.training.ablation, ...) are imported in _handlers, once the watchdog runs: the memory limit
+# then holds while they load.
 
 WATCH_INTERVAL_S = 0.1
 # Requests that build Keras models; the session is cleared after answering them.
-MODEL_OPS = ("check", "evaluate")
+MODEL_OPS = ("check", "evaluate", "ablation")
 
 
 class _Watchdog(threading.Thread):
@@ -79,6 +80,7 @@ def _handlers(started: float, watchdog: _Watchdog) -> dict[str, Callable[[Mappin
     from core.build.stacking import check
     from core.build.templates import TEMPLATES
     from core.model_files.loading import summarize_model_file
+    from core.training.ablation import ablate_run
     from core.training.evaluation import evaluate_run
 
     def ping(args):
@@ -91,6 +93,7 @@ def _handlers(started: float, watchdog: _Watchdog) -> dict[str, Callable[[Mappin
         "inspect_file": lambda args: summarize_model_file(_argument(args, "file", str)).to_dict(),
         "templates": lambda args: [template.to_dict() for template in TEMPLATES.values()],
         "evaluate": lambda args: evaluate_run(_argument(args, "run_id", str)),
+        "ablation": lambda args: ablate_run(_argument(args, "run_id", str)),
         "ping": ping,
     }
     if os.environ.get(TEST_OPS_ENV) == "1":
