@@ -72,10 +72,15 @@ def test_params_tags_and_status(tracking_uri):
 
 def test_the_run_files_are_listed_and_the_model_is_under_model(tracking_uri, tmp_path):
     run_id = make_run()
+    member_file = runs.get(run_id).folder / "members" / "encoder.keras"  # a member stack.py loads
+    member_file.parent.mkdir()
+    member_file.write_bytes(b"PK member")
+    runs.current_store().add_artifact(run_id, "members/encoder.keras", member_file)
     mlflow_run_id = export_run_to_mlflow(run_id, tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
     top = {item.path for item in client.list_artifacts(mlflow_run_id)}
-    assert top == {"model", "stack.keras", "data.json", "history.csv", "spec.json", "stack.py"}
+    assert top == {"model", "members", "stack.keras", "data.json", "history.csv", "spec.json", "stack.py"}
+    assert [item.path for item in client.list_artifacts(mlflow_run_id, "members")] == ["members/encoder.keras"]
     assert [item.path for item in client.list_artifacts(mlflow_run_id, "model")] == ["model/model.keras"]
     local = client.download_artifacts(mlflow_run_id, "model/model.keras", str(tmp_path))
     assert Path(local).read_bytes() == ARTIFACT_FILES["model.keras"]
