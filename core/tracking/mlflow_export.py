@@ -195,6 +195,11 @@ def log_run(run_id: str, tracking_uri: str | None = None, experiment: str = DEFA
         client.log_batch(mlflow_run_id, tags=_tags(run))
         artifacts = _log_files(client, mlflow_run_id, run_id)
         _set_status(client, mlflow_run_id, run)
+    except ImportError as error:  # mlflow-skinny leaves out what some stores need (SQLAlchemy for a database)
+        raise MlflowMissing(
+            f"The MLflow tracking store {redact(uri)} needs the package {error.name or 'named here'}, which cannot "
+            f"be imported ({error}). Install it (`pip install {error.name or '...'}`; a SQLite or other database "
+            f"store needs sqlalchemy and alembic) or use an http(s) tracking server.") from error
     except _store_errors() as error:
         raise TrackingError(f"Logging run {run_id} to MLflow at {redact(uri)} failed: "
                             f"{' '.join(str(error).split())}") from error
@@ -241,7 +246,7 @@ def _experiment_id(client, name: str, uri: str) -> str:
 
 
 def _mlflow_run(client, experiment_id: str, run) -> tuple[str, bool]:
-    """The MLflow run of an earlier export of `run` (the oldest, if two raced), or a new one."""
+    """The MLflow run of an earlier export of `run` (the first found, if two exports raced), or a new one."""
     existing = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_ID_TAG}` = '{run.id}'",
                                   max_results=1, order_by=["attributes.start_time ASC"])
     if existing:

@@ -167,6 +167,17 @@ def test_without_mlflow_the_error_says_how_to_install_it(monkeypatch, tracking_u
         export_run_to_mlflow(run_id, tracking_uri)
 
 
+def test_a_store_needing_a_package_mlflow_skinny_lacks_says_which(monkeypatch, tracking_uri):
+    run_id = make_run()
+
+    def client_without_sqlalchemy(tracking_uri):
+        raise ModuleNotFoundError("No module named 'sqlalchemy'", name="sqlalchemy")
+
+    monkeypatch.setattr("mlflow.MlflowClient", client_without_sqlalchemy)
+    with pytest.raises(MlflowMissing, match=r"needs the package sqlalchemy.*`pip install sqlalchemy`"):
+        export_run_to_mlflow(run_id, tracking_uri)
+
+
 def test_without_a_tracking_uri_the_error_names_the_variable(monkeypatch):
     monkeypatch.delenv("STACKLAB_MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(ValueError, match="pass --tracking-uri or set STACKLAB_MLFLOW_TRACKING_URI"):
