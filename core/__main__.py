@@ -8,12 +8,13 @@
     python -m core runs start SPEC.json          queue a run (a worker process trains it)
     python -m core runs list | show ID [--json] | stop ID | resume ID | delete ID
     python -m core devices [--json]              the GPUs, how many runs train at once, what Keras sees
+    python -m core predict (RUN_ID | MODEL.keras) DATA.(csv|npz) [--out predictions.csv]
+    python -m core export RUN_ID --format onnx|saved_model|litert [--out PATH]
+    python -m core evaluate RUN_ID [--ablation] [--json]   validation scores; which member carries the stack
 
 `train` and `runs start` take the spec's device settings as flags: --distribution
 none|data_parallel|multi_host, --devices N, --cpu, --coordinator HOST:PORT,
 --num-processes N, --process-id K, --mixed-precision, --xla.
-    python -m core predict (RUN_ID | MODEL.keras) DATA.(csv|npz) [--out predictions.csv]
-    python -m core export RUN_ID --format onnx|saved_model|litert [--out PATH]
 
 TensorFlow's start-up lines (oneDNN, CUDA drivers) are kept off the terminal: set
 TF_CPP_MIN_LOG_LEVEL=0 to see them. Workers write theirs to the run's worker.log.
@@ -40,6 +41,7 @@ from core.runs.store import RunNotFound, RunStoreError
 from core.spec import GRAPH_MODE, STRATEGIES, DistributionSpec, SpecError, StackSpec, load_spec
 from core.spec.shapes import format_shape
 from core.storage.paths import shipped_file
+from core.training import cli as evaluate_cli
 
 
 def _fail(message: str) -> int:
@@ -534,6 +536,7 @@ def make_parser() -> argparse.ArgumentParser:
     devices.set_defaults(run=cmd_devices)
     for command in (predict.add_parser(commands), export_cli.add_parser(commands, record_artifact=_record_artifact)):
         command.set_defaults(run=_with_keras(command.get_default("run")))
+    evaluate_cli.add_parser(commands, import_keras=_import_keras)
     return parser
 
 

@@ -36,6 +36,7 @@ WATCHED_RUN = "watched_run"  # run id this tab chose on the Train page (None: th
 STORED_UPLOADS = "stored_uploads"  # uploader file id -> "sha256:<hex>", so a file is hashed once
 INSPECTIONS = "inspections"  # upload ref -> ("ok", summary) or ("refused", reason)
 EVALUATIONS = "evaluations"  # run id -> client.evaluate result
+ABLATIONS = "ablations"  # run id -> client.ablation result
 EPOCH_CACHE = "epoch_cache"  # run id -> {"ended_at": float | None, "rows": [epoch rows]}
 CHART_CACHE = "chart_cache"  # chart key -> (what the figure was drawn from, the Plotly figure)
 PENDING_DELETE = "pending_delete"  # run id waiting for the delete confirmation
@@ -300,6 +301,11 @@ def set_runs_table_ids(run_ids: list[str]) -> None:
 
 def evaluations() -> dict[str, dict]:
     return _get(EVALUATIONS, dict)
+
+
+def ablations() -> dict[str, dict]:
+    """Run id -> its member ablation (`InspectorClient.ablation`), for this tab."""
+    return _get(ABLATIONS, dict)
 
 
 # -- uploads ----------------------------------------------------------------------------------

@@ -51,6 +51,9 @@ STACKING_MODES = ("sequential", "fusion", "transfer", "ensemble")
 # A stack drawn as a graph: its nodes and edges are the whole description.
 GRAPH_MODE = "graph"
 MODES = STACKING_MODES + (GRAPH_MODE,)
+# Modes whose members meet at a merge (a concatenate, an average): member ablation removes one
+# member there (core.training.ablation). Sequential and transfer stacks chain their members.
+ABLATION_MODES = ("fusion", "ensemble", GRAPH_MODE)
 # Options each mode understands, with their defaults. Kept as data so the dashboard can
 # render them and `from_dict` can reject an option the chosen mode would ignore.
 MODE_OPTIONS: dict[str, dict[str, Any]] = {

@@ -35,15 +35,15 @@ import keras
 import numpy as np
 
 from core.build.preprocessing import prepare
-from core.spec import GRAPH_MODE, StackSpec, rules
+from core.spec import StackSpec, rules
 from core.spec.presets import graph_of
+from core.spec.schema import ABLATION_MODES
 from core.storage.atomic import write_text_atomically
 from core.storage.paths import run_dir, run_stack_path
 from core.storage.plain import to_plain
 from core.training.evaluation import _classification_scores, _regression_scores
 
 CACHE_NAME = "ablation.json"
-ABLATION_MODES = ("fusion", "ensemble", GRAPH_MODE)
 RAW_INPUT = "raw input"  # the row of a fusion's flattened raw input (include_raw_input)
 # Merges whose inputs line up position by position: the removed input is zeroed there.
 ZEROED_MERGES = ("concatenate",)

@@ -18,8 +18,8 @@ from core.runs.bundle import bundle_name, max_bundle_bytes, run_bundle
 from core.spec import MemberSpec
 from dashboard import figures, formatting, graph_edit, live_chart, run_selection, services, spec_edit, state
 from dashboard.components import live_chart as chart_component
+from dashboard.widgets import ablation, live, predict_panel
 from dashboard.widgets import draft as draft_widgets
-from dashboard.widgets import live, predict_panel
 
 ARTIFACTS = {  # artifact name -> (button label, MIME type), in the order shown
     "history.csv": ("history.csv", "text/csv"),
@@ -307,7 +307,7 @@ def details(run_id: str) -> None:
     actions(run)
     st.markdown("**Downloads**")
     downloads(run)
-    tabs = st.tabs(["Curves", "Evaluation", "Predict", "Spec"])
+    tabs = st.tabs(["Curves", "Evaluation", "Members", "Predict", "Spec"])
     with tabs[0]:
         rows = runs.metrics(run.id)
         if rows:
@@ -317,8 +317,11 @@ def details(run_id: str) -> None:
     with tabs[1]:
         evaluation(run)
     with tabs[2]:
-        predict_panel.predict_tab(run, runs.artifacts(run.id))
+        st.markdown("**Which member carries the stack**")
+        ablation.ablation_panel(run)
     with tabs[3]:
+        predict_panel.predict_tab(run, runs.artifacts(run.id))
+    with tabs[4]:
         st.json(run.spec.to_dict(), expanded=1)
 
 

@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.inspector import InspectorError
+from core.spec.schema import ABLATION_MODES
 from dashboard import services, state
 from dashboard.figures import CHART_HEIGHT, MARKER_COLOR, TRAIN_COLOR
 
@@ -28,15 +29,6 @@ CARRIER_COLOR = "#d62728"
 BUTTON_KEY = "runs-ablation"
 CHART_KEY = "runs-ablation-chart"
 
-
-def _memo() -> dict[str, dict]:
-    """The ablations this tab asked for, by run: in the evaluations memo under "<run id>:ablation"
-    (a run id has no ':'), until dashboard.state has a memo of its own for them."""
-    return state.evaluations()
-
-
-def _memo_key(run_id: str) -> str:
-    return f"{run_id}:ablation"
 
 
 def _label(member: str) -> str:
@@ -72,11 +64,16 @@ def ablation_panel(run) -> None:
     Args:
         run: a `core.runs` run (its id and status are read).
     """
+    if run.mode not in ABLATION_MODES:
+        st.caption(f"A {run.mode} stack chains its members: every prediction passes through each of them, so "
+                   f"there is no merge to remove one from. Train the same members as fusion or ensemble (Compare "
+                   f"modes on the Assemble page) and ablate that run.")
+        return
     if run.status != "finished":
         st.caption("Member ablation needs a finished run.")
         return
-    memo = _memo()
-    key = _memo_key(run.id)
+    memo = state.ablations()
+    key = run.id
     if key not in memo:
         st.caption("Which member carries the stack? Each member's contribution is removed in turn (zeroed at a "
                    "concatenate, dropped from an average) and the stack is scored again on its validation data.")
