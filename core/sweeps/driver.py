@@ -203,8 +203,7 @@ class Driver:
         epoch = active.last_epoch
         runs.stop(active.run_id)
         reason = (f"Pruned by sweep '{self.study.study_name}' at epoch {epoch}: {self.metric} "
-                  f"{active.values[epoch]:.4g} was hopeless next to the other trials "
-                  f"({self.search.pruner.kind} pruner).")
+                  f"{active.values[epoch]:.4g}, hopeless by the {self.search.pruner.kind} pruner.")
         active.trial.set_user_attr(PRUNED_EPOCH_ATTR, epoch)
         self.pruned_runs[active.run_id] = reason
         self.finish(active.trial, TrialState.PRUNED, reason=reason)
