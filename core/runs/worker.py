@@ -59,6 +59,13 @@ def supervise(run_id: str) -> int:
                           f"{run_dir(run_id) / 'worker.log'}. Resume continues from the last checkpoint.")
             store.update(run_id, status="failed", ended_at=time.time(), error=reason)
     runs.schedule()  # this slot is free: start the next queued run
+    if not resumed_since:
+        # With STACKLAB_MLFLOW_TRACKING_URI set, log the run to MLflow (never fails the run). Here
+        # rather than in the trainer: it also covers a trainer killed by a signal or a multi-host
+        # trainer's os._exit, and the next queued run does not wait for it.
+        from core.tracking import after_run
+
+        after_run(run_id)
     return 0
 
 

@@ -18,7 +18,7 @@ from core.runs.bundle import bundle_name, max_bundle_bytes, run_bundle
 from core.spec import MemberSpec
 from dashboard import figures, formatting, graph_edit, live_chart, run_selection, services, spec_edit, state
 from dashboard.components import live_chart as chart_component
-from dashboard.widgets import ablation, live, predict_panel
+from dashboard.widgets import ablation, live, predict_panel, tracking
 from dashboard.widgets import draft as draft_widgets
 
 ARTIFACTS = {  # artifact name -> (button label, MIME type), in the order shown
@@ -307,6 +307,7 @@ def details(run_id: str) -> None:
     actions(run)
     st.markdown("**Downloads**")
     downloads(run)
+    tracking.mlflow_button(run)
     tabs = st.tabs(["Curves", "Evaluation", "Members", "Predict", "Spec"])
     with tabs[0]:
         rows = runs.metrics(run.id)
