@@ -12,6 +12,7 @@
     python -m core export RUN_ID --format onnx|saved_model|litert [--out PATH]
     python -m core evaluate RUN_ID [--ablation] [--json]   validation scores; which member carries the stack
     python -m core mlflow RUN_ID [--tracking-uri URI] [--experiment NAME]   log a run to MLflow
+    python -m core sweep SPEC.json [--trials N] | --study NAME [--storage URL]   Optuna search, trials as runs
 
 `train` and `runs start` take the spec's device settings as flags: --distribution
 none|data_parallel|multi_host, --devices N, --cpu, --coordinator HOST:PORT,
@@ -42,6 +43,7 @@ from core.runs.store import RunNotFound, RunStoreError
 from core.spec import GRAPH_MODE, STRATEGIES, DistributionSpec, SpecError, StackSpec, load_spec
 from core.spec.shapes import format_shape
 from core.storage.paths import shipped_file
+from core.sweeps import cli as sweep_cli
 from core.tracking import cli as tracking_cli
 from core.training import cli as evaluate_cli
 
@@ -540,6 +542,7 @@ def make_parser() -> argparse.ArgumentParser:
         command.set_defaults(run=_with_keras(command.get_default("run")))
     evaluate_cli.add_parser(commands, import_keras=_import_keras)
     tracking_cli.add_parser(commands)
+    sweep_cli.add_parser(commands)
     return parser
 
 
