@@ -98,6 +98,9 @@ class Driver:
         try:
             self.reattach()
             while not self.stopping:
+                # Marks runs whose worker died interrupted (then resumed below) and starts queued
+                # ones: nobody else may be watching (no dashboard open).
+                runs.reconcile()
                 for active in list(self.active.values()):
                     self.poll(active)
                 self.annotate_pruned()
@@ -159,7 +162,11 @@ class Driver:
         self.active[trial.number] = _Active(trial, run_id)
 
     def poll(self, active: _Active) -> None:
-        run = runs.get(active.run_id)
+        try:
+            run = runs.get(active.run_id)
+        except runs.RunNotFound:
+            self.finish(active.trial, TrialState.FAIL, reason=f"Run {active.run_id} was deleted.")
+            return
         for row in runs.metrics(active.run_id, since_epoch=active.last_epoch):
             value = row["metrics"].get(self.metric)
             if value is None or not math.isfinite(value) or row["epoch"] in active.values:

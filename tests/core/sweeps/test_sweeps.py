@@ -1,5 +1,6 @@
 """Sweeps without workers: storage, studies, the Optuna space, Compare modes' variants, the CLI's refusals."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -117,6 +118,15 @@ def test_the_cli_says_what_is_missing(capsys):
     assert out.returncode == 1
     assert json.loads(out.stdout) == {"ok": False, "error": json.loads(out.stdout)["error"]}
     assert json.loads(out.stdout)["error"].startswith("No sweep 'nope' in sqlite:///")
+
+
+def test_add_parser_adds_the_sweep_command():
+    parser = argparse.ArgumentParser(prog="python -m core")
+    cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["sweep", "spec.json", "--trials", "3", "--study", "s", "--storage", "sqlite:///x.db"])
+    assert (args.run, args.spec, args.trials, args.study, args.storage, args.json) == (
+        cli.run, "spec.json", 3, "s", "sqlite:///x.db", False)
+    assert parser.parse_args(["sweep", "--study", "s"]).spec is None
 
 
 def test_the_cli_describes_the_search():
