@@ -230,8 +230,11 @@ class Driver:
         deadline = time.monotonic() + wait_s
         while self.pruned_runs:
             for run_id, reason in list(self.pruned_runs.items()):
-                if not runs.get(run_id).is_active:
-                    runs.current_store().update(run_id, error=reason)
+                run = runs.get(run_id)
+                if not run.is_active:
+                    # A short epoch can end the run before the stop arrives: a finished run keeps no note.
+                    if run.status == "stopped":
+                        runs.current_store().update(run_id, error=reason)
                     del self.pruned_runs[run_id]
             if time.monotonic() >= deadline:
                 return
