@@ -139,16 +139,18 @@ def gpus_wanted(distribution: DistributionSpec, machine_gpus: int) -> int:
 
 
 
-def batch_problem(batch_size: int, replicas: int, backend: str) -> str | None:
-    """Why the global `batch_size` cannot be split across `replicas` devices on `backend`; None if it can.
+def batch_problem(batch_size: int, replicas: int) -> str | None:
+    """Why the global `batch_size` cannot be split across `replicas` devices; None if it can.
 
-    JAX shards every batch evenly across the devices, so the batch must be a multiple of
-    their count; TensorFlow's MirroredStrategy splits an uneven batch itself.
+    Every device takes the same share of a batch: JAX shards the batch axis evenly, and
+    TensorFlow's MirroredStrategy (Keras 3.15, TF 2.21) fails on some uneven splits (63 over
+    2 devices: "Inputs to operation AddN must have the same size"). So the batch must be a
+    multiple of the device count.
     """
-    if backend != "jax" or replicas <= 1 or batch_size % replicas == 0:
+    if replicas <= 1 or batch_size % replicas == 0:
         return None
     lower = batch_size - batch_size % replicas
     nearest = f"{lower} or {lower + replicas}" if lower else f"{replicas}"
-    return (f"batch_size {batch_size} is the global batch, split across {replicas} devices, and on the JAX backend "
-            f"every device takes the same share, so it must be a multiple of {replicas}: use {nearest}. Each "
-            f"device then computes batch_size / {replicas} samples a step.")
+    return (f"batch_size {batch_size} is the global batch, split across {replicas} devices, and every device "
+            f"takes the same share, so it must be a multiple of {replicas}: use {nearest}. Each device then "
+            f"computes batch_size / {replicas} samples a step.")

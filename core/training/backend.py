@@ -178,9 +178,10 @@ class Placement:
 
     @property
     def trims_batches(self) -> bool:
-        """Whether every batch must split evenly across the devices, the last one included
-        (JAX shards the batch axis; TensorFlow's MirroredStrategy splits an uneven one itself)."""
-        return self.strategy != "none" and backend_name() == "jax"
+        """Whether every batch must split evenly across the devices, the last one included:
+        JAX shards the batch axis evenly, and MirroredStrategy fails on some uneven splits
+        (a last batch of 63 over 2 devices)."""
+        return self.strategy != "none"
 
     @property
     def async_callbacks(self) -> bool:

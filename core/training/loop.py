@@ -186,7 +186,7 @@ def check_batch(batch_size: int, placement: backend.Placement) -> None:
     """
     if placement.strategy == "none":
         return
-    problem = batch_problem(batch_size, placement.replicas, backend.backend_name())
+    problem = batch_problem(batch_size, placement.replicas)
     if problem:
         raise ValueError(problem)
 

@@ -155,8 +155,8 @@ def summary(distribution: DistributionSpec, machine: Machine) -> str:
 def problems(distribution: DistributionSpec, machine: Machine, batch_size: int,
              backend: str | None = None) -> list[str]:
     """Why a run with `distribution` cannot train here: the Keras backend's, the GPU count's,
-    and on JAX a global batch that does not split evenly (the trainer refuses it at its start:
-    JAX shards the batch axis; TensorFlow splits an uneven batch itself)."""
+    and a global batch that does not split evenly across the devices (the trainer refuses it
+    at its start: `core.spec.distribution.batch_problem`)."""
     backend = backend or os.environ.get("KERAS_BACKEND", "tensorflow")
     found = []
     problem = backend_problem(distribution, backend)
@@ -167,7 +167,7 @@ def problems(distribution: DistributionSpec, machine: Machine, batch_size: int,
     except ValueError as error:
         found.append(str(error))
     count = replicas(distribution, machine)
-    problem = batch_problem(batch_size, count, backend) if count else None
+    problem = batch_problem(batch_size, count) if count else None
     if problem:
         found.append(problem)
     return found

@@ -79,7 +79,7 @@ def test_the_batch_words_say_the_global_batch_splits_and_the_learning_rate_is_no
     assert devices.batch_words(32, DistributionSpec(), four).startswith("Batch 32 on one device.")
 
 
-def test_the_problems_are_the_backend_the_gpu_count_and_on_jax_an_uneven_batch():
+def test_the_problems_are_the_backend_the_gpu_count_and_an_uneven_batch():
     four = Machine(gpus=4)
     assert devices.problems(DistributionSpec("data_parallel", devices=2), four, 256, "tensorflow") == []
     (problem,) = devices.problems(MULTI_HOST, four, 256, "tensorflow")
@@ -87,12 +87,11 @@ def test_the_problems_are_the_backend_the_gpu_count_and_on_jax_an_uneven_batch()
     assert devices.problems(MULTI_HOST, four, 256, "jax") == []
     (problem,) = devices.problems(DistributionSpec("data_parallel", devices=8), Machine(gpus=2), 256, "jax")
     assert "asks for 8 GPUs" in problem
-    # TensorFlow splits an uneven batch itself; JAX refuses it.
-    assert devices.problems(DistributionSpec("data_parallel"), four, 250, "tensorflow") == []
-    (problem,) = devices.problems(DistributionSpec("data_parallel"), four, 250, "jax")
-    assert problem.startswith("batch_size 250 is the global batch, split across 4 devices, and on the JAX "
-                              "backend every device takes the same share, so it must be a multiple of 4: "
-                              "use 248 or 252")
+    # Every device takes the same share, on either backend.
+    for backend in ("tensorflow", "jax"):
+        (problem,) = devices.problems(DistributionSpec("data_parallel"), four, 250, backend)
+        assert problem.startswith("batch_size 250 is the global batch, split across 4 devices, and every device "
+                                  "takes the same share, so it must be a multiple of 4: use 248 or 252")
     assert devices.problems(DistributionSpec(), four, 250, "jax") == []
 
 

@@ -125,3 +125,36 @@ def test_tensorflow_mirrored_strategy_over_2_logical_cpus_trains_checkpoints_and
     assert result["status"] == "finished"
     assert result["initial_epoch"] == 2 and result["resumed_epochs"] == [3, 4]
     assert result["epochs"] == [1, 2, 3, 4]
+
+
+TF_UNEVEN = textwrap.dedent("""
+    import dataclasses, sys
+    import numpy as np
+    from core.data import Dataset
+    from core.spec import DatasetSpec, DistributionSpec, MemberSpec, StackSpec, TrainSpec
+    from core.spec.events import EventLog
+    from core.spec.tasks import TaskInfo
+    from core.training.loop import train
+
+    # 631 samples: 504 to train and 127 to validate at split 0.2, neither a multiple of 2 (a last
+    # batch of 63 over 2 devices fails MirroredStrategy: "AddN must have the same size").
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(631, 6)).astype("float32")
+    task = TaskInfo(kind="multiclass", input_shape=(6,), num_classes=3)
+    data = Dataset(name="odd", x=x, y=(x[:, 0] > 0).astype("int64") + (x[:, 1] > 1), task=task)
+    spec = StackSpec(name="odd", members=(MemberSpec("base", template="mlp", params={"hidden_units": [8]}),
+                                          MemberSpec("head", template="dense_head", params={"hidden_units": []})),
+        train=TrainSpec(epochs=2, batch_size=64, distribution=DistributionSpec(strategy="data_parallel")),
+        dataset=DatasetSpec(name="iris"))
+    log = EventLog()
+    result = train(spec, data, log)
+    print("RESULT", result.status, log.of_kind("started")[0].train_samples, len(log.of_kind("started")[0].devices))
+""")
+
+
+def test_mirrored_strategy_trains_when_the_splits_do_not_divide_by_the_devices():
+    stdout = _run(TF_UNEVEN, {"KERAS_BACKEND": "tensorflow", "STACKLAB_CPU_DEVICES": "2"})
+    line = next(line for line in stdout.splitlines() if line.startswith("RESULT"))
+    status, samples, devices = line.split()[1:]
+    assert (status, devices) == ("finished", "2")
+    assert int(samples) % 2 == 0  # cut to a multiple of the devices
