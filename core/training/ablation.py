@@ -32,16 +32,14 @@ import json
 from dataclasses import dataclass
 
 import keras
-import numpy as np
 
-from core.build.preprocessing import prepare
 from core.spec import StackSpec, rules
 from core.spec.presets import graph_of
 from core.spec.schema import ABLATION_MODES
 from core.storage.atomic import write_text_atomically
 from core.storage.paths import run_dir, run_stack_path
 from core.storage.plain import to_plain
-from core.training.evaluation import _classification_scores, _regression_scores
+from core.training.evaluation import predict, read_cache, scored_split
 
 CACHE_NAME = "ablation.json"
 RAW_INPUT = "raw input"  # the row of a fusion's flattened raw input (include_raw_input)
@@ -102,29 +100,16 @@ def ablate_run(run_id: str) -> dict:
         raise FileNotFoundError(
             f"Run '{run_id}' has no model.keras or stack.keras (in {folder}); only a finished run can be ablated.")
     cache = folder / CACHE_NAME
-    try:
-        if cache.stat().st_mtime_ns > model_path.stat().st_mtime_ns:
-            return {**json.loads(cache.read_text(encoding="utf-8")), "cached": True}
-    except (OSError, ValueError):
-        pass  # no cache yet, or a broken one: compute it again
-    prepared = prepare(spec.dataset, spec.train)
-    parts = prepared.split
-    if len(parts.y_val):
-        x, y, subset, note = parts.x_val, parts.y_val, "validation", ""
-    else:
-        x, y, subset = parts.x_train, parts.y_train, "all"
-        note = ("The run trained without a validation split, so the whole dataset is scored, including "
-                "the samples it trained on.")
-    task = prepared.task
+    cached = read_cache(cache, model_path)
+    if cached is not None:
+        return cached
+    split = scored_split(spec)
+    x, y, subset, note, task = split.x, split.y, split.subset, split.note, split.task
     model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
     _check_merges(model, rows, run_id)
 
     def score(scored: keras.Model) -> float | None:
-        predictions = np.asarray(scored.predict(x, batch_size=256, verbose=0), dtype=np.float64)
-        predictions = predictions.reshape(len(predictions), -1)
-        if task.is_classification:
-            return _classification_scores(y, predictions, task)["accuracy"]
-        return _regression_scores(y, predictions)["mae"]
+        return split.scores(predict(scored, x))["accuracy" if task.is_classification else "mae"]
 
     higher_is_better = task.is_classification
     metric = ("val_" if subset == "validation" else "") + ("accuracy" if higher_is_better else "mae")

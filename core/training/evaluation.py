@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
 
 from core.build.preprocessing import prepare
 from core.spec import StackSpec
+from core.spec.tasks import TaskInfo
 from core.storage.atomic import write_text_atomically
 from core.storage.paths import run_dir, run_stack_path
 from core.storage.plain import to_plain
@@ -56,33 +59,68 @@ def evaluate_run(run_id: str) -> dict:
         raise FileNotFoundError(
             f"Run '{run_id}' has no model.keras or stack.keras (in {folder}); only a finished run can be evaluated.")
     cache = folder / CACHE_NAME
+    cached = read_cache(cache, model_path)
+    if cached is not None:
+        return cached
+    spec_path = folder / "spec.json"
+    if not spec_path.is_file():
+        raise FileNotFoundError(f"Run '{run_id}' has no spec.json ({spec_path}), so its dataset is unknown.")
+    spec = StackSpec.from_json(spec_path.read_text(encoding="utf-8"), check_values=False)  # a stored run's spec
+    split = scored_split(spec)
+    model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+    scores = split.scores(predict(model, split.x))
+    result = to_plain({"run_id": run_id, "dataset": spec.dataset.to_dict(), "task": split.task.to_dict(),
+                       "subset": split.subset, "num_samples": len(split.y), "note": split.note, **scores})
+    write_text_atomically(cache, json.dumps(result))
+    return {**result, "cached": False}
+
+
+@dataclass(frozen=True)
+class ScoredSplit:
+    """The samples a finished run is scored on: its validation split, or everything without one."""
+
+    x: np.ndarray
+    y: np.ndarray
+    subset: str  # "validation" or "all"
+    note: str
+    task: TaskInfo
+
+    def scores(self, predictions: np.ndarray) -> dict:
+        """Classification: class_names, confusion_matrix, accuracy, per_class; regression: mae, rmse, r2, points."""
+        if self.task.is_classification:
+            return _classification_scores(self.y, predictions, self.task)
+        return _regression_scores(self.y, predictions)
+
+
+def scored_split(spec: StackSpec) -> ScoredSplit:
+    """The encoded split `prepare` draws with the run's validation_split and seed (the arrays it trained on).
+
+    Raises:
+        DataError: the run's dataset cannot be loaded.
+    """
+    prepared = prepare(spec.dataset, spec.train)
+    parts = prepared.split
+    if len(parts.y_val):
+        return ScoredSplit(parts.x_val, parts.y_val, "validation", "", prepared.task)
+    return ScoredSplit(parts.x_train, parts.y_train, "all",
+                       "The run trained without a validation split, so the whole dataset is scored, including "
+                       "the samples it trained on: expect optimistic numbers.", prepared.task)
+
+
+def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """The model's outputs on `x` as float64, one row per sample."""
+    predictions = np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float64)
+    return predictions.reshape(len(predictions), -1)
+
+
+def read_cache(cache: Path, model_path: Path) -> dict | None:
+    """A result cached in the run folder while it is newer than the model file (marked cached), else None."""
     try:
         if cache.stat().st_mtime_ns > model_path.stat().st_mtime_ns:
             return {**json.loads(cache.read_text(encoding="utf-8")), "cached": True}
     except (OSError, ValueError):
         pass  # no cache yet, or a broken one: compute it again
-    spec_path = folder / "spec.json"
-    if not spec_path.is_file():
-        raise FileNotFoundError(f"Run '{run_id}' has no spec.json ({spec_path}), so its dataset is unknown.")
-    spec = StackSpec.from_json(spec_path.read_text(encoding="utf-8"), check_values=False)  # a stored run's spec
-    prepared = prepare(spec.dataset, spec.train)
-    parts = prepared.split
-    if len(parts.y_val):
-        x, y, subset, note = parts.x_val, parts.y_val, "validation", ""
-    else:
-        x, y, subset = parts.x_train, parts.y_train, "all"
-        note = ("The run trained without a validation split, so the whole dataset is scored, including "
-                "the samples it trained on: expect optimistic numbers.")
-    model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
-    predictions = np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float64)
-    predictions = predictions.reshape(len(predictions), -1)
-    task = prepared.task
-    scores = (_classification_scores(y, predictions, task) if task.is_classification
-              else _regression_scores(y, predictions))
-    result = to_plain({"run_id": run_id, "dataset": spec.dataset.to_dict(), "task": task.to_dict(),
-                       "subset": subset, "num_samples": len(y), "note": note, **scores})
-    write_text_atomically(cache, json.dumps(result))
-    return {**result, "cached": False}
+    return None
 
 
 def _classification_scores(y, predictions, task) -> dict:
