@@ -35,5 +35,6 @@ page = st.navigation([
     st.Page(PAGES / "assemble.py", title="Assemble", icon=":material/stacks:"),
     st.Page(PAGES / "train.py", title="Train", icon=":material/model_training:", default=True),
     st.Page(PAGES / "runs.py", title="Runs", icon=":material/history:"),
+    st.Page(PAGES / "sweeps.py", title="Sweeps", icon=":material/travel_explore:"),
 ], position="top")
 page.run()

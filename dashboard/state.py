@@ -53,6 +53,7 @@ PAGE_NOTICE = "page_notice"  # a sentence a callback left for the page to show o
 CANVAS_SHOWN = "canvas_shown"  # what this tab's canvas was last given (dashboard.widgets.canvas.Shown)
 CANVAS_SEEN = "canvas_seen"  # the timestamp of the canvas's last answer that was applied
 CANVAS_SELECTION = "canvas_selection"  # ("node", id) or ("edge", source, target) selected on the canvas
+SELECTED_SWEEP = "selected_sweep"  # the study this tab shows on the Sweeps page (set by Start, Compare modes)
 
 
 def _get(key: str, default_factory):
@@ -306,6 +307,29 @@ def evaluations() -> dict[str, dict]:
 def ablations() -> dict[str, dict]:
     """Run id -> its member ablation (`InspectorClient.ablation`), for this tab."""
     return _get(ABLATIONS, dict)
+
+
+def show_on_runs_page(run_id: str) -> None:
+    """Tick `run_id` alone in the Runs table (the Runs page shows it in detail).
+
+    The Runs page moves its table's selection onto the ticked runs when the runs it last
+    listed differ from the ones it lists now; forgetting that list makes it do so once.
+    """
+    st.session_state[RUNS_SELECTION] = [run_id]
+    st.session_state[RUNS_TABLE_IDS] = []
+    st.session_state.pop(DELETED_RUN, None)
+
+
+# -- sweeps -----------------------------------------------------------------------------------
+
+
+def selected_sweep() -> str | None:
+    """The study this tab chose on the Sweeps page (None: the newest)."""
+    return st.session_state.get(SELECTED_SWEEP)
+
+
+def select_sweep(study: str | None) -> None:
+    st.session_state[SELECTED_SWEEP] = study
 
 
 # -- uploads ----------------------------------------------------------------------------------
