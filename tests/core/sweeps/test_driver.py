@@ -5,13 +5,13 @@ Each trial's worker imports Keras (~5 s): the trials are tiny (iris, 2 epochs) a
 
 import os
 import signal
-import time
 
 import pytest
 
 from core import runs, sweeps
 from core.spec import DatasetSpec, MemberSpec, SearchSpec, StackSpec, TrainSpec
 from core.sweeps.summary import trial_spec
+from tests.core.runs.test_worker import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -28,17 +28,6 @@ def iris_sweep(trials=4, pruner=None, epochs=2, **search) -> StackSpec:
             "space": {"train.learning_rate": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True},
                       "members.encoder.params.hidden_units": {"type": "categorical", "choices": [[4], [16]]}},
             **search}))
-
-
-def wait_for(condition, timeout_s=180.0, what="condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        runs.reconcile()
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_four_trial_sweep_runs_to_the_end_through_workers():
@@ -85,9 +74,10 @@ def test_a_killed_driver_started_again_continues_with_the_remaining_trials():
     pid = sweeps.spawn_driver(study)
     assert sweeps.driver_alive(study)
     # Kill it while trial 1 trains: trial 0 is done, trial 1 stays RUNNING in the study.
-    wait_for(lambda: any(row.number == 1 and row.run_id for row in sweeps.sweep(study).trials), what="trial 1")
+    wait_for(lambda: any(row.number == 1 and row.run_id for row in sweeps.sweep(study).trials), timeout_s=180,
+             what="trial 1")
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not sweeps.driver_alive(study), what="the driver gone")
+    wait_for(lambda: not sweeps.driver_alive(study), timeout_s=180, what="the driver gone")
     before = sweeps.sweep(study)
     assert [row.state for row in before.trials] == ["complete", "running"]
     summary = sweeps.drive(study, poll_s=0.2)
@@ -101,7 +91,7 @@ def test_stop_sweep_stops_the_driver_and_its_run_and_a_new_driver_resumes_it():
     study = sweeps.create_sweep(iris_sweep(trials=1, epochs=40))
     sweeps.spawn_driver(study)
     run_id = wait_for(lambda: next((r.run_id for r in sweeps.sweep(study).trials if r.run_status == "running"), None),
-                      what="the trial's run training")
+                      timeout_s=180, what="the trial's run training")
     assert sweeps.stop_sweep(study) == [run_id]
     assert not sweeps.driver_alive(study)
     assert runs.wait(run_id, timeout_s=60).status == "stopped"
