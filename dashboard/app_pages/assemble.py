@@ -9,11 +9,12 @@ the page is still being drawn would cut the drawing short.
 
 import streamlit as st
 
+from core import sweeps
 from core.inspector import InspectorError
 from core.runs import RunStoreError
 from core.spec import GRAPH_MODE, STACKING_MODES, SpecError, StackSpec
 from core.storage import drafts
-from dashboard import graph_edit, services, spec_edit, state
+from dashboard import formatting, graph_edit, services, spec_edit, state
 from dashboard.widgets import canvas, forms, members, node_panel, preflight
 from dashboard.widgets import draft as draft_widgets
 
@@ -51,6 +52,45 @@ def switch_mode(mode_key: str, name_key: str) -> None:
     state.replace_draft(switched, f"the switch to mode '{mode}'", fresh_widgets=False)
     state.set_widget_value(name_key, switched.name)
     state.set_page_notice(" ".join(notes))
+
+
+VARIANT_WORDS = {"sequential": "sequential", "fusion_raw": "fusion with the raw input", "fusion": "fusion without it",
+                 "ensemble": "an averaging ensemble", "transfer": "transfer (frozen base)",
+                 "transfer_fine_tune": "transfer with a fine-tune phase"}
+
+
+def compare_modes(spec: StackSpec) -> None:
+    """Compare modes: the draft's data and members in every stacking mode that makes sense, one
+    run each with the same seed and epochs, as one sweep; the Sweeps page shows the result."""
+    refusal = ""
+    if spec.mode == GRAPH_MODE:
+        refusal = "A graph's topology is not one of the modes: reset or import a preset stack to compare modes."
+    elif not spec.members:
+        refusal = "Add a member first."
+    try:
+        variants = {} if refusal else sweeps.mode_variants(spec.replace(search=None))
+    except ValueError as error:  # a half-finished draft: the button says why when pressed
+        variants, refusal = {}, str(error)
+    words = ", ".join(VARIANT_WORDS.get(name, name) for name in variants)
+    st.caption(f"Compare modes trains the same data and members, with the same seed ({spec.train.seed}) and "
+               f"{formatting.plural(spec.train.epochs, 'epoch')}, as {words or 'each stacking mode'}: one run each, "
+               f"as one sweep. The Sweeps page tables their parameters, trainable parameters, time and best "
+               f"validation metric, and overlays their curves." if not refusal else
+               f"Compare modes trains this stack in every stacking mode as one sweep. {refusal}")
+    if not st.button("Compare modes", key="asm-compare-modes", icon=":material/compare_arrows:",
+                     disabled=bool(refusal), help=refusal or None):
+        return
+    try:
+        study = sweeps.create_sweep(sweeps.compare_modes_spec(spec))
+        if not sweeps.driver_alive(study):
+            sweeps.spawn_driver(study)
+    except (ValueError, KeyError, OSError) as error:  # SpecError is a ValueError
+        st.error(str(error.args[0]) if isinstance(error, KeyError) else str(error), icon=":material/error:")
+        return
+    state.select_sweep(study)
+    state.set_page_notice(f"Comparing {formatting.plural(len(variants), 'mode')} of '{spec.name}' as sweep "
+                          f"'{study}'; each is a run on the Runs page too.")
+    st.switch_page("app_pages/sweeps.py")
 
 
 def import_spec() -> None:
@@ -150,6 +190,7 @@ forms_column, check_column = st.columns([3, 2], gap="large")
 with check_column:
     st.subheader("Pre-flight check")
     keep(preflight.report_panel(spec, report, check_error))
+    compare_modes(spec)
 with forms_column:
     edited = spec
     if not is_graph and state.canvas_selection() is None:
