@@ -91,7 +91,7 @@ def start_panel() -> None:
     st.caption(f"Sweep '{spec.search.study or spec.name}': {search_words(spec)}.")
     with st.container(horizontal=True, vertical_alignment="bottom"):
         trials = st.number_input("Trials", min_value=1, max_value=10_000, value=spec.search.trials, step=1,
-                                 key=f"sweeps-trials-{source}", help="The trial budget; a sweep found again "
+                                 key=f"sweeps-trials-{source}", width=200, help="The trial budget; a sweep found again "
                                                                      "takes this as its new budget.")
         if st.button("Start sweep", key="sweeps-start", type="primary", icon=":material/play_arrow:"):
             start(spec, int(trials))
@@ -107,7 +107,9 @@ def pick(all_sweeps: list[sweeps.SweepSummary]) -> sweeps.SweepSummary:
         state.set_widget_value(PICKER_KEY, chosen)
     by_name = {summary.study: summary for summary in all_sweeps}
     st.selectbox("Sweep", names, key=PICKER_KEY, on_change=lambda: state.select_sweep(state.widget_value(PICKER_KEY)),
-                 format_func=lambda name: f"{name} · {by_name[name].done} / {by_name[name].budget} trials")
+                 # Labels that stay the same while the sweep runs: the counts are in the status line.
+                 format_func=lambda name: f"{name} · comparing modes" if sweep_widgets.is_comparison(by_name[name])
+                 else f"{name} · {by_name[name].objective}")
     return by_name[chosen]
 
 
@@ -141,7 +143,7 @@ def controls(summary: sweeps.SweepSummary) -> None:
                       help="Stops the driver and the runs of its active trials; Continue resumes them.")
             return
         budget = st.number_input("Trial budget", min_value=max(1, summary.done), value=summary.budget, step=1,
-                                 key=budget_key)
+                                 key=budget_key, width=200)
         if summary.done < budget:
             st.button("Continue", key="sweeps-continue", icon=":material/play_arrow:", on_click=continue_sweep,
                       args=(summary.study, budget_key), help="Starts a driver again: it resumes the trials left "
@@ -163,6 +165,9 @@ def trials_view(study: str, drawn: tuple) -> None:
             st.rerun(scope="app")
         st.markdown(sweep_widgets.status_words(summary))
         sweep_widgets.trial_table(summary, "sweeps-trials")
+        if sweep_widgets.is_comparison(summary):
+            st.subheader("Modes compared")
+            sweep_widgets.compare_table(summary)
 
     view()
 
@@ -187,7 +192,8 @@ def best_trial(summary: sweeps.SweepSummary) -> None:
     if best is None:
         st.caption("The best trial is shown when the first trial finishes.")
         return
-    params = ", ".join(f"{path} = {value}" for path, value in best.params.items())
+    params = ", ".join(f"{path} = {formatting.number(value) if isinstance(value, float) else value}"
+                       for path, value in best.params.items())
     st.markdown(f"**Best: trial {best.number}**, {summary.objective} {formatting.metric(best.value)} · {params}")
     run = sweep_widgets.find_run(best.run_id)
     with st.container(horizontal=True, key="sweeps-best-actions"):
@@ -231,8 +237,7 @@ controls(summary)
 trials_view(summary.study, (summary.done, summary.driver_alive, summary.best.number if summary.best else None))
 try:
     if sweep_widgets.is_comparison(summary):
-        st.subheader("Modes compared")
-        sweep_widgets.comparison(summary)
+        sweep_widgets.compare_curves(summary)
     st.subheader("Best trial")
     best_trial(summary)
     st.subheader("Optuna's figures")

@@ -94,13 +94,16 @@ def trial_table(summary: sweeps.SweepSummary, key: str) -> None:
     st.dataframe(frame, hide_index=True, key=key, column_config=config, height=min(35 * len(frame) + 38, 420))
 
 
-def comparison(summary: sweeps.SweepSummary) -> None:
-    """Compare modes' result: the variants side by side, then their curves overlaid."""
-    frame = compare_frame(summary)
-    st.dataframe(frame, hide_index=True, key="sweeps-compare-table",
+def compare_table(summary: sweeps.SweepSummary) -> None:
+    """Compare modes' result: the variants side by side."""
+    st.dataframe(compare_frame(summary), hide_index=True, key="sweeps-compare-table",
                  column_config={"parameters": st.column_config.NumberColumn(format="localized"),
                                 "trainable parameters": st.column_config.NumberColumn(format="localized"),
                                 summary.objective: st.column_config.NumberColumn(format="%.4f")})
+
+
+def compare_curves(summary: sweeps.SweepSummary) -> None:
+    """Every variant's run, one metric overlaid (the objective's by default)."""
     overlay({f"{row.params.get('variant', row.number)}": row.run_id for row in summary.trials if row.run_id},
             "sweeps-compare", summary.objective)
 

@@ -6,6 +6,8 @@ driver runs (spawn_driver is replaced)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from optuna.trial import TrialState
@@ -16,7 +18,7 @@ from core.storage import drafts
 from core.sweeps.space import distributions
 from dashboard import state
 from dashboard.widgets import sweeps as sweep_widgets
-from tests.dashboard.apptest import TINY, app, elements, fake_run, open_page, texts
+from tests.dashboard.apptest import ROOT, TINY, app, elements, fake_run, open_page, texts
 
 pytestmark = pytest.mark.usefixtures("inspector_home")
 
@@ -187,3 +189,10 @@ def test_compare_frame_without_runs_says_so():
     frame = sweep_widgets.compare_frame(summary, lookup=lambda run_id: None)
     assert frame.iloc[0]["mode"] == "ensemble" and frame.iloc[0]["best validation metric"] == "–"
     assert runs.list_runs() == []
+
+
+def test_the_sweeps_page_modules_import_no_keras():
+    code = ("import sys, dashboard.widgets.sweeps, optuna.visualization; "
+            "print([m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow', 'jax', 'torch')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"
