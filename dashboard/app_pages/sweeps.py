@@ -63,13 +63,16 @@ def start(spec: StackSpec, trials: int) -> None:
     """Create (or find again) the sweep and drive it; the page then shows it."""
     try:
         study = sweeps.create_sweep(spec, trials=trials)
-        if not sweeps.driver_alive(study):
+        driven = sweeps.driver_alive(study)
+        if not driven:
             sweeps.spawn_driver(study)
     except (ValueError, KeyError, OSError) as error:  # SpecError is a ValueError
         st.error(_message(error), icon=":material/error:")
         return
     state.select_sweep(study)
-    state.set_page_notice(f"Sweep '{study}' started: {formatting.plural(trials, 'trial')}, each a run on the Runs "
+    state.set_page_notice(f"Sweep '{study}' is already being driven; its budget is now "
+                          f"{formatting.plural(trials, 'trial')}." if driven else
+                          f"Sweep '{study}' started: {formatting.plural(trials, 'trial')}, each a run on the Runs "
                           f"page too. The table below fills as they end.")
     st.rerun()
 
@@ -142,7 +145,7 @@ def controls(summary: sweeps.SweepSummary) -> None:
             st.button("Stop sweep", key="sweeps-stop", icon=":material/stop:", on_click=stop, args=(summary.study,),
                       help="Stops the driver and the runs of its active trials; Continue resumes them.")
             return
-        budget = st.number_input("Trial budget", min_value=max(1, summary.done), value=summary.budget, step=1,
+        budget = st.number_input("Trial budget", min_value=1, value=summary.budget, step=1,
                                  key=budget_key, width=200)
         if summary.done < budget:
             st.button("Continue", key="sweeps-continue", icon=":material/play_arrow:", on_click=continue_sweep,

@@ -196,3 +196,19 @@ def test_the_sweeps_page_modules_import_no_keras():
             "print([m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow', 'jax', 'torch')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_driven_sweep_polls_and_stop_sweep_stops_it(no_workers, monkeypatch):
+    from core.sweeps import summary as summary_module
+
+    study = sweeps.create_sweep(SWEEP_SPEC)
+    add_trial(study, {"train.learning_rate": 1e-3, "members.encoder.params.hidden_units": [8]}, 0.8)
+    monkeypatch.setattr(summary_module, "driver_alive", lambda name: True)
+    stopped: list[str] = []
+    monkeypatch.setattr(sweeps, "stop_sweep", lambda name: stopped.append(name) or ["20261201-000000-abcdef"])
+    at = sweeps_page()
+    assert "1 of 3 trials done · driver running" in texts(at)
+    assert "sweeps-continue" not in [b.key for b in at.button]
+    at.button(key="sweeps-stop").click().run()
+    assert stopped == [study]
+    assert f"Sweep '{study}' stopped (1 run asked to stop)." in texts(at)
