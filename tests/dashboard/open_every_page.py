@@ -64,6 +64,10 @@ def main() -> int:
     check(at, "runs")
     opened.append("runs")
 
+    at.switch_page("app_pages/sweeps.py").run()
+    check(at, "sweeps")
+    opened.append("sweeps")
+
     modules = sorted(name for name in sys.modules if name.split(".")[0] in WATCHED)
     get_client().close()
     print(json.dumps({"pages": opened, "errors": errors, "modules": modules}))

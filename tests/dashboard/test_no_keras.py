@@ -21,7 +21,7 @@ def test_opening_every_page_imports_no_keras_or_tensorflow(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["pages"] == ["train", "data", "assemble", "runs"]
+    assert report["pages"] == ["train", "data", "assemble", "runs", "sweeps"]
     assert report["errors"] == []
     modules = set(report["modules"])
     assert not {m for m in modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras", "jax", "torch")}

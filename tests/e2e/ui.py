@@ -54,7 +54,7 @@ def heading(page: Page, title: str) -> Locator:
     return page.locator("h1").filter(has_text=re.compile(rf"^\s*{re.escape(title)}\s*$"))
 
 
-PAGE_TITLES = ("Data", "Assemble", "Train", "Runs")
+PAGE_TITLES = ("Data", "Assemble", "Train", "Runs", "Sweeps")
 
 
 def open_app(page: Page, url: str, path: str = "") -> None:

@@ -78,7 +78,9 @@ def test_a_cpu_run_on_a_gpu_machine_takes_no_gpu_and_sees_none(no_workers):
 
 
 def test_a_run_asking_for_more_gpus_than_the_machine_has_fails_and_the_queue_moves_on(no_workers):
-    greedy = runs.start(spec("greedy", strategy="data_parallel", devices=8))
+    # runs.start refuses such a run; one queued before the machine lost GPUs (or from another
+    # StackLab on the same home) still meets the scheduler.
+    greedy = runs.current_store().create(spec("greedy", strategy="data_parallel", devices=8))
     after = runs.start(spec("after"))
     run = runs.get(greedy)
     assert run.status == "failed" and run.ended_at is not None
