@@ -58,7 +58,10 @@ def mode_variants(spec: StackSpec) -> dict[str, dict[str, Any]]:
     if spec.mode == "sequential":
         variants["sequential"] = {"mode": "sequential", "members": _plain(list(spec.members)),
                                   "head": spec.head.to_dict() if spec.head else None, "options": {}}
-    elif len(features) == 1:  # a chain of two feature extractors would not fit
+    else:
+        # The feature members chained in their order, then the head. Whether one member's
+        # features fit the next one's input is the builder's question (auto_adapters may fix
+        # it): a chain that does not build fails as its trial, with the builder's reason.
         variants["sequential"] = {"mode": "sequential", "members": _plain(features + [head]), "head": None,
                                   "options": {}}
     fusion = {"mode": "fusion", "members": _plain(features), "head": head.to_dict()}

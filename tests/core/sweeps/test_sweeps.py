@@ -91,6 +91,16 @@ def test_compare_modes_builds_the_modes_that_make_sense():
     assert sweeps.compare_modes_spec(spec).search.study == search.study  # the same spec: the same comparison
 
 
+def test_compare_modes_chains_several_feature_members_too():
+    spec = StackSpec(name="two", mode="fusion",
+                     members=(MemberSpec("cnn", template="cnn_features"), MemberSpec("mlp", template="mlp")),
+                     head=MemberSpec("head", template="dense_head"), dataset=DatasetSpec(name="digits8"))
+    compared = sweeps.compare_modes_spec(spec)
+    assert list(compared.search.variants) == ["sequential", "fusion_raw", "fusion", "ensemble"]
+    chain = apply_params(compared, {"variant": "sequential"})
+    assert (chain.mode, [m.name for m in chain.members], chain.head) == ("sequential", ["cnn", "mlp", "head"], None)
+
+
 def test_compare_modes_adds_transfer_for_a_frozen_base():
     spec = digits8(trainable=False).replace(train=TrainSpec(epochs=4))
     variants = sweeps.compare_modes_spec(spec).search.variants
