@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import re
@@ -39,8 +38,9 @@ from typing import Iterator
 from core import predict
 from core.export import cli as export_cli
 from core.processes import PROJECT_ROOT
+from core.runs import cli as device_cli
 from core.runs.store import RunNotFound, RunStoreError
-from core.spec import GRAPH_MODE, STRATEGIES, DistributionSpec, SpecError, StackSpec, load_spec
+from core.spec import GRAPH_MODE, SpecError, load_spec
 from core.spec.shapes import format_shape
 from core.storage.paths import shipped_file
 from core.sweeps import cli as sweep_cli
@@ -193,65 +193,8 @@ def _epoch_line(event, epochs: int) -> str:
     return f"epoch {event.epoch}/{epochs} [{event.phase}]  {metrics}  ({event.duration_s:.1f} s)"
 
 
-# Flag -> field of train.distribution (core.spec.distribution.DistributionSpec).
-DISTRIBUTION_FLAGS = {"distribution": "strategy", "devices": "devices", "coordinator": "coordinator",
-                      "num_processes": "num_processes", "process_id": "process_id"}
-MULTI_HOST_FIELDS = ("coordinator", "num_processes", "process_id")
-
-
-def _train_flags_given(args) -> list[str]:
-    """The train-setting flags on the command line, as typed ('--devices 2', '--cpu', ...)."""
-    given = [f"--{name.replace('_', '-')} {getattr(args, name)}" for name in (*DISTRIBUTION_FLAGS, "epochs")
-             if getattr(args, name, None) is not None]
-    if getattr(args, "cpu", False):
-        given.append("--cpu")
-    for name, flag in (("mixed_precision", "mixed-precision"), ("xla", "xla")):
-        value = getattr(args, name, None)
-        if value is not None:
-            given.append(f"--{'' if value else 'no-'}{flag}")
-    return given
-
-
-def with_train_flags(spec: StackSpec, args) -> StackSpec:
-    """`spec` with the train settings given as flags (`train`, `runs start`), checked.
-
-    A flag that changes the strategy drops the spec's settings the new strategy has no use
-    for (a coordinator when leaving multi_host, a device count when going to "none"),
-    unless they were given as flags too.
-
-    Raises:
-        SpecError: a value out of range or a rule broken, with the flags that were given.
-    """
-    given = {field: getattr(args, flag) for flag, field in DISTRIBUTION_FLAGS.items()
-             if getattr(args, flag, None) is not None}
-    if getattr(args, "cpu", False):
-        given["accelerator"] = "cpu"
-    changes: dict = {}
-    if given:
-        strategy = given.get("strategy", spec.train.distribution.strategy)
-        unused = list(MULTI_HOST_FIELDS) if strategy != "multi_host" else []
-        if strategy == "none":
-            unused.append("devices")
-        reset = {field: getattr(DistributionSpec(), field) for field in unused if field not in given}
-        changes["distribution"] = dataclasses.replace(spec.train.distribution, **reset, **given)
-    if getattr(args, "epochs", None) is not None:
-        changes["epochs"] = args.epochs
-    if getattr(args, "mixed_precision", None) is not None:
-        changes["mixed_precision"] = args.mixed_precision
-    if getattr(args, "xla", None) is not None:
-        changes["jit_compile"] = args.xla
-    if not changes:
-        return spec
-    spec = spec.replace(train=dataclasses.replace(spec.train, **changes))
-    try:
-        spec.check_values()  # --epochs 0, --devices -1, multi_host without --coordinator, ...
-    except SpecError as error:
-        raise SpecError(f"{error} (The command line set: {' '.join(_train_flags_given(args))}.)") from None
-    return spec
-
-
 def cmd_train(args) -> int:
-    spec = with_train_flags(load_spec(args.spec), args)
+    spec = device_cli.with_train_flags(load_spec(args.spec), args)
     _import_keras()
     from core.build.stacking import member_files
     from core.export.artifacts import export_run
@@ -338,12 +281,12 @@ def cmd_datasets(args) -> int:
 def cmd_runs(args) -> int:
     from core import runs
 
-    if args.action != "start" and _train_flags_given(args):
-        return _fail(f"{', '.join(_train_flags_given(args))}: only for `runs start` (and `train`).")
+    if args.action != "start" and device_cli.train_flags_given(args):
+        return _fail(f"{', '.join(device_cli.train_flags_given(args))}: only for `runs start` (and `train`).")
     if args.action == "start":
         if args.target is None:
             return _fail("`runs start` needs a SPEC.json.")
-        run_id = runs.start(with_train_flags(load_spec(args.target), args))
+        run_id = runs.start(device_cli.with_train_flags(load_spec(args.target), args))
         print(run_id)
         if args.wait:
             run = runs.wait(run_id, timeout_s=24 * 3600)
@@ -358,7 +301,7 @@ def cmd_runs(args) -> int:
             duration = f"{run.duration_s:.0f} s" if run.duration_s is not None else "-"
             epochs = f"{run.epochs_done}/{run.epochs_total}"
             speed = f"{run.samples_per_s:,.0f}" if run.samples_per_s is not None else "-"
-            rows.append([run.id, run.name, run.mode, run.status, epochs, best, _where(run), speed, duration])
+            rows.append([run.id, run.name, run.mode, run.status, epochs, best, device_cli.where(run), speed, duration])
         print(_table(rows) if len(rows) > 1 else "No runs yet. Start one with `python -m core runs start SPEC.json`.")
         return 0
     if args.target is None:
@@ -373,7 +316,7 @@ def cmd_runs(args) -> int:
         if args.json:
             print(json.dumps(info, indent=2))
         else:
-            shown = {**info, "devices": _where(run, names=True), "gpus": ",".join(map(str, run.gpus)),
+            shown = {**info, "devices": device_cli.where(run, names=True), "gpus": ",".join(map(str, run.gpus)),
                      "samples_per_s": f"{run.samples_per_s:,.0f}" if run.samples_per_s is not None else None}
             for key in ("id", "name", "mode", "status", "error", "epochs_done", "epochs_total", "worker_pid",
                         "strategy", "gpus", "devices", "batch_size", "train_samples", "samples_per_s", "best",
@@ -384,76 +327,6 @@ def cmd_runs(args) -> int:
     action = {"stop": runs.stop, "resume": runs.resume, "delete": runs.delete}[args.action]
     result = action(args.target)
     print(f"{args.target}: {result.status if result is not None else 'deleted'}")
-    return 0
-
-
-def _where(run, names: bool = False) -> str:
-    """Where a run trains: its devices as its worker reported them ('2 × GPU'), else the GPUs
-    the scheduler gave it ('GPU 0,1'), else '-'."""
-    if run.devices:
-        return f"{run.device_label} ({', '.join(run.devices)})" if names else run.device_label
-    if run.gpus:
-        return f"GPU {','.join(map(str, run.gpus))}"
-    return "-"
-
-
-def _worker_devices() -> dict:
-    """What Keras sees in a worker given every GPU StackLab may use (`device_report`)."""
-    _import_keras()
-    from core.training import backend
-
-    try:
-        return backend.device_report()
-    except AttributeError:  # an older core.training.backend, without the report
-        import keras
-
-        return {"backend": keras.backend.backend()}
-
-
-def cmd_devices(args) -> int:
-    """The machine's GPUs, how many runs train at once and which GPU each gets, and what Keras
-    sees in a worker given them all."""
-    from core.runs.devices import gpu_source, machine_gpus
-    from core.runs.scheduler import max_workers, worker_gpu_env
-
-    gpus = machine_gpus()
-    workers = max_workers()
-    slots = [[gpus[slot].index] if slot < len(gpus) else [] for slot in range(workers)]
-    # This process stands in for a worker given every GPU (as a data-parallel run over all
-    # of them is): set before Keras starts, as the scheduler sets a worker's.
-    os.environ.update(worker_gpu_env(tuple(gpu.index for gpu in gpus)))
-    worker = _worker_devices()
-    if args.json:
-        print(json.dumps({"gpus": [dataclasses.asdict(gpu) for gpu in gpus], "gpu_source": gpu_source(),
-                          "max_workers": workers, "worker": worker,
-                          "slots": [{"run": number, "gpus": slot} for number, slot in enumerate(slots, start=1)]},
-                         indent=2))
-        return 0
-    print(f"GPUs ({gpu_source()}): {len(gpus) or 'none'}")
-    for gpu in gpus:
-        print(f"  {gpu.describe()}")
-    limit = "STACKLAB_MAX_WORKERS" if os.environ.get("STACKLAB_MAX_WORKERS", "").strip() else (
-        "one per GPU" if gpus else "the default without GPUs")
-    print(f"Runs at once: {workers} ({limit}; STACKLAB_MAX_WORKERS sets it)")
-    if gpus:
-        for number, slot in enumerate(slots, start=1):
-            where = f"GPU {slot[0]}" if slot else (f"the CPU only (a run with train.distribution.accelerator "
-                                                   f"\"cpu\"; runs 1-{len(gpus)} hold every GPU)")
-            print(f"  run {number}: {where}")
-        print("A data-parallel run takes the GPUs it asks for (train.distribution.devices, 0 = all) when that "
-              "many are free; the runs queued after it wait. Each worker sees only its own GPUs "
-              "(CUDA_VISIBLE_DEVICES).")
-    else:
-        print(f"  {'it trains' if workers == 1 else 'each trains'} on the CPU")
-    print(f"Keras in a worker given {'every GPU above' if gpus else 'no GPU'} (backend {worker['backend']}):")
-    if "accelerators" not in worker:
-        print("  (this StackLab's core.training.backend has no device_report: the backend's name only)")
-        return 0
-    print(f"  accelerators: {', '.join(worker['accelerators']) or 'none'}")
-    print(f"  CPU devices: {', '.join(worker['cpu_devices']) or 'none'}"
-          f" (STACKLAB_CPU_DEVICES splits the CPU: {worker['cpu_split']})")
-    visible = worker["visible_gpus_env"]
-    print(f"  CUDA_VISIBLE_DEVICES: {visible!r}" if visible is not None else "  CUDA_VISIBLE_DEVICES: unset")
     return 0
 
 
@@ -485,23 +358,6 @@ def _record_artifact(run_id: str, name: str, path: Path) -> None:
     runs.current_store().add_artifact(run_id, name, path)
 
 
-def _add_train_flags(parser: argparse.ArgumentParser) -> None:
-    """The spec's device settings as flags; each overrides the spec's value (`with_train_flags`)."""
-    group = parser.add_argument_group("devices", "override the spec's train settings (train.distribution, "
-                                                 "train.mixed_precision, train.jit_compile)")
-    group.add_argument("--distribution", choices=STRATEGIES, help="one device, data parallel over this machine's "
-                                                                  "devices, or over several machines (JAX)")
-    group.add_argument("--devices", type=int, metavar="N", help="data parallel: devices per process (0 = all)")
-    group.add_argument("--cpu", action="store_true", help="train on the CPU even where there are GPUs")
-    group.add_argument("--coordinator", metavar="HOST:PORT", help="multi_host: process 0's address")
-    group.add_argument("--num-processes", type=int, metavar="N", help="multi_host: processes in the cluster")
-    group.add_argument("--process-id", type=int, metavar="K", help="multi_host: this process (0 .. N-1)")
-    group.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
-                       help="float16 compute with float32 weights")
-    group.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
-                       help="XLA compilation of the train step (train.jit_compile)")
-
-
 def make_parser() -> argparse.ArgumentParser:
     program = "stacklab" if Path(sys.argv[0]).name == "stacklab" else "python -m core"
     parser = argparse.ArgumentParser(prog=program, description="StackLab: stacked Keras models.")
@@ -517,7 +373,7 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("spec")
     train.add_argument("--out", required=True, help="folder for model.keras, history.csv, spec.json, stack.py")
     train.add_argument("--epochs", type=int, help="override the spec's epoch count")
-    _add_train_flags(train)
+    device_cli.add_train_flags(train)
     train.set_defaults(run=cmd_train)
     inspect = commands.add_parser("inspect", help="load a model or data file as an upload would be")
     inspect.add_argument("file")
@@ -532,12 +388,9 @@ def make_parser() -> argparse.ArgumentParser:
     run_commands.add_argument("target", nargs="?", help="SPEC.json for start, a run id otherwise")
     run_commands.add_argument("--json", action="store_true", help="show: print JSON")
     run_commands.add_argument("--wait", action="store_true", help="start: wait until the run ends")
-    _add_train_flags(run_commands)
+    device_cli.add_train_flags(run_commands)
     run_commands.set_defaults(run=cmd_runs)
-    devices = commands.add_parser("devices", help="the GPUs, how many runs train at once, and what a worker's "
-                                                  "Keras sees (imports Keras)")
-    devices.add_argument("--json", action="store_true")
-    devices.set_defaults(run=cmd_devices)
+    device_cli.add_devices_parser(commands, import_keras=_import_keras)
     for command in (predict.add_parser(commands), export_cli.add_parser(commands, record_artifact=_record_artifact)):
         command.set_defaults(run=_with_keras(command.get_default("run")))
     evaluate_cli.add_parser(commands, import_keras=_import_keras)

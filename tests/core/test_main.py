@@ -532,12 +532,11 @@ def test_devices_lists_the_gpus_the_runs_at_once_and_what_keras_sees(capsys, mon
     assert any(line.startswith("  run 4: the CPU only") for line in lines)
     assert "  accelerators: cuda:0, cuda:1, cuda:2" in lines
     assert "  CUDA_VISIBLE_DEVICES: '0,1,2'" in lines  # what a worker given every GPU gets
-    monkeypatch.delattr(backend, "device_report")  # an older training backend: its name only
     code, out, err = run_main(capsys, "devices", "--json")
     report = json.loads(out)
     assert report["max_workers"] == 4 and [gpu["index"] for gpu in report["gpus"]] == [0, 1, 2]
     assert report["slots"][3] == {"run": 4, "gpus": []}
-    assert report["worker"] == {"backend": keras.backend.backend()}
+    assert report["worker"] == fake_report()
 
 
 def test_devices_on_a_machine_without_gpus_runs_keras(monkeypatch):
