@@ -123,12 +123,7 @@ st.caption(f"Saved as you edit, in {drafts.draft_path()}: a reload, a new tab or
 with st.container(key="asm-messages"):
     draft_widgets.replacement_prompt("asm")
     draft_widgets.undo_button()
-    error = state.pop_page_error()
-    if error:
-        st.error(error)
-    notice = state.pop_page_notice()
-    if notice:
-        st.info(notice, icon=":material/info:")
+    draft_widgets.page_messages()
 
 try:
     templates = services.templates()

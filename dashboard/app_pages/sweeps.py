@@ -15,6 +15,7 @@ from core.runs import RunStoreError
 from core.spec import SpecError, StackSpec, load_spec
 from core.storage.paths import shipped_file
 from dashboard import formatting, state
+from dashboard.widgets import draft as draft_widgets
 from dashboard.widgets import live
 from dashboard.widgets import sweeps as sweep_widgets
 
@@ -216,12 +217,7 @@ def best_trial(summary: sweeps.SweepSummary) -> None:
 
 st.title("Sweeps")
 with st.container(key="sweeps-messages"):
-    error = state.pop_page_error()
-    if error:
-        st.error(error)
-    notice = state.pop_page_notice()
-    if notice:
-        st.info(notice, icon=":material/info:")
+    draft_widgets.page_messages()
 try:
     all_sweeps = sweeps.list_sweeps()
 except (ValueError, RunStoreError) as error:
