@@ -22,6 +22,20 @@ import time
 from dataclasses import dataclass
 
 GPUS_VARIABLE = "STACKLAB_GPUS"
+# A worker runs with CUDA_VISIBLE_DEVICES narrowed to its own GPUs (or "" for a CPU run), and
+# its supervisor schedules the next queued run when it ends: it must see the machine's GPUs,
+# not its own. The scheduler passes the machine's visibility down in this variable ("*": the
+# variable was unset, every GPU).
+MACHINE_VISIBLE_VARIABLE = "STACKLAB_MACHINE_CUDA_VISIBLE_DEVICES"
+ALL_VISIBLE = "*"
+
+
+def machine_visibility() -> str | None:
+    """CUDA_VISIBLE_DEVICES as the machine's StackLab started with it (None: unset), also in a worker."""
+    passed = os.environ.get(MACHINE_VISIBLE_VARIABLE)
+    if passed is not None:
+        return None if passed == ALL_VISIBLE else passed
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
 NVIDIA_SMI = ("nvidia-smi", "--query-gpu=index,name,memory.total,uuid", "--format=csv,noheader,nounits")
 NVIDIA_SMI_TIMEOUT_S = 10.0
 # The dashboard asks on every rerun; nvidia-smi takes tens of milliseconds or more, and the
@@ -62,7 +76,7 @@ def machine_gpus() -> tuple[GpuInfo, ...]:
         ValueError: STACKLAB_GPUS is set but is not a comma-separated list of distinct GPU
             indices.
     """
-    key = (os.environ.get(GPUS_VARIABLE), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    key = (os.environ.get(GPUS_VARIABLE), machine_visibility())
     now = time.monotonic()
     with _cache_lock:
         cached = _cache.get(key)
@@ -83,7 +97,7 @@ def gpu_source() -> str:
     """Where `machine_gpus()` takes its list from, in words (for `python -m core devices`)."""
     if os.environ.get(GPUS_VARIABLE) is not None:
         return f"{GPUS_VARIABLE}={os.environ[GPUS_VARIABLE]!r}"
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = machine_visibility()
     return "nvidia-smi" + (f", restricted to CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else "")
 
 

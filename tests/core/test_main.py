@@ -510,7 +510,7 @@ def fake_report() -> dict:
 @pytest.fixture
 def gpu_env(monkeypatch):
     """`devices` sets the worker's GPU variables in its own process: restore them after."""
-    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "STACKLAB_MACHINE_CUDA_VISIBLE_DEVICES"):
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
 

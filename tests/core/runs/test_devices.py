@@ -101,3 +101,24 @@ def test_the_list_is_cached_for_a_few_seconds_per_environment(monkeypatch, smi):
 def test_lines_nvidia_smi_may_print_that_are_not_gpus_are_skipped():
     assert parse_nvidia_smi("Failed to initialize NVML: Driver/library version mismatch\n") == ()
     assert parse_nvidia_smi("0, Tesla T4, 15360\n") == (GpuInfo(0, "Tesla T4", 15360),)
+
+
+def test_a_worker_narrowed_to_its_own_gpus_still_sees_the_machine_s(smi, monkeypatch):
+    """A worker's supervisor schedules the next run: it must not take its own CUDA_VISIBLE_DEVICES
+    (one GPU, or "" for a CPU run) for the machine's."""
+    from core.runs import scheduler
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,2")  # StackLab started with GPUs 1 and 2
+    given = scheduler.worker_gpu_env((2,))
+    assert given["STACKLAB_MACHINE_CUDA_VISIBLE_DEVICES"] == "1,2"
+    for name, value in given.items():  # inside the worker
+        monkeypatch.setenv(name, value)
+    devices.clear_cache()
+    assert [gpu.index for gpu in machine_gpus()] == [1, 2]
+    for name in given:  # StackLab started again, with every GPU visible
+        monkeypatch.delenv(name)
+    devices.clear_cache()
+    for name, value in scheduler.worker_gpu_env(()).items():  # a CPU run's worker
+        monkeypatch.setenv(name, value)
+    devices.clear_cache()
+    assert len(machine_gpus()) == len(parse_nvidia_smi(SMI_OUTPUT)) > 0

@@ -74,7 +74,8 @@ def test_a_cpu_run_on_a_gpu_machine_takes_no_gpu_and_sees_none(no_workers):
     assert state(last) == ("queued", ())  # four runs train: the worker limit, though GPU 3 is free
     runs.current_store().update(ids[0], status="finished")
     assert runs.schedule() == [last] and state(last) == ("running", (0,))
-    assert scheduler.worker_gpu_env(()) == {"CUDA_VISIBLE_DEVICES": "", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    assert scheduler.worker_gpu_env(()) == {"CUDA_VISIBLE_DEVICES": "", "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+                                            "STACKLAB_MACHINE_CUDA_VISIBLE_DEVICES": "*"}
 
 
 def test_a_run_asking_for_more_gpus_than_the_machine_has_fails_and_the_queue_moves_on(no_workers):
