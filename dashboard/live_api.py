@@ -75,8 +75,9 @@ def stopping_words(progress: Mapping[str, Any] | None, now: float) -> str:
     step_time = (progress or {}).get("step_time_s")
     if step_time is None:
         return "Stopping after the current batch; the last finished epoch is kept."
-    left = max(step_time - (now - progress["updated_at"]), 0.0)
-    return (f"Stopping after the current batch (about {formatting.duration(left)}; a batch takes "
+    left = step_time - (now - progress["updated_at"])
+    when = f"about {formatting.duration(left)}" if left >= 1.0 else "any moment now"
+    return (f"Stopping after the current batch ({when}; a batch takes "
             f"{formatting.duration(step_time)}); the last finished epoch is kept.")
 
 

@@ -84,6 +84,15 @@ def test_the_status_says_where_the_run_trains_and_how_fast(no_workers, monkeypat
     assert status["text"].endswith(" · 2 × GPU (0, 1) · 60 samples/s"), status["text"]  # 120 samples in 2 s
 
 
+def test_stopping_says_what_is_left_of_the_batch_that_was_running_when_progress_was_written():
+    progress = {"step_time_s": 30.0, "updated_at": 1000.0}
+    assert live_api.stopping_words(progress, now=1002.0).startswith(
+        "Stopping after the current batch (about 28 s; a batch takes 30 s)")
+    assert "(any moment now; a batch takes 30 s)" in live_api.stopping_words(progress, now=1100.0)  # overdue
+    assert live_api.stopping_words(None, now=0.0) == (
+        "Stopping after the current batch; the last finished epoch is kept.")
+
+
 def test_a_queued_run_says_what_it_waits_for(no_workers):
     active = fake_run(epochs=1)  # holds the one worker slot
     queued = runs.start(runs.get(active).spec)

@@ -239,5 +239,7 @@ def test_stopping_says_how_long_the_current_batch_takes(no_workers):
     # One batch of 30 s left in this epoch, and the last epoch at 4 batches of 30 s.
     assert "batch 3 of 4 · about 2 min 30 s left" in elements(at, "progress")[0].proto.text
     at.button(key="train-stop").click().run()
-    # About what is left of the 30 s batch that started when the progress was written.
-    assert re.search(r"Stopping after the current batch \(about (29|30) s; a batch takes 30 s\)", texts(at))
+    # What is left of the 30 s batch that started when the progress was written: the page runs
+    # in wall time, so a slow machine has spent a few seconds of it (the exact sum is in test_live_api).
+    said = re.search(r"Stopping after the current batch \(about (\d+) s; a batch takes 30 s\)", texts(at))
+    assert said and 15 <= int(said.group(1)) <= 30, texts(at)
