@@ -9,11 +9,13 @@ PY := $(VENV)/bin/python
 dashboard: $(VENV)/.run-deps
 	$(PY) -m streamlit run dashboard/server.py
 
-# Lint and the import contracts first (seconds), then the whole suite.
+# Lint and the import contracts first (seconds), then the whole suite in TEST_WORKERS processes
+# (pytest-xdist; the end-to-end tests share one of them). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.dev-deps chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

@@ -21,3 +21,11 @@ def stacklab_home(tmp_path, monkeypatch):
     # the workers' CUDA_VISIBLE_DEVICES would otherwise follow the machine.
     monkeypatch.setenv("STACKLAB_GPUS", "")
     return home
+
+
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (`make test` runs two processes), the end-to-end tests stay together in
+    one process: they share one dashboard server, one Chromium and test-artifacts/e2e/."""
+    for item in items:
+        if item.path.is_relative_to(ROOT / "tests" / "e2e"):
+            item.add_marker(pytest.mark.xdist_group("e2e"))

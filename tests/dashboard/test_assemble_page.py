@@ -206,7 +206,9 @@ def test_a_model_file_is_inspected_cut_and_added(shared_home, finished_run):
 def test_a_refused_model_file_shows_its_reason_and_the_app_keeps_working(shared_home):
     at = assemble()
     at.file_uploader(key="add-file-upload").set_value(("bad.keras", b"definitely not a zip", "application/zip")).run()
-    assert at.error and at.error[0].value.startswith("Refused 'bad.keras':")
+    # Among the page's errors: the shared home may hold a finished run whose model file is gone,
+    # which the "Earlier run" tab reports too.
+    assert any(error.value.startswith("Refused 'bad.keras':") for error in at.error), [e.value for e in at.error]
     assert "The stack builds" in texts(at)
     at.selectbox(key="draft-mode").set_value("fusion").run()
     assert draft(at).mode == "fusion"
