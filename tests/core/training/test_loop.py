@@ -38,7 +38,9 @@ def test_events_history_and_metrics():
     log = EventLog()
     result = train(tiny_spec(), tiny_dataset(), log)
     assert result.status == "finished"
-    kinds = [e.kind for e in log.events if e.kind != "progress"]
+    # Batch progress and loss samples follow the clock (a sample at most once a second: one
+    # comes on a machine loaded enough for an epoch to take a second); test_step_samples has them.
+    kinds = [e.kind for e in log.events if e.kind not in ("progress", "step")]
     assert kinds == ["started", "epoch", "epoch", "epoch", "ended"]
     started = log.of_kind("started")[0]
     assert started.epochs == 3 and started.steps_per_epoch == math.ceil(72 / 16)
