@@ -25,7 +25,10 @@ def stacklab_home(tmp_path, monkeypatch):
 
 def pytest_collection_modifyitems(config, items):
     """With pytest-xdist (`make test` runs two processes), the end-to-end tests stay together in
-    one process: they share one dashboard server, one Chromium and test-artifacts/e2e/."""
+    one process: they share one dashboard server, one Chromium and test-artifacts/e2e/. They
+    go first, so that one long group runs beside the rest instead of after it."""
+    e2e = ROOT / "tests" / "e2e"
     for item in items:
-        if item.path.is_relative_to(ROOT / "tests" / "e2e"):
+        if item.path.is_relative_to(e2e):
             item.add_marker(pytest.mark.xdist_group("e2e"))
+    items.sort(key=lambda item: not item.path.is_relative_to(e2e))  # stable: the order within each stays

@@ -16,6 +16,9 @@ from playwright.sync_api import Locator, Page, expect
 
 VIEWPORT = {"width": 1400, "height": 1600}
 TIMEOUT_MS = 60_000
+# Assertions wait as long as actions do (Playwright's own default is 5 s): a rerun on a machine
+# whose cores also run the other test process can take longer than that.
+expect.set_options(timeout=TIMEOUT_MS)
 # From Train to a finished run: the worker imports TensorFlow (~5 s), builds and trains.
 TRAIN_TIMEOUT_MS = 240_000
 # The app root carries the script state; "notRunning" once a rerun has drawn everything.
