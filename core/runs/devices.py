@@ -36,6 +36,14 @@ def machine_visibility() -> str | None:
     if passed is not None:
         return None if passed == ALL_VISIBLE else passed
     return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def machine_visibility_env() -> dict[str, str]:
+    """What a worker's environment carries so that `machine_visibility` there answers as here."""
+    visible = machine_visibility()
+    return {MACHINE_VISIBLE_VARIABLE: ALL_VISIBLE if visible is None else visible}
+
+
 NVIDIA_SMI = ("nvidia-smi", "--query-gpu=index,name,memory.total,uuid", "--format=csv,noheader,nounits")
 NVIDIA_SMI_TIMEOUT_S = 10.0
 # The dashboard asks on every rerun; nvidia-smi takes tens of milliseconds or more, and the

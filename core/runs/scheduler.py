@@ -25,7 +25,7 @@ import psutil
 
 from core.limits import positive_from_env
 from core.processes import PROJECT_ROOT, child_env
-from core.runs.devices import ALL_VISIBLE, GPUS_VARIABLE, MACHINE_VISIBLE_VARIABLE, machine_gpus, machine_visibility
+from core.runs.devices import GPUS_VARIABLE, machine_gpus, machine_visibility_env
 from core.runs.store import Run, RunStore, current_store
 from core.spec import StackSpec, gpus_wanted
 from core.storage.paths import run_dir, stacklab_home
@@ -115,10 +115,9 @@ def worker_gpu_env(gpus: tuple[int, ...]) -> dict[str, str]:
     """
     if not machine_gpus() and os.environ.get(GPUS_VARIABLE) is None:
         return {}
-    machine = machine_visibility()
     return {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus)), "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
             # The worker's supervisor schedules the next run: it must see the machine's GPUs.
-            MACHINE_VISIBLE_VARIABLE: ALL_VISIBLE if machine is None else machine}
+            **machine_visibility_env()}
 
 
 def _spawn(run_id: str) -> None:
