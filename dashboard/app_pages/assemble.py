@@ -15,7 +15,7 @@ from core.runs import RunStoreError
 from core.spec import GRAPH_MODE, STACKING_MODES, SpecError, StackSpec
 from core.storage import drafts
 from dashboard import formatting, graph_edit, services, spec_edit, state
-from dashboard.widgets import canvas, forms, members, node_panel, preflight
+from dashboard.widgets import canvas, forms, members, messages, node_panel, preflight
 from dashboard.widgets import draft as draft_widgets
 
 IMPORT_KEY = "asm-import"
@@ -123,7 +123,7 @@ st.caption(f"Saved as you edit, in {drafts.draft_path()}: a reload, a new tab or
 with st.container(key="asm-messages"):
     draft_widgets.replacement_prompt("asm")
     draft_widgets.undo_button()
-    draft_widgets.page_messages()
+    messages.page_messages()
 
 try:
     templates = services.templates()

@@ -15,8 +15,7 @@ from core.runs import RunStoreError
 from core.spec import SpecError, StackSpec, load_spec
 from core.storage.paths import shipped_file
 from dashboard import formatting, state
-from dashboard.widgets import draft as draft_widgets
-from dashboard.widgets import live
+from dashboard.widgets import live, messages
 from dashboard.widgets import sweeps as sweep_widgets
 
 EXAMPLE = "examples/sweep_digits8.json"
@@ -217,7 +216,7 @@ def best_trial(summary: sweeps.SweepSummary) -> None:
 
 st.title("Sweeps")
 with st.container(key="sweeps-messages"):
-    draft_widgets.page_messages()
+    messages.page_messages()
 try:
     all_sweeps = sweeps.list_sweeps()
 except (ValueError, RunStoreError) as error:

@@ -1,5 +1,4 @@
-"""Widgets around the draft as a whole: asking before it is replaced, and bringing it back;
-and the messages a callback leaves for the page it reruns (page_messages).
+"""Widgets around the draft as a whole: asking before it is replaced, and bringing it back.
 
 Replacing the draft (an import, a reset, a new transfer stack on a run) never happens behind
 the user's back: a draft with edits is replaced only after a yes (`dashboard.state`
@@ -40,13 +39,3 @@ def undo_button() -> None:
     previous, what = replaced
     st.button(f"Undo: bring back '{previous.name}'", key="asm-undo", icon=":material/undo:",
               on_click=state.undo_replacement, help=f"It was replaced by {what}." if what else None)
-
-
-def page_messages() -> None:
-    """The error and the notice a callback left for this page (each shown once)."""
-    error = state.pop_page_error()
-    if error:
-        st.error(error)
-    notice = state.pop_page_notice()
-    if notice:
-        st.info(notice, icon=":material/info:")
